@@ -1,0 +1,30 @@
+"""openmrs-cluster: reads the stack's configuration and wires the cluster's components together."""
+import pulumi
+
+from components import (
+    ClusterNetwork, ClusterNetworkArgs, LoadBalancerTier, LoadBalancerTierArgs, MySQLPair, MySQLPairArgs,
+    SharedStorage, SharedStorageArgs, TomcatPool, TomcatPoolArgs,
+)
+from components.config import read_stack_config
+
+stack = read_stack_config()
+cluster = stack.cluster
+
+network = ClusterNetwork("net", ClusterNetworkArgs(cluster=cluster))
+database = MySQLPair("db", MySQLPairArgs(cluster=cluster, network=network, passwords=stack.given_secrets))
+storage = SharedStorage("files", SharedStorageArgs(cluster=cluster, network=network))
+pool = TomcatPool(
+    "app",
+    TomcatPoolArgs(
+        cluster=cluster, network=network, database=database, storage=storage,
+        admin_password=stack.given_secrets.get("admin_password"),
+    ),
+)
+balancer = LoadBalancerTier("lb", LoadBalancerTierArgs(cluster=cluster, network=network, pool=pool))
+
+pulumi.export("url", balancer.url)
+pulumi.export("members", [member._asdict() for member in pool.members])
+pulumi.export("database_writer_endpoint", database.writer_endpoint)
+pulumi.export("database_reader_endpoint", database.reader_endpoint)
+pulumi.export("database_password", database.password)
+pulumi.export("admin_password", pool.admin_password)

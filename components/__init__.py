@@ -1,0 +1,11 @@
+"""The cluster's reusable components: one type token and the same outputs on every platform."""
+from .load_balancer_tier import LoadBalancerTier, LoadBalancerTierArgs
+from .mysql_pair import MySQLPair, MySQLPairArgs
+from .network import ClusterNetwork, ClusterNetworkArgs
+from .shared_storage import SharedStorage, SharedStorageArgs
+from .tomcat_pool import TomcatPool, TomcatPoolArgs
+
+__all__ = [
+    "ClusterNetwork", "ClusterNetworkArgs", "LoadBalancerTier", "LoadBalancerTierArgs", "MySQLPair",
+    "MySQLPairArgs", "SharedStorage", "SharedStorageArgs", "TomcatPool", "TomcatPoolArgs",
+]

@@ -1,0 +1,241 @@
+"""The cluster's configuration: one typed model, read from the stack and validated before any resource exists.
+
+Every rule that a value breaks is reported at once, each with its stack key and how to fix it, so a user
+fixes a stack file in one pass instead of one `pulumi up` per mistake.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Literal, Optional
+
+import pulumi
+from pulumi.runtime import config as runtime_config
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PROJECT = "openmrs-cluster"
+OFFICIAL_BACKEND_IMAGE = "openmrs/openmrs-reference-application-3-backend:3.7.x-no-demo"
+# Folders of /openmrs/data that the official image deletes and re-copies at every start: never shared.
+IMAGE_MANAGED_FOLDERS = {"modules", "owa", "configuration", "configuration_checksums", "frontend"}
+SECRET_KEYS = ("database_password", "database_root_password", "database_replication_password", "admin_password")
+STRUCTURED_KEYS = ("platform", "app", "balancer", "database", "storage", "network")
+MAX_APP_NODES = 16
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Heartbeat(_Section):
+    """What the balancer's health checks ask of every node, and how fast they take it out and back in."""
+
+    path: str = "/openmrs/health/started"
+    interval_seconds: int = Field(5, ge=1, le=300)
+    fails: int = Field(3, ge=1, le=20)
+    passes: int = Field(2, ge=1, le=20)
+
+    @field_validator("path")
+    @classmethod
+    def _absolute_path(cls, path: str) -> str:
+        if not path.startswith("/") or any(c.isspace() for c in path):
+            raise ValueError("must be an absolute URL path without spaces, such as /openmrs/health/started")
+        if path.endswith("/health/alive"):
+            raise ValueError("/health/alive can trigger OpenMRS setup; use /openmrs/health/started")
+        return path
+
+
+class AppConfig(_Section):
+    nodes: int = Field(3, ge=2, le=MAX_APP_NODES)
+    image: str = OFFICIAL_BACKEND_IMAGE
+    build: Optional[str] = None
+    port: int = Field(8080, ge=1, le=65535)
+    context_path: str = "/openmrs"
+    start_period_seconds: int = Field(900, ge=0, le=7200)
+    memory_mb: Optional[int] = Field(None, ge=512)
+
+    @field_validator("context_path")
+    @classmethod
+    def _context_path(cls, path: str) -> str:
+        if not re.fullmatch(r"/[A-Za-z0-9_-]+", path):
+            raise ValueError("must be one path segment such as /openmrs")
+        return path
+
+
+class BalancerConfig(_Section):
+    scheduling: Literal["round_robin", "by_busyness"] = "round_robin"
+    sticky_sessions: bool = True
+    heartbeat: Heartbeat = Heartbeat()
+    listen_address: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+
+    @field_validator("listen_address")
+    @classmethod
+    def _ipv4(cls, address: str) -> str:
+        try:
+            ipaddress.IPv4Address(address)
+        except ValueError:
+            raise ValueError("must be an IPv4 address such as 127.0.0.1") from None
+        return address
+
+
+class DatabaseConfig(_Section):
+    name: str = "openmrs"
+    user: str = "openmrs"
+
+    @field_validator("name", "user")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,31}", value):
+            raise ValueError("must start with a letter and hold only letters, digits and _ (at most 32)")
+        return value
+
+
+class StorageConfig(_Section):
+    shared_folders: list[str] = ["complex_obs", "attachments", "storage"]
+
+    @field_validator("shared_folders")
+    @classmethod
+    def _runtime_folders_only(cls, folders: list[str]) -> list[str]:
+        if not folders:
+            raise ValueError("must name at least one folder, such as complex_obs")
+        for folder in folders:
+            if not re.fullmatch(r"[a-z0-9_]+", folder):
+                raise ValueError(f"{folder!r} must be a folder name directly under /openmrs/data, such as complex_obs")
+            if folder in IMAGE_MANAGED_FOLDERS:
+                raise ValueError(
+                    f"{folder!r} is deleted and re-copied by the OpenMRS image at every start; "
+                    "share only folders that nodes write at run time (complex_obs, attachments, storage)"
+                )
+        if len(set(folders)) != len(folders):
+            raise ValueError("lists a folder twice")
+        return folders
+
+
+class NetworkConfig(_Section):
+    subnet: str = "172.30.89.0/24"
+
+    @field_validator("subnet")
+    @classmethod
+    def _subnet(cls, subnet: str) -> str:
+        try:
+            network = ipaddress.IPv4Network(subnet)
+        except ValueError:
+            raise ValueError("must be an IPv4 network in CIDR form, such as 172.30.89.0/24") from None
+        if network.prefixlen > 24:
+            raise ValueError("must hold at least 256 addresses (a prefix of /24 or shorter)")
+        return subnet
+
+
+class ClusterConfig(_Section):
+    platform: Literal["local"] = "local"
+    app: AppConfig = AppConfig()
+    balancer: BalancerConfig = BalancerConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    storage: StorageConfig = StorageConfig()
+    network: NetworkConfig = NetworkConfig()
+
+    @model_validator(mode="after")
+    def _health_path_inside_the_application(self) -> "ClusterConfig":
+        heartbeat_path = self.balancer.heartbeat.path
+        if not heartbeat_path.startswith(self.app.context_path + "/"):
+            raise ValueError(
+                f"balancer.heartbeat.path {heartbeat_path!r} is outside app.context_path "
+                f"{self.app.context_path!r}; set it to {self.app.context_path}/health/started"
+            )
+        return self
+
+
+class ConfigError(Exception):
+    """Raised before any resource is registered; its message lists every problem with its key and fix."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__(
+            "invalid stack configuration:\n" + "\n".join(f"  - {problem}" for problem in problems)
+        )
+
+
+def _describe(error: dict[str, Any]) -> str:
+    location = ".".join(str(part) for part in error["loc"])
+    key = f"{PROJECT}:{location}" if location else PROJECT
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown key; remove it or check its spelling against the README's config reference"
+    if error["type"] == "literal_error":
+        expected = error.get("ctx", {}).get("expected", "")
+        return f"{key}: {error['input']!r} is not allowed; set it to one of {expected}"
+    message = error["msg"].removeprefix("Value error, ")
+    fix = f"pulumi config set --path {location} <value>" if location else "fix the stack file"
+    return f"{key}: {message} (got {error.get('input')!r}); fix with `{fix}`"
+
+
+def parse_cluster_config(values: dict[str, Any]) -> ClusterConfig:
+    """Validates the structured keys of a stack; raises ConfigError naming every broken rule."""
+    try:
+        return ClusterConfig.model_validate(values)
+    except ValidationError as invalid:
+        raise ConfigError([_describe(error) for error in invalid.errors()]) from None
+
+
+def _secret_problem(key: str, value: str) -> Optional[str]:
+    if len(value) < 16:
+        return (
+            f"{PROJECT}:{key}: a given password must be at least 16 characters; fix with "
+            f"`pulumi config set --secret {key} <password>`, or `pulumi config rm {key}` to have one generated"
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    cluster: ClusterConfig
+    # Passwords the user gave (as Pulumi secrets); a key that is absent gets a generated password.
+    given_secrets: dict[str, pulumi.Output[str]]
+
+
+def _stack_keys() -> set[str]:
+    keys = set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env())
+    return {key.split(":", 1)[1] for key in keys if key.startswith(PROJECT + ":")}
+
+
+def _decode(raw: Any) -> Any:
+    """Structured config arrives as JSON text; a bare word (platform: local) stays a string."""
+    if not isinstance(raw, str):
+        return raw
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def read_stack_config() -> StackConfig:
+    """Reads and validates the whole stack configuration; raises ConfigError listing every problem."""
+    problems = []
+    for key in sorted(_stack_keys() - set(STRUCTURED_KEYS) - set(SECRET_KEYS)):
+        problems.append(f"{PROJECT}:{key}: unknown key; remove it with `pulumi config rm {key}` or check its spelling")
+
+    values = {}
+    for key in STRUCTURED_KEYS:
+        raw = runtime_config.get_config(f"{PROJECT}:{key}")
+        if raw is not None:
+            values[key] = _decode(raw)
+    cluster = None
+    try:
+        cluster = parse_cluster_config(values)
+    except ConfigError as invalid:
+        problems.extend(invalid.problems)
+
+    given_secrets = {}
+    for key in SECRET_KEYS:
+        raw = runtime_config.get_config(f"{PROJECT}:{key}")
+        if raw is None:
+            continue
+        problem = _secret_problem(key, raw)
+        if problem:
+            problems.append(problem)
+        given_secrets[key] = pulumi.Output.secret(raw)
+
+    if problems:
+        raise ConfigError(problems)
+    return StackConfig(cluster=cluster, given_secrets=given_secrets)

@@ -1,0 +1,63 @@
+"""The local load balancer: Apache httpd with mod_proxy_balancer, published on the configured host address."""
+import pulumi
+import pulumi_docker as docker
+
+from ..load_balancer_tier import APACHE_LBMETHODS, LoadBalancerTierArgs
+from ..render import render
+from . import images
+from .network import BALANCER_HOST
+
+LISTEN_PORT = 8080
+CONFIG_FILE = "/etc/apache2/openmrs-balancer.conf"
+
+
+def balancer_config(args: LoadBalancerTierArgs) -> pulumi.Output[str]:
+    """The rendered httpd configuration, once the members' container names are known."""
+    balancer = args.cluster.balancer
+    members = args.pool.members
+    return pulumi.Output.all(*[member.name for member in members]).apply(
+        lambda hosts: render(
+            "balancer.conf",
+            server_name="openmrs-balancer",
+            listen_port=LISTEN_PORT,
+            balancer_name="openmrs-nodes",
+            lbmethod=APACHE_LBMETHODS[balancer.scheduling],
+            sticky_sessions=balancer.sticky_sessions,
+            heartbeat=balancer.heartbeat,
+            context_path=args.cluster.app.context_path,
+            members=[
+                {"host": host, "port": member.port, "route": member.route} for host, member in zip(hosts, members)
+            ],
+        )
+    )
+
+
+def build(component: pulumi.ComponentResource, name: str, args: LoadBalancerTierArgs) -> pulumi.Output[str]:
+    network = args.network.local
+    balancer = args.cluster.balancer
+    image = images.build_image(f"{name}-image", "images/httpd", "openmrs-cluster/httpd", component)
+    docker.Container(
+        f"{name}-apache",
+        name=network.container_name(f"{name}-apache"),
+        hostname=f"{name}-apache",
+        image=image.image_name,
+        uploads=[docker.ContainerUploadArgs(file=CONFIG_FILE, content=balancer_config(args))],
+        networks_advanced=[
+            docker.ContainerNetworksAdvancedArgs(name=network.private.name, ipv4_address=network.address(BALANCER_HOST)),
+            docker.ContainerNetworksAdvancedArgs(name=network.edge.name),
+        ],
+        ports=[docker.ContainerPortArgs(internal=LISTEN_PORT, external=balancer.port, ip=balancer.listen_address)],
+        healthcheck=docker.ContainerHealthcheckArgs(
+            tests=["CMD", "curl", "-fsS", "-o", "/dev/null", f"http://localhost:{LISTEN_PORT}/balancer-manager"],
+            interval="5s",
+            timeout="3s",
+            retries=3,
+            start_period="10s",
+        ),
+        capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
+        restart="unless-stopped",
+        wait=True,
+        wait_timeout=120,
+        opts=pulumi.ResourceOptions(parent=component),
+    )
+    return pulumi.Output.format("http://{0}:{1}{2}/", balancer.listen_address, balancer.port, args.cluster.app.context_path)

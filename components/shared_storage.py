@@ -1,0 +1,36 @@
+"""SharedStorage: the folders of /openmrs/data that nodes write at run time, shared by every node.
+
+Modules and configuration are not shared: the OpenMRS image deletes and re-copies them at every start.
+"""
+from dataclasses import dataclass
+from typing import NamedTuple, Optional
+
+import pulumi
+
+from .config import ClusterConfig
+from .network import ClusterNetwork
+from .platforms import implementation
+
+DATA_DIRECTORY = "/openmrs/data"
+
+
+@dataclass
+class SharedStorageArgs:
+    cluster: ClusterConfig
+    network: ClusterNetwork
+
+
+class SharedMount(NamedTuple):
+    """One shared folder: `source` is the platform's volume, `container_path` where nodes see it."""
+
+    source: pulumi.Output[str]
+    container_path: str
+
+
+class SharedStorage(pulumi.ComponentResource):
+    mounts: list[SharedMount]
+
+    def __init__(self, name: str, args: SharedStorageArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("openmrs:cluster:SharedStorage", name, None, opts)
+        self.mounts = implementation(args.cluster.platform, "storage").build(self, name, args)
+        self.register_outputs({"mounts": [mount._asdict() for mount in self.mounts]})

@@ -1,0 +1,282 @@
+"""Creates the pulumi-docker resources that the program registered, with their exact inputs, on a real engine.
+
+The Pulumi CLI and its Docker provider cannot be installed here, so this stands in for `pulumi up`: it
+applies each input the way the provider does and refuses any input it does not know how to apply, so that
+nothing the program asks for is silently dropped. Resources are created in dependency order, independent
+ones at the same time, as the engine does.
+"""
+from __future__ import annotations
+
+import io
+import re
+import tarfile
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any, Callable
+
+import docker
+import docker.errors
+import docker.types
+
+from program import Graph, Registration, unwrap
+
+NETWORK = "docker:index/network:Network"
+VOLUME = "docker:index/volume:Volume"
+IMAGE = "docker:index/image:Image"
+REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
+CONTAINER = "docker:index/container:Container"
+
+# What each resource type's handler applies; any other input fails the deployment.
+APPLIED_INPUTS = {
+    NETWORK: {"name", "driver", "internal", "ipamConfigs"},
+    VOLUME: {"name"},
+    IMAGE: {"imageName", "build", "skipPush", "buildOnPreview"},  # buildOnPreview acts in previews only
+    REMOTE_IMAGE: {"name", "keepLocally"},
+    CONTAINER: {
+        "name", "hostname", "image", "envs", "command", "uploads", "volumes", "mounts", "networksAdvanced",
+        "networkMode", "ports", "healthcheck", "capabilities", "restart", "memory", "wait", "waitTimeout",
+        "mustRun", "attach",
+    },
+}
+
+
+class UnsupportedInput(Exception):
+    pass
+
+
+class DeploymentFailed(Exception):
+    pass
+
+
+def _seconds(duration: str) -> float:
+    match = re.fullmatch(r"(\d+)(ms|s|m)", duration)
+    if not match:
+        raise UnsupportedInput(f"duration {duration!r}")
+    return int(match[1]) * {"ms": 0.001, "s": 1, "m": 60}[match[2]]
+
+
+def _nanoseconds(duration: str) -> int:
+    return int(_seconds(duration) * 1_000_000_000)
+
+
+def _schema_types(value: Any) -> Any:
+    """Protobuf carries every number as a double; the provider's schema types these as integers."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _schema_types(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_schema_types(item) for item in value]
+    return value
+
+
+def _tar(files: list[dict[str, Any]]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for upload in files:
+            content = upload["content"].encode()
+            info = tarfile.TarInfo(upload["file"].lstrip("/"))
+            info.size = len(content)
+            info.mode = int(upload.get("permissions", "0644"), 8)
+            info.mtime = int(time.time())
+            archive.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+class Deployer:
+    def __init__(self, graph: Graph, project_root: Path, client: docker.DockerClient | None = None):
+        self.client = client or docker.from_env()
+        self.project_root = project_root
+        self.graph = graph
+        self.resources = [r for r in graph.registrations if r.type in APPLIED_INPUTS]
+        self.created: list[tuple[str, str]] = []  # (type, docker name or id), in creation order
+        self.image_ids: dict[str, str] = {}  # a mocked RemoteImage id -> the engine's image id
+        self.timings: dict[str, float] = {}
+        unknown = [r for r in graph.registrations if r.type.startswith("docker:") and r.type not in APPLIED_INPUTS]
+        if unknown:
+            raise UnsupportedInput(f"resource types the deployer cannot apply: {sorted({r.type for r in unknown})}")
+        for resource in self.resources:
+            extra = set(resource.inputs) - APPLIED_INPUTS[resource.type]
+            if extra:
+                raise UnsupportedInput(f"{resource.name} ({resource.type}): inputs {sorted(extra)}")
+
+    # -- ordering -------------------------------------------------------------------------------------
+    def _descendants(self, urn: str) -> set[str]:
+        found, frontier = set(), {urn}
+        while frontier:
+            children = {r.urn for r in self.graph.registrations if r.parent in frontier}
+            frontier = children - found
+            found |= children
+        return found
+
+    def _prerequisites(self, resource: Registration) -> set[str]:
+        deployable = {r.urn for r in self.resources}
+        needed = set()
+        for urn in resource.dependencies:
+            needed |= ({urn} | self._descendants(urn)) & deployable
+        return needed
+
+    def up(self) -> None:
+        """Creates everything in dependency order; independent resources are created concurrently."""
+        pending = {r.urn: r for r in self.resources}
+        needs = {r.urn: self._prerequisites(r) for r in self.resources}
+        done: set[str] = set()
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            running = {}
+            while pending or running:
+                for urn in [u for u in pending if needs[u] <= done]:
+                    running[pool.submit(self._create, pending.pop(urn))] = urn
+                if not running:
+                    raise DeploymentFailed(f"dependency cycle among {sorted(pending)}")
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    future.result()
+                    done.add(running.pop(future))
+
+    def _create(self, resource: Registration) -> None:
+        handler: Callable[[dict[str, Any]], None] = {
+            NETWORK: self._network, VOLUME: self._volume, IMAGE: self._image,
+            REMOTE_IMAGE: self._remote_image, CONTAINER: self._container,
+        }[resource.type]
+        started = time.monotonic()
+        handler(_schema_types(unwrap(resource.inputs)), resource)
+        self.timings[resource.name] = time.monotonic() - started
+
+    # -- handlers -------------------------------------------------------------------------------------
+    def _network(self, inputs: dict[str, Any], resource: Registration) -> None:
+        pools = [
+            docker.types.IPAMPool(subnet=config.get("subnet"), iprange=config.get("ipRange"))
+            for config in inputs.get("ipamConfigs", [])
+        ]
+        self.client.networks.create(
+            inputs["name"],
+            driver=inputs.get("driver", "bridge"),
+            internal=inputs.get("internal", False),
+            ipam=docker.types.IPAMConfig(pool_configs=pools) if pools else None,
+        )
+        self.created.append((NETWORK, inputs["name"]))
+
+    def _volume(self, inputs: dict[str, Any], resource: Registration) -> None:
+        self.client.volumes.create(inputs["name"])
+        self.created.append((VOLUME, inputs["name"]))
+
+    def _image(self, inputs: dict[str, Any], resource: Registration) -> None:
+        build = inputs["build"]
+        if set(build) != {"context"}:
+            raise UnsupportedInput(f"{resource.name}: build inputs {sorted(set(build) - {'context'})}")
+        if not inputs.get("skipPush"):
+            raise UnsupportedInput(f"{resource.name}: pushing images")
+        try:
+            self.client.images.get(inputs["imageName"])
+        except docker.errors.ImageNotFound:
+            self.client.images.build(path=str(self.project_root / build["context"]), tag=inputs["imageName"], rm=True)
+
+    def _remote_image(self, inputs: dict[str, Any], resource: Registration) -> None:
+        try:
+            image = self.client.images.get(inputs["name"])
+        except docker.errors.ImageNotFound:
+            image = self.client.images.pull(inputs["name"])
+        self.image_ids[resource.outputs["imageId"]] = image.id
+
+    def _container(self, inputs: dict[str, Any], resource: Registration) -> None:
+        api = self.client.api
+        name = inputs["name"]
+        networks = inputs.get("networksAdvanced", [])
+        host_config = api.create_host_config(
+            binds={v["volumeName"]: {"bind": v["containerPath"], "mode": "ro" if v.get("readOnly") else "rw"}
+                   for v in inputs.get("volumes", [])} or None,
+            mounts=[docker.types.Mount(m["target"], m["source"], type=m["type"], read_only=m.get("readOnly", False))
+                    for m in inputs.get("mounts", [])] or None,
+            port_bindings={p["internal"]: (p.get("ip", "0.0.0.0"), p["external"]) for p in inputs.get("ports", [])} or None,
+            cap_drop=inputs.get("capabilities", {}).get("drops"),
+            cap_add=inputs.get("capabilities", {}).get("adds"),
+            restart_policy={"Name": inputs["restart"]} if inputs.get("restart") else None,
+            mem_limit=f"{inputs['memory']}m" if inputs.get("memory") else None,
+            network_mode=inputs.get("networkMode") or (networks[0]["name"] if networks else None),
+        )
+        healthcheck = None
+        if "healthcheck" in inputs:
+            check = inputs["healthcheck"]
+            healthcheck = docker.types.Healthcheck(
+                test=check["tests"], interval=_nanoseconds(check["interval"]), timeout=_nanoseconds(check["timeout"]),
+                retries=check["retries"], start_period=_nanoseconds(check["startPeriod"]),
+            )
+        endpoint = lambda net: api.create_endpoint_config(ipv4_address=net.get("ipv4Address"), aliases=net.get("aliases"))
+        container = api.create_container(
+            image=self.image_ids.get(inputs["image"], inputs["image"]),
+            name=name,
+            hostname=inputs.get("hostname"),
+            command=inputs.get("command"),
+            environment=inputs.get("envs"),
+            ports=[p["internal"] for p in inputs.get("ports", [])] or None,
+            healthcheck=healthcheck,
+            host_config=host_config,
+            networking_config=api.create_networking_config({networks[0]["name"]: endpoint(networks[0])}) if networks else None,
+        )
+        self.created.append((CONTAINER, name))
+        for net in networks[1:]:
+            api.connect_container_to_network(container["Id"], net["name"], ipv4_address=net.get("ipv4Address"),
+                                             aliases=net.get("aliases"))
+        if inputs.get("uploads"):
+            api.put_archive(container["Id"], "/", _tar(inputs["uploads"]))
+        api.start(container["Id"])
+        if inputs.get("attach") and not inputs.get("mustRun", True):
+            status = api.wait(container["Id"], timeout=300)
+            if status["StatusCode"] != 0:
+                raise DeploymentFailed(f"{name} exited {status['StatusCode']}: {self.logs(name)}")
+        elif inputs.get("wait"):
+            self.wait_healthy(name, inputs.get("waitTimeout", 60))
+
+    # -- helpers --------------------------------------------------------------------------------------
+    def logs(self, name: str, tail: int = 40) -> str:
+        return self.client.api.logs(name, tail=tail).decode(errors="replace")
+
+    def health(self, name: str) -> str:
+        state = self.client.api.inspect_container(name)["State"]
+        return state.get("Health", {}).get("Status", state["Status"]) if state["Running"] else state["Status"]
+
+    def wait_healthy(self, name: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.health(name)
+            if status == "healthy":
+                return
+            if status in ("unhealthy", "exited", "dead"):
+                break
+            time.sleep(0.5)
+        raise DeploymentFailed(f"{name} is {self.health(name)} after {timeout}s:\n{self.logs(name)}")
+
+    def destroy(self) -> list[str]:
+        """Removes every container, network and volume this deployment made; returns what it could not."""
+        leftovers = []
+        for type_, name in reversed(self.created):
+            try:
+                if type_ == CONTAINER:
+                    self.client.api.remove_container(name, force=True, v=False)
+                elif type_ == NETWORK:
+                    self.client.api.remove_network(name)
+                elif type_ == VOLUME:
+                    self.client.api.remove_volume(name, force=True)
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError as error:
+                leftovers.append(f"{type_} {name}: {error}")
+        return leftovers
+
+    def names_of(self, type_: str) -> list[str]:
+        return [r.plain("name") for r in self.resources if r.type == type_]
+
+    def remove_leftovers(self) -> None:
+        """Removes objects with this deployment's names that an interrupted earlier run left behind."""
+        for name in self.names_of(CONTAINER):
+            try:
+                self.client.api.remove_container(name, force=True)
+            except docker.errors.NotFound:
+                pass
+        for type_, remove in ((NETWORK, self.client.api.remove_network), (VOLUME, self.client.api.remove_volume)):
+            for name in self.names_of(type_):
+                try:
+                    remove(name)
+                except docker.errors.NotFound:
+                    pass

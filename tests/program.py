@@ -1,0 +1,178 @@
+"""Runs the real Pulumi program (`__main__.py`) under mocks and records the resource graph it registers.
+
+The mocks play the providers' part only where an output is computed by the provider (a generated
+password, an image id); everything else is the program's own inputs, exactly as it registered them.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import runpy
+import secrets
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import pulumi
+import yaml
+from pulumi.runtime import rpc, settings
+from pulumi.runtime.mocks import MockMonitor
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT = "openmrs-cluster"
+STACKS = sorted(path.name.split(".")[1] for path in (PROJECT_ROOT / "stacks").glob("Pulumi.*.yaml"))
+
+
+@dataclass
+class Registration:
+    urn: str
+    type: str
+    name: str
+    parent: str
+    custom: bool
+    dependencies: set[str]
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+
+    @property
+    def parent_type(self) -> str:
+        return self.urn.split("::")[2].split("$")[0] if "$" in self.urn.split("::")[2] else ""
+
+    def plain(self, key: str, default: Any = None) -> Any:
+        """An input with every secret unwrapped, as the provider would receive it."""
+        return unwrap(self.inputs.get(key, default))
+
+
+def is_secret(value: Any) -> bool:
+    return rpc.is_rpc_secret(value)
+
+
+def unwrap(value: Any) -> Any:
+    if rpc.is_rpc_secret(value):
+        return unwrap(value["value"])
+    if isinstance(value, dict):
+        return {key: unwrap(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [unwrap(item) for item in value]
+    return value
+
+
+@dataclass
+class Graph:
+    registrations: list[Registration] = field(default_factory=list)
+
+    def of_type(self, type_: str) -> list[Registration]:
+        return [r for r in self.registrations if r.type == type_]
+
+    def named(self, name: str) -> Registration:
+        (match,) = [r for r in self.registrations if r.name == name]
+        return match
+
+    def by_urn(self, urn: str) -> Registration:
+        (match,) = [r for r in self.registrations if r.urn == urn]
+        return match
+
+
+class ProviderMocks(pulumi.runtime.Mocks):
+    """Computes the few outputs a real provider would compute; the rest echoes the inputs."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        outputs = dict(args.inputs)
+        if args.typ == "random:index/randomPassword:RandomPassword":
+            alphabet = string.ascii_letters + string.digits
+            outputs["result"] = "".join(secrets.choice(alphabet) for _ in range(int(args.inputs["length"])))
+        elif args.typ == "docker:index/remoteImage:RemoteImage":
+            outputs["imageId"] = "sha256:" + hashlib.sha256(args.inputs["name"].encode()).hexdigest()
+        elif args.typ == "docker:index/image:Image":
+            outputs["repoDigest"] = args.inputs["imageName"]
+        return f"{args.name}-id", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        raise AssertionError(f"the program made an unexpected invoke: {args.token}")
+
+
+class RecordingMonitor(MockMonitor):
+    """A MockMonitor that also keeps each resource's parent and dependencies, which the engine would see."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks):
+        super().__init__(mocks)
+        self.graph = Graph()
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            dependencies = set(request.dependencies)
+            for property_dependencies in request.propertyDependencies.values():
+                dependencies.update(property_dependencies.urns)
+            self.graph.registrations.append(
+                Registration(
+                    urn=response.urn,
+                    type=request.type,
+                    name=request.name,
+                    parent=request.parent,
+                    custom=request.custom,
+                    dependencies=dependencies,
+                    inputs=rpc.deserialize_properties(request.object),
+                    outputs=self.resources[response.urn].state,
+                )
+            )
+        return response
+
+
+def stack_config(stack: str) -> dict[str, Any]:
+    """The stack file's config, keys namespaced as the Pulumi CLI would pass them."""
+    document = yaml.safe_load((PROJECT_ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text()) or {}
+    config = {}
+    for key, value in (document.get("config") or {}).items():
+        config[key if ":" in key else f"{PROJECT}:{key}"] = value
+    return config
+
+
+def _as_cli_value(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def run_program(stack: str, config: Optional[dict[str, Any]] = None) -> Graph:
+    """Runs __main__.py for `stack` with `config` (default: the stack file's) and returns its graph."""
+    if config is None:
+        config = stack_config(stack)
+    monitor = RecordingMonitor(ProviderMocks())
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    previous_directory = os.getcwd()
+    try:
+        os.chdir(PROJECT_ROOT)
+        settings.ROOT.set(None)
+        pulumi.runtime.set_all_config({key: _as_cli_value(value) for key, value in config.items()})
+        pulumi.runtime.set_mocks(ProviderMocks(), project=PROJECT, stack=stack, preview=False, monitor=monitor)
+
+        @pulumi.runtime.test
+        def program():
+            runpy.run_path(str(PROJECT_ROOT / "__main__.py"), run_name="__main__")
+
+        program()
+    finally:
+        os.chdir(previous_directory)
+        asyncio.set_event_loop(None)
+        with contextlib.suppress(Exception):
+            loop.close()
+    return monitor.graph
+
+
+def with_overrides(config: dict[str, Any], **sections: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `config` with some keys of its structured sections replaced (nested dicts merge)."""
+
+    def merge(base: Any, change: Any) -> Any:
+        if isinstance(base, dict) and isinstance(change, dict):
+            return {**base, **{key: merge(base.get(key), value) for key, value in change.items()}}
+        return change
+
+    merged = dict(config)
+    for section, change in sections.items():
+        key = f"{PROJECT}:{section}"
+        merged[key] = merge(merged.get(key), change)
+    return merged

@@ -1,0 +1,81 @@
+"""Every configuration rule: a bad value is reported with its key and a fix, all problems at once,
+and the program fails before registering any resource."""
+import pytest
+
+from components.config import ConfigError, parse_cluster_config
+from program import PROJECT, run_program, stack_config, with_overrides
+
+
+def problems_for(**sections) -> list[str]:
+    with pytest.raises(ConfigError) as raised:
+        parse_cluster_config(sections)
+    return raised.value.problems
+
+
+def test_defaults_are_a_sticky_round_robin_cluster_of_three_on_loopback():
+    cluster = parse_cluster_config({})
+    assert (cluster.platform, cluster.app.nodes) == ("local", 3)
+    assert (cluster.balancer.scheduling, cluster.balancer.sticky_sessions) == ("round_robin", True)
+    assert cluster.balancer.listen_address == "127.0.0.1"
+    assert cluster.balancer.heartbeat.path == "/openmrs/health/started"
+    assert cluster.app.image.startswith("openmrs/openmrs-reference-application-3-backend:")
+
+
+@pytest.mark.parametrize(
+    "sections, key, words",
+    [
+        ({"platform": "gcp"}, "platform", "'local'"),
+        ({"app": {"nodes": 1}}, "app.nodes", "greater than or equal to 2"),
+        ({"app": {"nodes": 17}}, "app.nodes", "less than or equal to 16"),
+        ({"app": {"nodes": "three"}}, "app.nodes", "valid integer"),
+        ({"app": {"port": 0}}, "app.port", "greater than or equal to 1"),
+        ({"app": {"context_path": "/a/b"}}, "app.context_path", "one path segment"),
+        ({"app": {"start_period_seconds": -1}}, "app.start_period_seconds", "greater than or equal to 0"),
+        ({"app": {"memory_mb": 128}}, "app.memory_mb", "greater than or equal to 512"),
+        ({"balancer": {"scheduling": "random"}}, "balancer.scheduling", "'round_robin' or 'by_busyness'"),
+        ({"balancer": {"sticky_sessions": "maybe"}}, "balancer.sticky_sessions", "valid boolean"),
+        ({"balancer": {"listen_address": "localhost"}}, "balancer.listen_address", "IPv4 address"),
+        ({"balancer": {"port": 70000}}, "balancer.port", "less than or equal to 65535"),
+        ({"balancer": {"heartbeat": {"path": "health"}}}, "balancer.heartbeat.path", "absolute URL path"),
+        ({"balancer": {"heartbeat": {"path": "/openmrs/health/alive"}}}, "balancer.heartbeat.path", "trigger OpenMRS setup"),
+        ({"balancer": {"heartbeat": {"interval_seconds": 0}}}, "balancer.heartbeat.interval_seconds", ">= 1"),
+        ({"balancer": {"heartbeat": {"fails": 0}}}, "balancer.heartbeat.fails", ">= 1"),
+        ({"balancer": {"heartbeat": {"passes": 21}}}, "balancer.heartbeat.passes", "<= 20"),
+        ({"database": {"name": "open-mrs"}}, "database.name", "letters, digits and _"),
+        ({"database": {"user": "1admin"}}, "database.user", "start with a letter"),
+        ({"storage": {"shared_folders": ["modules"]}}, "storage.shared_folders", "re-copied by the OpenMRS image"),
+        ({"storage": {"shared_folders": ["../etc"]}}, "storage.shared_folders", "folder name directly under"),
+        ({"storage": {"shared_folders": []}}, "storage.shared_folders", "at least one folder"),
+        ({"storage": {"shared_folders": ["storage", "storage"]}}, "storage.shared_folders", "twice"),
+        ({"network": {"subnet": "10.1.2.0/28"}}, "network.subnet", "/24 or shorter"),
+        ({"network": {"subnet": "not-a-net"}}, "network.subnet", "CIDR"),
+        ({"app": {"imagee": "x"}}, "app.imagee", "unknown key"),
+    ],
+)
+def test_each_rule_names_its_key_and_the_fix(sections, key, words):
+    (problem,) = problems_for(**sections)
+    assert problem.startswith(f"{PROJECT}:{key}: ")
+    assert words.replace(">= ", "greater than or equal to ").replace("<= ", "less than or equal to ") in problem
+    assert "fix" in problem or "set it to" in problem or "remove it" in problem
+
+
+def test_heartbeat_path_must_lie_inside_the_application():
+    (problem,) = problems_for(balancer={"heartbeat": {"path": "/other/health/started"}})
+    assert "balancer.heartbeat.path" in problem and "/openmrs/health/started" in problem
+
+
+def test_every_problem_is_reported_at_once():
+    problems = problems_for(app={"nodes": 0, "port": -1}, balancer={"scheduling": "x"}, network={"subnet": "x"})
+    assert len(problems) == 4
+
+
+def test_bad_stack_fails_before_any_resource_is_registered():
+    config = with_overrides(stack_config("local"), app={"nodes": 1})
+    config[f"{PROJECT}:database_password"] = "short"
+    config[f"{PROJECT}:balncer"] = "{}"
+    with pytest.raises(ConfigError) as raised:
+        run_program("local", config)
+    message = str(raised.value)
+    assert f"{PROJECT}:app.nodes" in message
+    assert f"{PROJECT}:database_password: a given password must be at least 16 characters" in message
+    assert f"{PROJECT}:balncer: unknown key" in message

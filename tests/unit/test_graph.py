@@ -1,0 +1,216 @@
+"""The real program, run under mocks against every stack file: what it would create, and how."""
+import re
+from collections import Counter
+
+import pytest
+
+from program import STACKS, is_secret, run_program, stack_config, unwrap, with_overrides
+
+CONTAINER = "docker:index/container:Container"
+COMPONENTS = {
+    "openmrs:cluster:Network", "openmrs:cluster:MySQLPair", "openmrs:cluster:SharedStorage",
+    "openmrs:cluster:TomcatPool", "openmrs:cluster:LoadBalancerTier",
+}
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def stack(request):
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def graph(stack):
+    return run_program(stack)
+
+
+def env_of(registration) -> dict[str, str]:
+    return dict(entry.split("=", 1) for entry in registration.plain("envs"))
+
+
+def env_entries(registration) -> list[tuple[str, bool]]:
+    """Each environment entry with whether Pulumi keeps it secret (the whole list may be one secret)."""
+    envs = registration.inputs.get("envs", [])
+    if is_secret(envs):
+        return [(entry, True) for entry in unwrap(envs)]
+    return [(unwrap(entry), is_secret(entry)) for entry in envs]
+
+
+def balancer_config(graph) -> str:
+    (upload,) = graph.named("lb-apache").plain("uploads")
+    return upload["content"]
+
+
+def test_every_stack_file_is_tested():
+    assert "local" in STACKS
+
+
+def test_the_cluster_is_the_five_components_and_their_children(graph, stack):
+    nodes = stack_config(stack)["openmrs-cluster:app"]["nodes"]
+    folders = len(stack_config(stack)["openmrs-cluster:storage"]["shared_folders"])
+    counts = Counter(r.type for r in graph.registrations)
+    assert {t for t in counts if t.startswith("openmrs:")} == COMPONENTS
+    assert counts[CONTAINER] == 2 + nodes + 1 + 1  # database pair, nodes, balancer, volume ownership
+    assert counts["docker:index/volume:Volume"] == 2 + folders
+    assert counts["docker:index/network:Network"] == 2
+    assert counts["random:index/randomPassword:RandomPassword"] == 4
+
+
+def test_every_resource_is_a_child_of_a_component(graph):
+    components = {r.urn: r for r in graph.registrations if r.type in COMPONENTS}
+    for resource in graph.registrations:
+        if resource.type in COMPONENTS:
+            assert resource.parent.endswith("pulumi:pulumi:Stack::openmrs-cluster-" + resource.urn.split("::")[1]) \
+                or "pulumi:pulumi:Stack" in resource.parent
+        else:
+            assert resource.parent in components, f"{resource.name} is not inside a component"
+            assert resource.name.startswith(components[resource.parent].name + "-"), resource.name
+
+
+def test_each_node_has_a_unique_route_and_the_cluster_contract(graph, stack):
+    nodes = sorted((r for r in graph.of_type(CONTAINER) if re.fullmatch(r"app-\d+", r.name)), key=lambda r: r.name)
+    assert len(nodes) == stack_config(stack)["openmrs-cluster:app"]["nodes"]
+    routes = []
+    writer = graph.named("db-primary").plain("name")
+    for index, node in enumerate(nodes, start=1):
+        env = env_of(node)
+        (route,) = re.findall(r"-DjvmRoute=(\S+)", env["OMRS_JAVA_SERVER_OPTS"])
+        routes.append(route)
+        assert env["OMRS_JAVA_SERVER_OPTS"].startswith("-Dfile.encoding=UTF-8 -server")
+        assert env["OMRS_MODULE_WEB_ADMIN"] == "false"
+        assert (env["OMRS_DB"], env["OMRS_DB_HOSTNAME"], env["OMRS_DB_PORT"]) == ("mariadb", writer, "3306")
+        assert env["OMRS_DB_NAME"] == "openmrs" and env["OMRS_DB_USERNAME"] == "openmrs"
+        assert len(env["OMRS_DB_PASSWORD"]) == 32 and len(env["OMRS_ADMIN_USER_PASSWORD"]) == 32
+        check = node.plain("healthcheck")
+        assert check["tests"][-1].endswith(":8080/openmrs/health/started")
+        assert [m["target"] for m in node.plain("mounts")] == [
+            f"/openmrs/data/{folder}" for folder in stack_config(stack)["openmrs-cluster:storage"]["shared_folders"]
+        ]
+        (server_xml,) = node.plain("uploads")
+        assert server_xml["file"] == "/usr/local/tomcat/conf/server.xml" and 'jvmRoute="${jvmRoute}"' in server_xml["content"]
+    assert len(set(routes)) == len(routes)
+
+
+def test_the_nodes_share_one_password_and_it_is_generated_per_cluster(graph):
+    passwords = {env_of(node)["OMRS_DB_PASSWORD"] for node in graph.of_type(CONTAINER) if node.name.startswith("app-")}
+    assert len(passwords) == 1
+    assert passwords == {env_of(graph.named("db-primary"))["MARIADB_PASSWORD"]}
+    assert "Admin123" not in str(unwrap([r.inputs for r in graph.registrations]))
+
+
+def test_balancer_has_one_member_per_node_with_its_route(graph):
+    config = balancer_config(graph)
+    members = re.findall(r'BalancerMember "http://([^:]+):8080" route=(\S+)', config)
+    nodes = {r.plain("name"): env_of(r)["OMRS_JAVA_SERVER_OPTS"].rsplit("=", 1)[1]
+             for r in graph.of_type(CONTAINER) if r.name.startswith("app-")}
+    assert dict(members) == nodes
+
+
+def test_balancer_config_follows_the_stack(graph, stack):
+    balancer = stack_config(stack)["openmrs-cluster:balancer"]
+    config = balancer_config(graph)
+    lbmethod = {"round_robin": "byrequests", "by_busyness": "bybusyness"}[balancer["scheduling"]]
+    assert f"ProxySet lbmethod={lbmethod}" in config
+    assert ("stickysession=JSESSIONID|jsessionid" in config) == balancer["sticky_sessions"]
+    heartbeat = balancer["heartbeat"]
+    for member in re.findall(r"BalancerMember .*", config):
+        assert f"hcuri={heartbeat['path']}" in member
+        assert f"hcinterval={heartbeat['interval_seconds']} " in member
+        assert f"hcfails={heartbeat['fails']} " in member and f"hcpasses={heartbeat['passes']}" in member
+
+
+@pytest.mark.parametrize(
+    "balancer, expected",
+    [
+        ({"scheduling": "by_busyness", "sticky_sessions": False}, ("bybusyness", False)),
+        ({"scheduling": "round_robin", "sticky_sessions": True}, ("byrequests", True)),
+    ],
+)
+def test_scheduling_and_stickiness_reach_apache(balancer, expected):
+    graph = run_program("local", with_overrides(stack_config("local"), balancer=balancer))
+    config = balancer_config(graph)
+    assert f"ProxySet lbmethod={expected[0]}" in config
+    assert ("stickysession=" in config) == expected[1]
+
+
+def test_heartbeat_settings_reach_apache():
+    heartbeat = {"path": "/openmrs/health/started", "interval_seconds": 7, "fails": 4, "passes": 3}
+    graph = run_program("local", with_overrides(stack_config("local"), balancer={"heartbeat": heartbeat}))
+    assert "hcinterval=7 hcfails=4 hcpasses=3" in balancer_config(graph)
+
+
+def test_balancer_manager_is_for_the_container_itself_only(graph):
+    config = balancer_config(graph)
+    block = re.search(r'<Location "/balancer-manager">(.*?)</Location>', config, re.S)[1]
+    assert "SetHandler balancer-manager" in block and "Require local" in block
+
+
+def test_only_the_balancer_port_is_published_and_on_the_configured_address(graph, stack):
+    balancer = stack_config(stack)["openmrs-cluster:balancer"]
+    published = {r.name: r.plain("ports") for r in graph.of_type(CONTAINER) if r.inputs.get("ports")}
+    assert published == {"lb-apache": [{"internal": 8080, "external": balancer["port"], "ip": balancer["listen_address"]}]}
+
+
+def test_the_database_is_on_the_internal_network_only(graph):
+    private = graph.named("net-private")
+    assert private.plain("internal") is True
+    for server in ("db-primary", "db-replica"):
+        registration = graph.named(server)
+        assert "ports" not in registration.inputs
+        assert [n["name"] for n in registration.plain("networksAdvanced")] == [private.plain("name")]
+
+
+def test_database_pair_is_a_primary_and_its_replica(graph):
+    primary, replica = env_of(graph.named("db-primary")), env_of(graph.named("db-replica"))
+    assert (primary["MARIADB_ROLE"], replica["MARIADB_ROLE"]) == ("primary", "replica")
+    assert replica["MARIADB_PRIMARY_HOST"] == graph.named("db-primary").plain("name")
+    assert "MARIADB_PRIMARY_HOST" not in primary
+    volumes = {graph.named(s).plain("volumes")[0]["volumeName"] for s in ("db-primary", "db-replica")}
+    assert len(volumes) == 2  # each server on its own volume
+    assert graph.named("db-primary").urn in graph.named("db-replica").dependencies
+
+
+def test_passwords_are_secret_wherever_they_appear(graph):
+    checked = 0
+    for registration in graph.of_type(CONTAINER):
+        for entry, secret in env_entries(registration):
+            if "PASSWORD=" in entry:
+                assert secret, f"{registration.name}: {entry.split('=')[0]} is not a secret"
+                checked += 1
+    assert checked >= 4
+
+
+def test_given_passwords_are_used_and_stay_secret():
+    config = stack_config("local")
+    config["openmrs-cluster:database_password"] = "a-given-password-of-some-length"
+    graph = run_program("local", config)
+    entries = [(e, secret) for e, secret in env_entries(graph.named("app-1")) if e.startswith("OMRS_DB_PASSWORD=")]
+    assert entries == [("OMRS_DB_PASSWORD=a-given-password-of-some-length", True)]
+    assert "db-password" not in {r.name for r in graph.registrations}  # not generated when given
+
+
+def test_containers_drop_every_capability_and_none_is_privileged(graph):
+    for registration in graph.of_type(CONTAINER):
+        assert not registration.plain("privileged")
+        if registration.name != "files-ownership":  # chown needs CAP_CHOWN, once, with no network
+            assert registration.plain("capabilities") == {"drops": ["ALL"]}
+    assert graph.named("files-ownership").plain("networkMode") == "none"
+
+
+def test_images_are_built_from_the_repository_or_pulled_by_name(graph, stack):
+    built = {r.name: r.plain("build")["context"] for r in graph.of_type("docker:index/image:Image")}
+    assert built == {"db-image": "images/mariadb", "lb-image": "images/httpd"}
+    pulled = {r.name: r.plain("name") for r in graph.of_type("docker:index/remoteImage:RemoteImage")}
+    assert pulled["app-image"] == stack_config(stack)["openmrs-cluster:app"]["image"]
+
+
+def test_app_build_replaces_the_pulled_image():
+    graph = run_program("local", with_overrides(stack_config("local"), app={"build": "tests/standin"}))
+    (image,) = [r for r in graph.of_type("docker:index/image:Image") if r.name == "app-image"]
+    assert image.plain("build") == {"context": "tests/standin"}
+    assert graph.named("app-1").plain("image") == image.plain("imageName")
+
+
+def test_nodes_wait_for_the_database_and_the_shared_folders(graph):
+    node = graph.named("app-1")
+    assert graph.named("db-primary").urn in node.dependencies
+    assert graph.named("files-ownership").urn in node.dependencies or graph.named("files").urn in node.dependencies

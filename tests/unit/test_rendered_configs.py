@@ -1,0 +1,86 @@
+"""Each configuration file a server reads, rendered from the real program's graph and checked by the
+server's own tool: Apache's `apache2 -t`, MariaDB's option parser, and an XML parser for Tomcat."""
+import os
+import re
+import shutil
+import subprocess
+import xml.etree.ElementTree as ElementTree
+
+import pytest
+
+from program import run_program, stack_config, unwrap, with_overrides
+
+
+def uploaded(graph, container: str) -> dict[str, str]:
+    return {upload["file"]: upload["content"] for upload in unwrap(graph.named(container).inputs["uploads"])}
+
+
+@pytest.fixture(scope="module")
+def graph():
+    return run_program("local")
+
+
+@pytest.fixture(scope="module")
+def apache_runtime_dir():
+    # Debian's apache2 package creates this at boot (tmpfiles.d); the rendered file names it.
+    os.makedirs("/run/apache2", exist_ok=True)
+
+
+@pytest.mark.parametrize("scheduling", ["round_robin", "by_busyness"])
+@pytest.mark.parametrize("sticky", [True, False])
+def test_apache_accepts_the_balancer_config(tmp_path, apache_runtime_dir, scheduling, sticky):
+    config = with_overrides(stack_config("local"), balancer={"scheduling": scheduling, "sticky_sessions": sticky})
+    (content,) = uploaded(run_program("local", config), "lb-apache").values()
+    path = tmp_path / "balancer.conf"
+    path.write_text(content)
+    check = subprocess.run([shutil.which("apache2") or "/usr/sbin/apache2", "-t", "-f", str(path)],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    assert "Syntax OK" in check.stderr
+
+
+def test_apache_rejects_a_broken_balancer_config(tmp_path, graph, apache_runtime_dir):
+    """The check above can fail: the same file with a misspelt directive is refused."""
+    (content,) = uploaded(graph, "lb-apache").values()
+    path = tmp_path / "balancer.conf"
+    path.write_text(content.replace("ProxySet", "ProxySett"))
+    assert subprocess.run(["/usr/sbin/apache2", "-t", "-f", str(path)], capture_output=True).returncode != 0
+
+
+def mariadb_accepts(path) -> subprocess.CompletedProcess:
+    return subprocess.run(["/usr/sbin/mariadbd", f"--defaults-file={path}", "--help", "--verbose"],
+                          capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("server", ["db-primary", "db-replica"])
+def test_mariadb_accepts_each_servers_config(tmp_path, graph, server):
+    (content,) = uploaded(graph, server).values()
+    path = tmp_path / "my.cnf"
+    path.write_text(content)
+    check = mariadb_accepts(path)
+    assert check.returncode == 0, check.stderr
+    # After its options, --help --verbose lists every variable with the value the server would run with.
+    table = check.stdout.split("Variables (--variable-name=value)", 1)[1]
+    variables = dict(re.findall(r"^(\S+) +(\S+)$", table, re.M))
+    assert variables["server-id"] == ("1" if server == "db-primary" else "2")
+    assert variables["gtid-strict-mode"] == "TRUE" and variables["log-slave-updates"] == "TRUE"
+    assert variables["read-only"] == ("TRUE" if server == "db-replica" else "FALSE")
+    assert variables["character-set-server"] == "utf8mb4"
+
+
+def test_mariadb_rejects_an_unknown_option(tmp_path, graph):
+    (content,) = uploaded(graph, "db-primary").values()
+    path = tmp_path / "my.cnf"
+    path.write_text(content + "gtid_strictest_mode = ON\n")
+    check = mariadb_accepts(path)
+    assert check.returncode != 0 and "unknown variable" in check.stderr
+
+
+def test_tomcat_engine_takes_its_route_from_the_jvm(graph):
+    (content,) = uploaded(graph, "app-1").values()
+    server = ElementTree.fromstring(content.encode())
+    engine = server.find("./Service/Engine")
+    assert engine.get("jvmRoute") == "${jvmRoute}"
+    connector = server.find("./Service/Connector")
+    assert (connector.get("port"), connector.get("URIEncoding")) == ("8080", "UTF-8")
+    assert server.get("port") == "-1"  # no shutdown port
