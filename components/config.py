@@ -114,7 +114,9 @@ class StorageConfig(_Section):
 
 
 class NetworkConfig(_Section):
-    subnet: str = "172.30.89.0/24"
+    # Outside Docker's default address pools (172.17-31.0.0/16, 192.168.0.0/16), so that a network Docker
+    # numbers by itself, such as the balancer's edge network, never takes it first.
+    subnet: str = "10.213.89.0/24"
 
     @field_validator("subnet")
     @classmethod
@@ -122,7 +124,7 @@ class NetworkConfig(_Section):
         try:
             network = ipaddress.IPv4Network(subnet)
         except ValueError:
-            raise ValueError("must be an IPv4 network in CIDR form, such as 172.30.89.0/24") from None
+            raise ValueError("must be an IPv4 network in CIDR form, such as 10.213.89.0/24") from None
         if network.prefixlen > 24:
             raise ValueError("must hold at least 256 addresses (a prefix of /24 or shorter)")
         return subnet

@@ -86,20 +86,20 @@ def _tar(files: list[dict[str, Any]]) -> bytes:
 
 class Deployer:
     def __init__(self, graph: Graph, project_root: Path, client: docker.DockerClient | None = None):
-        self.client = client or docker.from_env()
-        self.project_root = project_root
-        self.graph = graph
-        self.resources = [r for r in graph.registrations if r.type in APPLIED_INPUTS]
-        self.created: list[tuple[str, str]] = []  # (type, docker name or id), in creation order
-        self.image_ids: dict[str, str] = {}  # a mocked RemoteImage id -> the engine's image id
-        self.timings: dict[str, float] = {}
         unknown = [r for r in graph.registrations if r.type.startswith("docker:") and r.type not in APPLIED_INPUTS]
         if unknown:
             raise UnsupportedInput(f"resource types the deployer cannot apply: {sorted({r.type for r in unknown})}")
+        self.resources = [r for r in graph.registrations if r.type in APPLIED_INPUTS]
         for resource in self.resources:
             extra = set(resource.inputs) - APPLIED_INPUTS[resource.type]
             if extra:
                 raise UnsupportedInput(f"{resource.name} ({resource.type}): inputs {sorted(extra)}")
+        self.graph = graph
+        self.project_root = project_root
+        self.client = client or docker.from_env()
+        self.created: list[tuple[str, str]] = []  # (type, docker name), in creation order
+        self.image_ids: dict[str, str] = {}  # a mocked RemoteImage id -> the engine's image id
+        self.timings: dict[str, float] = {}
 
     # -- ordering -------------------------------------------------------------------------------------
     def _descendants(self, urn: str) -> set[str]:

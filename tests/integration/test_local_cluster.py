@@ -1,0 +1,180 @@
+"""What a user of the local cluster notices, through the balancer on 127.0.0.1.
+
+The cluster is the real program's graph (3 nodes of the stand-in app, heartbeat every 1 s, 2 fails,
+2 passes) created on the Docker engine; see conftest.py.
+"""
+import threading
+import time
+import uuid
+from collections import Counter
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.docker
+
+
+class RequestStream(threading.Thread):
+    """Session-less requests one after another, each logged with its time, status and serving node.
+
+    Like a browser, it resends an idempotent GET once when a reused connection closes without any
+    response (RFC 9112 section 9.3.1): Apache does that on purpose when a stopping node resets a request it
+    had already accepted. Resends are counted and reported, never hidden. Bounded: it stops on request,
+    or after `limit_seconds`."""
+
+    def __init__(self, url: str, limit_seconds: float = 120):
+        super().__init__(daemon=True)
+        self.url, self.limit_seconds = url, limit_seconds
+        self.log: list[tuple[float, int, str]] = []  # (sent at, HTTP status or 0, route or error)
+        self.resent = 0
+        self.halt = threading.Event()
+
+    def _get(self, http: requests.Session) -> requests.Response:
+        try:
+            return http.get(self.url, timeout=10)
+        except requests.ConnectionError as error:
+            if "without response" not in str(error):
+                raise
+            self.resent += 1
+            return http.get(self.url, timeout=10)
+
+    def run(self):
+        deadline = time.monotonic() + self.limit_seconds
+        with requests.Session() as http:
+            while not self.halt.is_set() and time.monotonic() < deadline:
+                sent = time.monotonic()
+                try:
+                    response = self._get(http)
+                    route = response.json()["route"] if response.ok else ""
+                    self.log.append((sent, response.status_code, route))
+                except requests.RequestException as error:
+                    self.log.append((sent, 0, repr(error)))
+                time.sleep(0.02)
+
+    def stop(self):
+        self.halt.set()
+        self.join()
+
+    def failures(self) -> list[tuple[float, int, str]]:
+        return [entry for entry in self.log if entry[1] != 200]
+
+
+def wait_for(condition, timeout: float, poll: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(poll)
+    return None
+
+
+def test_round_robin_spreads_requests_evenly(local_cluster, figures):
+    """First in this file: byrequests evens out each member's share of all requests, sticky ones
+    included, so later tests' sessions would shift which member the next session-less request gets."""
+    with requests.Session() as http:
+        routes = Counter(http.get(f"{local_cluster.url}/whoami", timeout=10).json()["route"] for _ in range(300))
+    assert set(routes) == set(local_cluster.nodes)
+    for route, count in routes.items():
+        assert 90 <= count <= 110, routes
+    figures["round robin, 300 requests"] = dict(sorted(routes.items()))
+
+
+def test_every_request_of_a_session_reaches_the_node_that_logged_it_in(local_cluster, figures):
+    login_routes = Counter()
+    for user in range(50):
+        with requests.Session() as browser:
+            login = browser.get(f"{local_cluster.url}/login", params={"user": f"user{user}"}, timeout=10).json()
+            assert login["session"].endswith("." + login["route"])  # Tomcat appends the jvmRoute
+            login_routes[login["route"]] += 1
+            for request_number in range(1, 21):
+                answer = browser.get(f"{local_cluster.url}/whoami", timeout=10).json()
+                assert (answer["route"], answer["session"], answer["counter"]) == (
+                    login["route"], login["session"], request_number
+                )
+    assert set(login_routes) == set(local_cluster.nodes)  # sessions were spread, then stuck
+    figures["sticky sessions, 50 x 20 requests"] = f"all on their node; logins per node {dict(sorted(login_routes.items()))}"
+
+
+def through(local_cluster, route: str) -> requests.Session:
+    """A client that the sticky balancer sends to `route`: a session cookie ending in .<route> picks the
+    member (the node, not knowing the session, serves the request without one)."""
+    client = requests.Session()
+    client.cookies.set("JSESSIONID", f"0.{route}", path="/openmrs")
+    return client
+
+
+def test_a_file_written_through_one_node_is_read_through_the_others(local_cluster):
+    name = f"upload-{uuid.uuid4().hex}.txt"
+    content = f"complex obs {uuid.uuid4()}"
+    writer, *readers = sorted(local_cluster.nodes)
+    with through(local_cluster, writer) as client:
+        written = client.post(f"{local_cluster.url}/files", params={"name": name, "content": content}, timeout=10)
+    assert (written.status_code, written.headers["X-Node-Route"]) == (200, writer)
+    for reader in readers:
+        with through(local_cluster, reader) as client:
+            read = client.get(f"{local_cluster.url}/files", params={"name": name}, timeout=10)
+        assert (read.headers["X-Node-Route"], read.status_code, read.text) == (reader, 200, content)
+
+
+def test_a_row_written_is_on_the_replica_within_a_second(local_cluster, figures):
+    row = uuid.uuid4().hex
+    response = requests.post(f"{local_cluster.url}/rows", params={"id": row}, timeout=10)
+    assert response.ok, response.text
+    written = time.monotonic()
+    seen = wait_for(
+        lambda: local_cluster.replica_query(f"SELECT COUNT(*) FROM openmrs.standin_rows WHERE id = '{row}'") == "1",
+        timeout=5,
+        poll=0.02,
+    )
+    lag = time.monotonic() - written
+    assert seen and lag <= 1.0, f"row reached the replica after {lag:.2f} s"
+    figures["row on the replica after"] = f"{lag:.2f} s (upper bound: includes docker exec)"
+
+
+def test_a_stopped_node_is_taken_out_then_put_back(local_cluster, figures):
+    heartbeat = local_cluster.heartbeat
+    interval, fails, passes = heartbeat["interval_seconds"], heartbeat["fails"], heartbeat["passes"]
+    route = "node2"
+    container = local_cluster.client.containers.get(local_cluster.nodes[route])
+    stream = RequestStream(f"{local_cluster.url}/whoami")
+    stream.start()
+    try:
+        time.sleep(1)
+        stopped = time.monotonic()
+        container.stop(timeout=10)
+        out = wait_for(lambda: local_cluster.members()[route][0] != "Init Ok", timeout=30)
+        detection = time.monotonic() - stopped
+        assert out, "the balancer never took the stopped node out"
+        elected_when_out = local_cluster.members()[route][1]
+        time.sleep(2 * interval)
+        assert local_cluster.members()[route][1] == elected_when_out, "requests still reached the stopped node"
+        assert detection <= 2 * interval * fails + 1
+
+        container.start()
+        ready = wait_for(
+            lambda: '"started": true' in local_cluster.exec(
+                container.name, "curl", "-sS", f"http://localhost:8080{heartbeat['path']}"),
+            timeout=60,
+            poll=0.1,
+        )
+        assert ready, "the restarted node never became healthy"
+        healthy_at = time.monotonic()
+        back = wait_for(lambda: any(t >= healthy_at and r == route for t, _, r in stream.log), timeout=30)
+        recovery = time.monotonic() - healthy_at
+        assert back, "the balancer never put the restarted node back"
+        assert recovery <= 2 * interval * passes + 1
+    finally:
+        stream.stop()
+        if container.reload() or container.status != "running":
+            container.start()
+    failures = stream.failures()
+    assert not failures, (
+        f"{len(failures)} of {len(stream.log)} requests failed: {failures[:5]}\n"
+        + "\n".join(local_cluster.balancer_complaints())
+    )
+    figures["node stopped -> out of the balancer"] = f"{detection:.2f} s (bound {2 * interval * fails + 1} s)"
+    figures["node healthy -> back in the balancer"] = f"{recovery:.2f} s (bound {2 * interval * passes + 1} s)"
+    figures["requests during stop and restart"] = (
+        f"{len(stream.log)} sent, {len(failures)} failed, {stream.resent} resent by the client as a browser would"
+    )

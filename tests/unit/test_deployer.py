@@ -1,0 +1,31 @@
+"""The test deployer applies every input the program registers, and refuses what it cannot apply."""
+import copy
+
+import pytest
+
+from deployer import APPLIED_INPUTS, Deployer, UnsupportedInput
+from program import PROJECT_ROOT, run_program
+
+
+@pytest.fixture(scope="module")
+def graph():
+    return run_program("local")
+
+
+def test_it_knows_every_input_the_program_registers(graph):
+    deployer = Deployer(graph, PROJECT_ROOT, client=object())
+    assert {r.type for r in deployer.resources} == set(APPLIED_INPUTS)
+
+
+def test_an_input_it_cannot_apply_fails_the_deployment(graph):
+    changed = copy.deepcopy(graph)
+    changed.named("db-primary").inputs["privileged"] = True
+    with pytest.raises(UnsupportedInput, match=r"db-primary .*\['privileged'\]"):
+        Deployer(changed, PROJECT_ROOT, client=object())
+
+
+def test_a_resource_type_it_cannot_apply_fails_the_deployment(graph):
+    changed = copy.deepcopy(graph)
+    changed.named("db-primary").type = "docker:index/service:Service"
+    with pytest.raises(UnsupportedInput, match="docker:index/service:Service"):
+        Deployer(changed, PROJECT_ROOT, client=object())
