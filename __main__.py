@@ -13,14 +13,14 @@ cluster = stack.cluster
 network = ClusterNetwork("net", ClusterNetworkArgs(cluster=cluster))
 database = MySQLPair("db", MySQLPairArgs(cluster=cluster, network=network, passwords=stack.given_secrets))
 storage = SharedStorage("files", SharedStorageArgs(cluster=cluster, network=network))
+balancer = LoadBalancerTier("lb", LoadBalancerTierArgs(cluster=cluster, network=network))
 pool = TomcatPool(
     "app",
     TomcatPoolArgs(
-        cluster=cluster, network=network, database=database, storage=storage,
+        cluster=cluster, network=network, database=database, storage=storage, balancer=balancer,
         admin_password=stack.given_secrets.get("admin_password"),
     ),
 )
-balancer = LoadBalancerTier("lb", LoadBalancerTierArgs(cluster=cluster, network=network, pool=pool))
 
 pulumi.export("url", balancer.url)
 pulumi.export("members", [member._asdict() for member in pool.members])

@@ -1,4 +1,8 @@
-"""LoadBalancerTier: the one way in, spreading requests over the pool with sticky sessions and heartbeats."""
+"""LoadBalancerTier: the one way in, spreading requests over the pool with sticky sessions and heartbeats.
+
+It is created before the pool and owns the membership rules (members, health checks, stickiness,
+scheduling); the TomcatPool's nodes then join it. On AWS this order is required: ECS refuses a service
+whose target group no load balancer uses yet."""
 from dataclasses import dataclass
 from typing import Optional
 
@@ -7,7 +11,6 @@ import pulumi
 from .config import ClusterConfig
 from .network import ClusterNetwork
 from .platforms import implementation
-from .tomcat_pool import TomcatPool
 
 # The configured scheduling, in Apache's words.
 APACHE_LBMETHODS = {"round_robin": "byrequests", "by_busyness": "bybusyness"}
@@ -17,13 +20,15 @@ APACHE_LBMETHODS = {"round_robin": "byrequests", "by_busyness": "bybusyness"}
 class LoadBalancerTierArgs:
     cluster: ClusterConfig
     network: ClusterNetwork
-    pool: TomcatPool
 
 
 class LoadBalancerTier(pulumi.ComponentResource):
     url: pulumi.Output[str]
+    # What the pool's nodes join: nothing on local (members are the nodes' fixed addresses), the
+    # target group and its listeners on AWS.
+    membership: object
 
     def __init__(self, name: str, args: LoadBalancerTierArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("openmrs:cluster:LoadBalancerTier", name, None, opts)
-        self.url = implementation(args.cluster.platform, "load_balancer").build(self, name, args)
+        self.url, self.membership = implementation(args.cluster.platform, "load_balancer").build(self, name, args)
         self.register_outputs({"url": self.url})

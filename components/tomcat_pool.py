@@ -5,6 +5,7 @@ from typing import NamedTuple, Optional
 import pulumi
 
 from .config import ClusterConfig
+from .load_balancer_tier import LoadBalancerTier
 from .mysql_pair import MySQLPair
 from .network import ClusterNetwork
 from .platforms import implementation
@@ -23,6 +24,7 @@ class TomcatPoolArgs:
     network: ClusterNetwork
     database: MySQLPair
     storage: SharedStorage
+    balancer: LoadBalancerTier
     admin_password: Optional[pulumi.Input[str]] = None
 
 

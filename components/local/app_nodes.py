@@ -6,7 +6,6 @@ from ..passwords import password
 from ..render import render
 from ..tomcat_pool import PoolMember, TomcatPoolArgs, node_environment, route_of
 from . import images
-from .network import FIRST_APP_HOST
 
 SERVER_XML = "/usr/local/tomcat/conf/server.xml"
 
@@ -25,7 +24,7 @@ def app_image(name: str, args: TomcatPoolArgs, component: pulumi.ComponentResour
 def build(
     component: pulumi.ComponentResource, name: str, args: TomcatPoolArgs
 ) -> tuple[list[PoolMember], pulumi.Output[str]]:
-    network = args.network.local
+    network = args.network.platform_network
     settings = args.cluster.app
     heartbeat = args.cluster.balancer.heartbeat
     admin_password = password(f"{name}-admin-password", args.admin_password, component)
@@ -48,7 +47,7 @@ def build(
             ],
             networks_advanced=[
                 docker.ContainerNetworksAdvancedArgs(
-                    name=network.private.name, ipv4_address=network.address(FIRST_APP_HOST + index)
+                    name=network.private.name, ipv4_address=network.app_node_address(index)
                 )
             ],
             healthcheck=docker.ContainerHealthcheckArgs(

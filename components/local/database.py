@@ -17,7 +17,7 @@ MAX_CONNECTIONS = 850
 
 
 def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -> MySQLPairOutputs:
-    network = args.network.local
+    network = args.network.platform_network
     settings = args.cluster.database
     child = pulumi.ResourceOptions(parent=component)
     root_password = password(f"{name}-root-password", args.passwords.get("database_root_password"), component)

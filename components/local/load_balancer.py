@@ -4,6 +4,7 @@ import pulumi_docker as docker
 
 from ..load_balancer_tier import APACHE_LBMETHODS, LoadBalancerTierArgs
 from ..render import render
+from ..tomcat_pool import route_of
 from . import images
 from .network import BALANCER_HOST
 
@@ -11,29 +12,28 @@ LISTEN_PORT = 8080
 CONFIG_FILE = "/etc/apache2/openmrs-balancer.conf"
 
 
-def balancer_config(args: LoadBalancerTierArgs) -> pulumi.Output[str]:
-    """The rendered httpd configuration, once the members' container names are known."""
+def balancer_config(args: LoadBalancerTierArgs) -> str:
+    """The rendered httpd configuration: one member per node, at the node's fixed address."""
     balancer = args.cluster.balancer
-    members = args.pool.members
-    return pulumi.Output.all(*[member.name for member in members]).apply(
-        lambda hosts: render(
-            "balancer.conf",
-            server_name="openmrs-balancer",
-            listen_port=LISTEN_PORT,
-            balancer_name="openmrs-nodes",
-            lbmethod=APACHE_LBMETHODS[balancer.scheduling],
-            sticky_sessions=balancer.sticky_sessions,
-            heartbeat=balancer.heartbeat,
-            context_path=args.cluster.app.context_path,
-            members=[
-                {"host": host, "port": member.port, "route": member.route} for host, member in zip(hosts, members)
-            ],
-        )
+    network = args.network.platform_network
+    return render(
+        "balancer.conf",
+        server_name="openmrs-balancer",
+        listen_port=LISTEN_PORT,
+        balancer_name="openmrs-nodes",
+        lbmethod=APACHE_LBMETHODS[balancer.scheduling],
+        sticky_sessions=balancer.sticky_sessions,
+        heartbeat=balancer.heartbeat,
+        context_path=args.cluster.app.context_path,
+        members=[
+            {"host": network.app_node_address(index), "port": args.cluster.app.port, "route": route_of(index)}
+            for index in range(args.cluster.app.nodes)
+        ],
     )
 
 
-def build(component: pulumi.ComponentResource, name: str, args: LoadBalancerTierArgs) -> pulumi.Output[str]:
-    network = args.network.local
+def build(component: pulumi.ComponentResource, name: str, args: LoadBalancerTierArgs) -> tuple[pulumi.Output[str], None]:
+    network = args.network.platform_network
     balancer = args.cluster.balancer
     image = images.build_image(f"{name}-image", "images/httpd", "openmrs-cluster/httpd", component)
     docker.Container(
@@ -60,4 +60,5 @@ def build(component: pulumi.ComponentResource, name: str, args: LoadBalancerTier
         wait_timeout=120,
         opts=pulumi.ResourceOptions(parent=component),
     )
-    return pulumi.Output.format("http://{0}:{1}{2}/", balancer.listen_address, balancer.port, args.cluster.app.context_path)
+    url = pulumi.Output.format("http://{0}:{1}{2}/", balancer.listen_address, balancer.port, args.cluster.app.context_path)
+    return url, None

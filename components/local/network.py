@@ -22,8 +22,15 @@ class LocalNetwork:
     subnet: ipaddress.IPv4Network
     resource_prefix: str
 
+    @property
+    def private_network_id(self) -> pulumi.Output[str]:
+        return self.private.id
+
     def address(self, host_number: int) -> str:
         return str(self.subnet.network_address + host_number)
+
+    def app_node_address(self, index: int) -> str:
+        return self.address(FIRST_APP_HOST + index)
 
     def container_name(self, logical_name: str) -> str:
         return f"{self.resource_prefix}-{logical_name}"

@@ -8,7 +8,7 @@ OPENMRS_UID = 1001
 
 
 def build(component: pulumi.ComponentResource, name: str, args: SharedStorageArgs) -> list[SharedMount]:
-    network = args.network.local
+    network = args.network.platform_network
     child = pulumi.ResourceOptions(parent=component)
     folders = args.cluster.storage.shared_folders
     volumes = {

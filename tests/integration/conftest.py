@@ -97,7 +97,7 @@ def local_cluster(docker_client):
         built = sorted(r.plain("imageName") for r in graph.of_type("docker:index/image:Image")
                        if r.plain("imageName") not in images_before)
         FIGURES["bring-up"] = f"{time.monotonic() - started:.1f} s ({'cold: built ' + ', '.join(built) if built else 'warm: images cached'})"
-        yield LocalCluster(
+        cluster = LocalCluster(
             deployer=deployer,
             client=docker_client,
             url=f"http://127.0.0.1:{port}/openmrs",
@@ -106,6 +106,13 @@ def local_cluster(docker_client):
             replica=graph.named("db-replica").plain("name"),
             heartbeat=HEARTBEAT,
         )
+        # The balancer starts before the nodes; it takes each in after `passes` health checks.
+        deadline = time.monotonic() + 60
+        while {status for status, _ in cluster.members().values()} != {"Init Ok"} and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(cluster.members()) == NODES and {s for s, _ in cluster.members().values()} == {"Init Ok"}
+        FIGURES["bring-up"] += f", all members in the balancer after {time.monotonic() - started:.1f} s"
+        yield cluster
     finally:
         leftovers = deployer.destroy()
         remaining = [

@@ -100,7 +100,7 @@ def test_the_nodes_share_one_password_and_it_is_generated_per_cluster(graph):
 def test_balancer_has_one_member_per_node_with_its_route(graph):
     config = balancer_config(graph)
     members = re.findall(r'BalancerMember "http://([^:]+):8080" route=(\S+)', config)
-    nodes = {r.plain("name"): env_of(r)["OMRS_JAVA_SERVER_OPTS"].rsplit("=", 1)[1]
+    nodes = {r.plain("networksAdvanced")[0]["ipv4Address"]: env_of(r)["OMRS_JAVA_SERVER_OPTS"].rsplit("=", 1)[1]
              for r in graph.of_type(CONTAINER) if r.name.startswith("app-")}
     assert dict(members) == nodes
 
