@@ -246,11 +246,22 @@ class ClusterConfig(_Section):
     def _platform_settings(self) -> "ClusterConfig":
         if self.platform == "aws" and self.aws is None:
             raise ValueError("aws: platform aws needs this section; set at least aws.availability_zones")
-        if self.aws is not None and not self.aws.min_nodes <= self.app.nodes <= self.aws.max_nodes:
-            raise ValueError(
+        if self.platform != "aws" or self.aws is None:
+            return self
+        problems = []
+        if not self.aws.min_nodes <= self.app.nodes <= self.aws.max_nodes:
+            problems.append(
                 f"app.nodes: {self.app.nodes} must lie between aws.min_nodes ({self.aws.min_nodes}) "
                 f"and aws.max_nodes ({self.aws.max_nodes}); change one of them"
             )
+        heartbeat = self.balancer.heartbeat
+        if heartbeat.interval_seconds < 5:
+            problems.append("balancer.heartbeat.interval_seconds: an ALB checks at most every 5 s; set 5 or more")
+        for key, value in (("fails", heartbeat.fails), ("passes", heartbeat.passes)):
+            if not 2 <= value <= 10:
+                problems.append(f"balancer.heartbeat.{key}: an ALB counts 2 to 10 checks (got {value}); set one in that range")
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
     @model_validator(mode="after")
@@ -355,6 +366,8 @@ def read_stack_config() -> StackConfig:
             problems.append(problem)
         given_secrets[key] = pulumi.Output.secret(raw)
 
+    if cluster is not None and cluster.platform == "aws" and not runtime_config.get_config("aws:region"):
+        problems.append("aws:region: the AWS provider needs a region; fix with `pulumi config set aws:region <region>`")
     if problems:
         raise ConfigError(problems)
     return StackConfig(cluster=cluster, given_secrets=given_secrets)

@@ -29,8 +29,10 @@ class SharedMount(NamedTuple):
 
 class SharedStorage(pulumi.ComponentResource):
     mounts: list[SharedMount]
+    # The platform's file system where there is one (EFS on AWS), for the nodes' mount settings.
+    file_system: Optional[pulumi.CustomResource]
 
     def __init__(self, name: str, args: SharedStorageArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("openmrs:cluster:SharedStorage", name, None, opts)
-        self.mounts = implementation(args.cluster.platform, "storage").build(self, name, args)
+        self.mounts, self.file_system = implementation(args.cluster.platform, "storage").build(self, name, args)
         self.register_outputs({"mounts": [mount._asdict() for mount in self.mounts]})

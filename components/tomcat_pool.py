@@ -1,4 +1,4 @@
-"""TomcatPool: N identical OpenMRS nodes, each with its own jvmRoute, in cluster mode."""
+"""TomcatPool: N identical OpenMRS nodes in cluster mode, joining the balancer (by jvmRoute on local)."""
 from dataclasses import dataclass
 from typing import NamedTuple, Optional
 

@@ -37,6 +37,7 @@ class Registration:
     dependencies: set[str]
     inputs: dict[str, Any]
     outputs: dict[str, Any]
+    ignore_changes: list[str] = field(default_factory=list)
 
     @property
     def parent_type(self) -> str:
@@ -64,6 +65,8 @@ def unwrap(value: Any) -> Any:
 @dataclass
 class Graph:
     registrations: list[Registration] = field(default_factory=list)
+    # What each component passed to register_outputs, by URN.
+    component_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def of_type(self, type_: str) -> list[Registration]:
         return [r for r in self.registrations if r.type == type_]
@@ -89,7 +92,22 @@ class ProviderMocks(pulumi.runtime.Mocks):
             outputs["imageId"] = "sha256:" + hashlib.sha256(args.inputs["name"].encode()).hexdigest()
         elif args.typ == "docker:index/image:Image":
             outputs["repoDigest"] = args.inputs["imageName"]
+        elif args.typ.startswith("aws:"):
+            outputs.update(self._aws_outputs(args))
         return f"{args.name}-id", outputs
+
+    @staticmethod
+    def _aws_outputs(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+        service = args.typ.split(":")[1].split("/")[0]
+        computed = {"arn": f"arn:aws:{service}:eu-west-1:123456789012:{args.name}", "name": args.inputs.get("name", args.name)}
+        if args.typ == "aws:rds/instance:Instance":
+            address = f"{args.name}.abcdefgh.eu-west-1.rds.amazonaws.com"
+            computed.update(address=address, port=3306, endpoint=f"{address}:3306", masterUserSecrets=[{
+                "secretArn": f"arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!{args.name}-AbCdEf",
+                "secretStatus": "active"}])
+        elif args.typ == "aws:lb/loadBalancer:LoadBalancer":
+            computed["dnsName"] = f"{args.name}-1234567890.eu-west-1.elb.amazonaws.com"
+        return computed
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         raise AssertionError(f"the program made an unexpected invoke: {args.token}")
@@ -118,9 +136,18 @@ class RecordingMonitor(MockMonitor):
                     dependencies=dependencies,
                     inputs=rpc.deserialize_properties(request.object),
                     outputs=self.resources[response.urn].state,
+                    ignore_changes=list(request.ignoreChanges),
                 )
             )
         return response
+
+    def RegisterResourceOutputs(self, request):
+        self.graph.component_outputs[request.urn] = rpc.deserialize_properties(request.outputs)
+        return super().RegisterResourceOutputs(request)
+
+
+def platform_of(stack: str) -> str:
+    return stack_config(stack).get(f"{PROJECT}:platform", "local")
 
 
 def stack_config(stack: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from ..shared_storage import DATA_DIRECTORY, SharedMount, SharedStorageArgs
 OPENMRS_UID = 1001
 
 
-def build(component: pulumi.ComponentResource, name: str, args: SharedStorageArgs) -> list[SharedMount]:
+def build(component: pulumi.ComponentResource, name: str, args: SharedStorageArgs) -> tuple[list[SharedMount], None]:
     network = args.network.platform_network
     child = pulumi.ResourceOptions(parent=component)
     folders = args.cluster.storage.shared_folders
@@ -33,7 +33,8 @@ def build(component: pulumi.ComponentResource, name: str, args: SharedStorageArg
         attach=True,
         opts=child,
     )
-    return [
+    mounts = [
         SharedMount(source=volume.name, container_path=f"{DATA_DIRECTORY}/{folder}")
         for folder, volume in volumes.items()
     ]
+    return mounts, None

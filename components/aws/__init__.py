@@ -1,0 +1,1 @@
+"""The AWS platform: ALB, ECS Fargate, EFS and RDS Multi-AZ behind the same components."""

@@ -1,0 +1,176 @@
+"""The AWS app nodes: an ECS Fargate service across the private subnets, registered with the balancer's
+target group, scaling on CPU between aws.min_nodes and aws.max_nodes."""
+import json
+
+import pulumi
+import pulumi_aws as aws
+
+from ..passwords import password
+from ..tomcat_pool import OFFICIAL_JAVA_SERVER_OPTS, PoolMember, TomcatPoolArgs
+
+CONTAINER = "openmrs"
+
+
+def _role(name: str, service: str, child: pulumi.ResourceOptions) -> aws.iam.Role:
+    trust = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]}
+    return aws.iam.Role(name, assume_role_policy=json.dumps(trust), opts=child)
+
+
+def _container_definitions(args: TomcatPoolArgs, log_group: aws.cloudwatch.LogGroup, admin_secret_arn,
+                           region: str) -> pulumi.Output[str]:
+    """The official image's OMRS_* contract; both passwords come from Secrets Manager, never in plain text."""
+    cluster, database = args.cluster, args.database
+    heartbeat = cluster.balancer.heartbeat
+
+    def definition(values):
+        writer, name, user, database_password, admin_password, log_group_name = values
+        host, port = writer.rsplit(":", 1)
+        environment = {
+            "OMRS_DB": "mysql", "OMRS_DB_HOSTNAME": host, "OMRS_DB_PORT": port, "OMRS_DB_NAME": name,
+            "OMRS_DB_USERNAME": user, "OMRS_MODULE_WEB_ADMIN": "false",
+            "OMRS_JAVA_SERVER_OPTS": OFFICIAL_JAVA_SERVER_OPTS,
+        }
+        return json.dumps([{
+            "name": CONTAINER,
+            "image": cluster.app.image,
+            "essential": True,
+            "portMappings": [{"containerPort": cluster.app.port, "protocol": "tcp"}],
+            "environment": [{"name": key, "value": value} for key, value in sorted(environment.items())],
+            "secrets": [
+                {"name": "OMRS_DB_PASSWORD", "valueFrom": database_password},
+                {"name": "OMRS_ADMIN_USER_PASSWORD", "valueFrom": admin_password},
+            ],
+            "mountPoints": [{"sourceVolume": mount.container_path.rsplit("/", 1)[1],
+                             "containerPath": mount.container_path, "readOnly": False}
+                            for mount in args.storage.mounts],
+            "healthCheck": {
+                "command": ["CMD-SHELL", f"curl -fsS -o /dev/null http://localhost:{cluster.app.port}{heartbeat.path} || exit 1"],
+                "interval": heartbeat.interval_seconds, "timeout": 5, "retries": heartbeat.fails,
+                "startPeriod": min(cluster.app.start_period_seconds, 300),  # ECS allows at most 300 s
+            },
+            "logConfiguration": {"logDriver": "awslogs", "options": {
+                "awslogs-group": log_group_name, "awslogs-region": region, "awslogs-stream-prefix": CONTAINER}},
+        }])
+
+    return pulumi.Output.all(database.writer_endpoint, database.database, database.user, database.password,
+                             admin_secret_arn, log_group.name).apply(definition)
+
+
+def build(component: pulumi.ComponentResource, name: str, args: TomcatPoolArgs) -> tuple[list[PoolMember], pulumi.Output[str]]:
+    cluster, settings = args.cluster, args.cluster.aws
+    network = args.network.platform_network
+    membership = args.balancer.membership
+    file_system = args.storage.file_system
+    child = pulumi.ResourceOptions(parent=component)
+    region = aws.config.region  # required by the configuration for platform aws
+
+    ecs_cluster = aws.ecs.Cluster(
+        f"{name}-cluster", settings=[aws.ecs.ClusterSettingArgs(name="containerInsights", value="enabled")], opts=child)
+    log_group = aws.cloudwatch.LogGroup(f"{name}-logs", retention_in_days=settings.log_retention_days, opts=child)
+    admin_password = password(f"{name}-admin-password", args.admin_password, component)
+    admin_secret = aws.secretsmanager.Secret(f"{name}-admin-password", recovery_window_in_days=7, opts=child)
+    aws.secretsmanager.SecretVersion(f"{name}-admin-password", secret_id=admin_secret.id,
+                                     secret_string=admin_password, opts=child)
+    database_secret_arn = args.database.password.apply(lambda reference: reference.removesuffix(":password::"))
+
+    # The execution role starts tasks: pull, write logs, and read exactly the two secrets.
+    execution_role = _role(f"{name}-execution", "ecs-tasks.amazonaws.com", child)
+    aws.iam.RolePolicyAttachment(
+        f"{name}-execution", role=execution_role.name,
+        policy_arn="arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy", opts=child)
+    aws.iam.RolePolicy(
+        f"{name}-execution-secrets", role=execution_role.id,
+        policy=pulumi.Output.all(database_secret_arn, admin_secret.arn).apply(lambda arns: json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": list(arns)}],
+        })),
+        opts=child,
+    )
+    # The task role is the application's: it may mount and write this file system, through its access points only.
+    task_role = _role(f"{name}-task", "ecs-tasks.amazonaws.com", child)
+    aws.iam.RolePolicy(
+        f"{name}-task-files", role=task_role.id,
+        policy=file_system.arn.apply(lambda arn: json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Effect": "Allow",
+                "Action": ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"],
+                "Resource": arn,
+                "Condition": {"Bool": {"elasticfilesystem:AccessedViaMountTarget": "true"}},
+            }],
+        })),
+        opts=child,
+    )
+
+    task_definition = aws.ecs.TaskDefinition(
+        f"{name}-task",
+        family=f"{pulumi.get_stack()}-{name}",
+        cpu=str(settings.task_cpu),
+        memory=str(settings.task_memory_mb),
+        network_mode="awsvpc",
+        requires_compatibilities=["FARGATE"],
+        runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(operating_system_family="LINUX", cpu_architecture="X86_64"),
+        execution_role_arn=execution_role.arn,
+        task_role_arn=task_role.arn,
+        container_definitions=_container_definitions(args, log_group, admin_secret.arn, region),
+        volumes=[
+            aws.ecs.TaskDefinitionVolumeArgs(
+                name=mount.container_path.rsplit("/", 1)[1],
+                efs_volume_configuration=aws.ecs.TaskDefinitionVolumeEfsVolumeConfigurationArgs(
+                    file_system_id=file_system.id,
+                    transit_encryption="ENABLED",
+                    authorization_config=aws.ecs.TaskDefinitionVolumeEfsVolumeConfigurationAuthorizationConfigArgs(
+                        access_point_id=mount.source, iam="ENABLED"),
+                ),
+            )
+            for mount in args.storage.mounts
+        ],
+        opts=child,
+    )
+    service = aws.ecs.Service(
+        f"{name}-service",
+        cluster=ecs_cluster.arn,
+        task_definition=task_definition.arn,
+        desired_count=cluster.app.nodes,
+        launch_type="FARGATE",
+        network_configuration=aws.ecs.ServiceNetworkConfigurationArgs(
+            subnets=network.private_subnet_ids, security_groups=[network.app_group.id], assign_public_ip=False),
+        load_balancers=[aws.ecs.ServiceLoadBalancerArgs(
+            target_group_arn=membership.target_group.arn, container_name=CONTAINER, container_port=cluster.app.port)],
+        deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(enable=True, rollback=True),
+        deployment_minimum_healthy_percent=100,
+        deployment_maximum_percent=200,
+        health_check_grace_period_seconds=cluster.app.start_period_seconds,
+        enable_execute_command=False,
+        propagate_tags="SERVICE",
+        # The autoscaler owns the task count once the service exists; `pulumi up` must not reset it.
+        opts=pulumi.ResourceOptions(parent=component, ignore_changes=["desiredCount"], depends_on=membership.listeners),
+    )
+    scaling = aws.appautoscaling.Target(
+        f"{name}-scaling",
+        service_namespace="ecs",
+        scalable_dimension="ecs:service:DesiredCount",
+        resource_id=pulumi.Output.concat("service/", ecs_cluster.name, "/", service.name),
+        min_capacity=settings.min_nodes,
+        max_capacity=settings.max_nodes,
+        opts=child,
+    )
+    aws.appautoscaling.Policy(
+        f"{name}-scale-on-cpu",
+        policy_type="TargetTrackingScaling",
+        service_namespace=scaling.service_namespace,
+        scalable_dimension=scaling.scalable_dimension,
+        resource_id=scaling.resource_id,
+        target_tracking_scaling_policy_configuration=aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationArgs(
+            predefined_metric_specification=aws.appautoscaling.PolicyTargetTrackingScalingPolicyConfigurationPredefinedMetricSpecificationArgs(
+                predefined_metric_type="ECSServiceAverageCPUUtilization"),
+            target_value=settings.scale_at_cpu_percent,
+            scale_in_cooldown=300,
+            scale_out_cooldown=60,
+        ),
+        opts=child,
+    )
+    # ECS places and replaces the tasks; the pool's one stable member is the service.
+    members = [PoolMember(name=service.name, route="", port=cluster.app.port)]
+    return members, admin_password

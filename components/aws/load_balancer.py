@@ -1,0 +1,93 @@
+"""The AWS load balancer: an internet-facing ALB whose target group carries the heartbeat, stickiness
+and scheduling of the same configuration keys as the local Apache balancer."""
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from ..load_balancer_tier import LoadBalancerTierArgs
+
+ALB_ALGORITHMS = {"round_robin": "round_robin", "by_busyness": "least_outstanding_requests"}
+TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+
+
+@dataclass
+class AwsMembership:
+    """What the ECS service registers its tasks with, and must wait for."""
+
+    target_group: aws.lb.TargetGroup
+    listeners: list[aws.lb.Listener]
+
+
+def _target_group(name: str, args: LoadBalancerTierArgs, child: pulumi.ResourceOptions) -> aws.lb.TargetGroup:
+    cluster = args.cluster
+    balancer, heartbeat = cluster.balancer, cluster.balancer.heartbeat
+    stickiness = aws.lb.TargetGroupStickinessArgs(enabled=False, type="lb_cookie")
+    if balancer.sticky_sessions:
+        stickiness = aws.lb.TargetGroupStickinessArgs(
+            enabled=True,
+            type=cluster.aws.stickiness,
+            cookie_duration=cluster.aws.stickiness_seconds,
+            cookie_name="JSESSIONID" if cluster.aws.stickiness == "app_cookie" else None,
+        )
+    return aws.lb.TargetGroup(
+        f"{name}-nodes",
+        port=cluster.app.port,
+        protocol="HTTP",
+        target_type="ip",
+        vpc_id=args.network.platform_network.vpc_id,
+        load_balancing_algorithm_type=ALB_ALGORITHMS[balancer.scheduling],
+        deregistration_delay=30,
+        health_check=aws.lb.TargetGroupHealthCheckArgs(
+            path=heartbeat.path,
+            matcher="200",
+            interval=heartbeat.interval_seconds,
+            timeout=min(heartbeat.interval_seconds - 1, 5),
+            unhealthy_threshold=heartbeat.fails,
+            healthy_threshold=heartbeat.passes,
+        ),
+        stickiness=stickiness,
+        opts=child,
+    )
+
+
+def build(
+    component: pulumi.ComponentResource, name: str, args: LoadBalancerTierArgs
+) -> tuple[pulumi.Output[str], AwsMembership]:
+    settings = args.cluster.aws
+    network = args.network.platform_network
+    child = pulumi.ResourceOptions(parent=component)
+    target_group = _target_group(name, args, child)
+    balancer = aws.lb.LoadBalancer(
+        f"{name}-alb",
+        load_balancer_type="application",
+        internal=False,
+        security_groups=[network.balancer_group.id],
+        subnets=network.public_subnet_ids,
+        drop_invalid_header_fields=True,
+        enable_deletion_protection=settings.production,
+        opts=child,
+    )
+    forward = [aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=target_group.arn)]
+    context = args.cluster.app.context_path
+    if settings.certificate_arn:
+        listeners = [
+            aws.lb.Listener(f"{name}-https", load_balancer_arn=balancer.arn, port=443, protocol="HTTPS",
+                            certificate_arn=settings.certificate_arn, ssl_policy=TLS_POLICY,
+                            default_actions=forward, opts=child),
+            aws.lb.Listener(
+                f"{name}-http", load_balancer_arn=balancer.arn, port=80, protocol="HTTP",
+                default_actions=[aws.lb.ListenerDefaultActionArgs(
+                    type="redirect",
+                    redirect=aws.lb.ListenerDefaultActionRedirectArgs(port="443", protocol="HTTPS", status_code="HTTP_301"),
+                )],
+                opts=child,
+            ),
+        ]
+        url = pulumi.Output.format("https://{0}{1}/", balancer.dns_name, context)
+    else:
+        # Staging without a certificate only: the configuration refuses this in production.
+        listeners = [aws.lb.Listener(f"{name}-http", load_balancer_arn=balancer.arn, port=80, protocol="HTTP",
+                                     default_actions=forward, opts=child)]
+        url = pulumi.Output.format("http://{0}{1}/", balancer.dns_name, context)
+    return url, AwsMembership(target_group=target_group, listeners=listeners)

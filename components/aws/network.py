@@ -1,0 +1,109 @@
+"""The AWS network: a VPC with a public and a private subnet per zone (or an existing VPC), and one
+security group per tier whose rules allow exactly internet -> balancer -> app -> database / files."""
+import ipaddress
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from ..config import ClusterConfig
+
+ANYWHERE = "0.0.0.0/0"
+HTTPS = 443
+
+
+@dataclass
+class AwsNetwork:
+    vpc_id: pulumi.Output[str]
+    public_subnet_ids: list[pulumi.Output[str]]
+    private_subnet_ids: list[pulumi.Output[str]]
+    balancer_group: aws.ec2.SecurityGroup
+    app_group: aws.ec2.SecurityGroup
+    database_group: aws.ec2.SecurityGroup
+    storage_group: aws.ec2.SecurityGroup
+
+    @property
+    def private_network_id(self) -> pulumi.Output[str]:
+        return self.vpc_id
+
+
+def _new_vpc(component, name: str, cluster: ClusterConfig):
+    settings = cluster.aws
+    child = pulumi.ResourceOptions(parent=component)
+    vpc = aws.ec2.Vpc(f"{name}-vpc", cidr_block=settings.vpc_cidr, enable_dns_hostnames=True,
+                      enable_dns_support=True, tags={"Name": f"{name}-vpc"}, opts=child)
+    gateway = aws.ec2.InternetGateway(f"{name}-internet", vpc_id=vpc.id, opts=child)
+    public_routes = aws.ec2.RouteTable(
+        f"{name}-public-routes", vpc_id=vpc.id,
+        routes=[aws.ec2.RouteTableRouteArgs(cidr_block=ANYWHERE, gateway_id=gateway.id)], opts=child,
+    )
+    # /24 subnets: public ones from the start of the VPC range, private ones from its middle.
+    blocks = list(ipaddress.IPv4Network(settings.vpc_cidr).subnets(new_prefix=24))
+    zones = settings.availability_zones
+    half = len(blocks) // 2
+    public, private, nat_gateways = [], [], []
+    for index, zone in enumerate(zones):
+        subnet = aws.ec2.Subnet(f"{name}-public-{index + 1}", vpc_id=vpc.id, availability_zone=zone,
+                                cidr_block=str(blocks[index]), map_public_ip_on_launch=False,
+                                tags={"Name": f"{name}-public-{zone}"}, opts=child)
+        aws.ec2.RouteTableAssociation(f"{name}-public-{index + 1}", subnet_id=subnet.id,
+                                      route_table_id=public_routes.id, opts=child)
+        public.append(subnet)
+        # Production: a NAT gateway per zone, so losing a zone keeps the others' way out. Staging: one.
+        if settings.production or index == 0:
+            address = aws.ec2.Eip(f"{name}-nat-{index + 1}", domain="vpc", opts=child)
+            nat_gateways.append(aws.ec2.NatGateway(f"{name}-nat-{index + 1}", allocation_id=address.id,
+                                                   subnet_id=subnet.id, opts=child))
+    for index, zone in enumerate(zones):
+        subnet = aws.ec2.Subnet(f"{name}-private-{index + 1}", vpc_id=vpc.id, availability_zone=zone,
+                                cidr_block=str(blocks[half + index]), tags={"Name": f"{name}-private-{zone}"},
+                                opts=child)
+        nat = nat_gateways[index] if settings.production else nat_gateways[0]
+        routes = aws.ec2.RouteTable(
+            f"{name}-private-routes-{index + 1}", vpc_id=vpc.id,
+            routes=[aws.ec2.RouteTableRouteArgs(cidr_block=ANYWHERE, nat_gateway_id=nat.id)], opts=child,
+        )
+        aws.ec2.RouteTableAssociation(f"{name}-private-{index + 1}", subnet_id=subnet.id,
+                                      route_table_id=routes.id, opts=child)
+        private.append(subnet)
+    return vpc.id, [s.id for s in public], [s.id for s in private]
+
+
+def _allow(component, name: str, group, port: int, *, inbound: bool, peer=None, cidr: str | None = None):
+    """One rule of the tier-to-tier table: `group` may receive (inbound) or send (outbound) on `port`."""
+    rule = aws.vpc.SecurityGroupIngressRule if inbound else aws.vpc.SecurityGroupEgressRule
+    rule(name, security_group_id=group.id, ip_protocol="tcp", from_port=port, to_port=port,
+         referenced_security_group_id=peer.id if peer is not None else None, cidr_ipv4=cidr,
+         opts=pulumi.ResourceOptions(parent=component))
+
+
+def build(component: pulumi.ComponentResource, name: str, cluster: ClusterConfig) -> AwsNetwork:
+    existing = cluster.aws.existing_vpc
+    if existing is None:
+        vpc_id, public, private = _new_vpc(component, name, cluster)
+    else:
+        vpc_id = pulumi.Output.from_input(existing.vpc_id)
+        public = [pulumi.Output.from_input(s) for s in existing.public_subnet_ids]
+        private = [pulumi.Output.from_input(s) for s in existing.private_subnet_ids]
+
+    def group(tier: str, description: str) -> aws.ec2.SecurityGroup:
+        # No inline rules: the provider then removes AWS's default allow-all egress.
+        return aws.ec2.SecurityGroup(f"{name}-{tier}", vpc_id=vpc_id, description=description,
+                                     tags={"Name": f"{name}-{tier}"}, opts=pulumi.ResourceOptions(parent=component))
+
+    balancer = group("balancer", "OpenMRS load balancer: HTTP(S) from the internet")
+    app = group("app", "OpenMRS nodes: the app port from the balancer only")
+    database = group("database", "OpenMRS database: MySQL from the nodes only")
+    storage = group("files", "OpenMRS shared files: NFS from the nodes only")
+    app_port = cluster.app.port
+    for port in (80, HTTPS):
+        _allow(component, f"{name}-internet-to-balancer-{port}", balancer, port, inbound=True, cidr=ANYWHERE)
+    _allow(component, f"{name}-balancer-to-app", balancer, app_port, inbound=False, peer=app)
+    _allow(component, f"{name}-app-from-balancer", app, app_port, inbound=True, peer=balancer)
+    _allow(component, f"{name}-app-to-database", app, 3306, inbound=False, peer=database)
+    _allow(component, f"{name}-database-from-app", database, 3306, inbound=True, peer=app)
+    _allow(component, f"{name}-app-to-files", app, 2049, inbound=False, peer=storage)
+    _allow(component, f"{name}-files-from-app", storage, 2049, inbound=True, peer=app)
+    # Image pulls, Secrets Manager and CloudWatch Logs, through the NAT gateway.
+    _allow(component, f"{name}-app-to-aws-apis", app, HTTPS, inbound=False, cidr=ANYWHERE)
+    return AwsNetwork(vpc_id, public, private, balancer, app, database, storage)

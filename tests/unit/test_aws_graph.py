@@ -1,0 +1,320 @@
+"""The real program under mocks for the AWS stacks: nothing can be deployed to AWS from here, so the
+registered graph is the proof."""
+import json
+
+import pytest
+
+from components.config import ConfigError
+from program import PROJECT, STACKS, platform_of, run_program, stack_config, with_overrides
+
+AWS_STACKS = [stack for stack in STACKS if platform_of(stack) == "aws"]
+COMPONENTS = ("Network", "MySQLPair", "SharedStorage", "TomcatPool", "LoadBalancerTier")
+
+
+@pytest.fixture(scope="module", params=AWS_STACKS)
+def stack(request):
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def graph(stack):
+    return run_program(stack)
+
+
+@pytest.fixture(scope="module")
+def settings(stack):
+    return stack_config(stack)[f"{PROJECT}:aws"]
+
+
+def one(graph, type_):
+    (registration,) = graph.of_type(type_)
+    return registration
+
+
+def test_both_aws_stacks_exist():
+    assert {"aws-staging", "aws-prod"} <= set(AWS_STACKS)
+
+
+def test_vpc_has_a_public_and_a_private_subnet_in_each_zone(graph, settings):
+    subnets = graph.of_type("aws:ec2/subnet:Subnet")
+    zones = settings["availability_zones"]
+    for kind in ("public", "private"):
+        placed = sorted(s.plain("availabilityZone") for s in subnets if s.name.startswith(f"net-{kind}-"))
+        assert placed == sorted(zones)
+    assert not any(s.plain("mapPublicIpOnLaunch") for s in subnets)
+    assert one(graph, "aws:ec2/vpc:Vpc").plain("cidrBlock") == settings["vpc_cidr"]
+
+
+def test_nat_gateways_per_zone_in_production_one_in_staging(graph, settings):
+    expected = len(settings["availability_zones"]) if settings["production"] else 1
+    assert len(graph.of_type("aws:ec2/natGateway:NatGateway")) == expected
+    private_routes = [r for r in graph.of_type("aws:ec2/routeTable:RouteTable") if "private" in r.name]
+    assert len(private_routes) == len(settings["availability_zones"])
+    assert all(r.plain("routes")[0]["natGatewayId"] for r in private_routes)
+
+
+def test_existing_vpc_is_joined_not_created():
+    config = with_overrides(stack_config("aws-staging"), aws={"existing_vpc": {
+        "vpc_id": "vpc-0123", "public_subnet_ids": ["subnet-a", "subnet-b"], "private_subnet_ids": ["subnet-c", "subnet-d"]}})
+    graph = run_program("aws-staging", config)
+    assert not graph.of_type("aws:ec2/vpc:Vpc") and not graph.of_type("aws:ec2/subnet:Subnet")
+    assert one(graph, "aws:lb/targetGroup:TargetGroup").plain("vpcId") == "vpc-0123"
+    assert one(graph, "aws:rds/subnetGroup:SubnetGroup").plain("subnetIds") == ["subnet-c", "subnet-d"]
+
+
+def test_database_is_multi_az_encrypted_private_and_its_password_managed(graph, settings):
+    database = one(graph, "aws:rds/instance:Instance")
+    assert database.plain("engine") == "mysql"
+    assert database.plain("engineVersion") == settings["database_engine_version"]
+    assert database.plain("multiAz") is True
+    assert database.plain("storageEncrypted") is True
+    assert database.plain("publiclyAccessible") is False
+    assert database.plain("manageMasterUserPassword") is True and "password" not in database.inputs
+    assert database.plain("backupRetentionPeriod") == settings["backup_retention_days"]
+    assert [group_names(graph)[g] for g in database.plain("vpcSecurityGroupIds")] == ["database"]
+    subnet_group = one(graph, "aws:rds/subnetGroup:SubnetGroup")
+    private = [s.urn for s in graph.of_type("aws:ec2/subnet:Subnet") if "private" in s.name]
+    assert len(subnet_group.plain("subnetIds")) == len(private)
+    parameters = {p["name"]: p["value"] for p in one(graph, "aws:rds/parameterGroup:ParameterGroup").plain("parameters")}
+    assert parameters["character_set_server"] == "utf8mb4" and parameters["log_bin_trust_function_creators"] == "1"
+
+
+def test_production_database_is_protected_and_keeps_a_final_snapshot(graph, settings):
+    database = one(graph, "aws:rds/instance:Instance")
+    assert database.plain("deletionProtection") is settings["production"]
+    assert database.plain("skipFinalSnapshot") is (not settings["production"])
+    assert bool(database.plain("finalSnapshotIdentifier")) is settings["production"]
+    assert one(graph, "aws:lb/loadBalancer:LoadBalancer").plain("enableDeletionProtection") is settings["production"]
+
+
+def test_shared_files_are_encrypted_backed_up_and_reached_through_access_points(graph, stack):
+    file_system = one(graph, "aws:efs/fileSystem:FileSystem")
+    assert file_system.plain("encrypted") is True
+    assert one(graph, "aws:efs/backupPolicy:BackupPolicy").plain("backupPolicy") == {"status": "ENABLED"}
+    private_subnets = [s for s in graph.of_type("aws:ec2/subnet:Subnet") if "private" in s.name]
+    assert len(graph.of_type("aws:efs/mountTarget:MountTarget")) == len(private_subnets)
+    folders = stack_config(stack)[f"{PROJECT}:storage"]["shared_folders"]
+    points = {p.plain("rootDirectory")["path"]: p.plain("posixUser") for p in graph.of_type("aws:efs/accessPoint:AccessPoint")}
+    assert points == {f"/{folder}": {"uid": 1001, "gid": 1001} for folder in folders}
+
+
+def container_definition(graph):
+    (definition,) = json.loads(one(graph, "aws:ecs/taskDefinition:TaskDefinition").plain("containerDefinitions"))
+    return definition
+
+
+def test_task_runs_the_image_in_cluster_mode_with_passwords_from_secrets(graph, stack):
+    definition = container_definition(graph)
+    environment = {e["name"]: e["value"] for e in definition["environment"]}
+    assert definition["image"] == stack_config(stack)[f"{PROJECT}:app"]["image"]
+    assert environment["OMRS_MODULE_WEB_ADMIN"] == "false"
+    assert environment["OMRS_DB_HOSTNAME"].endswith(".rds.amazonaws.com") and environment["OMRS_DB_PORT"] == "3306"
+    assert not [name for name in environment if "PASSWORD" in name]
+    secrets = {s["name"]: s["valueFrom"] for s in definition["secrets"]}
+    assert secrets["OMRS_DB_PASSWORD"].startswith("arn:aws:secretsmanager:") and secrets["OMRS_DB_PASSWORD"].endswith(":password::")
+    assert secrets["OMRS_ADMIN_USER_PASSWORD"] == one(graph, "aws:secretsmanager/secret:Secret").outputs["arn"]
+    assert definition["healthCheck"]["command"][1].endswith(":8080/openmrs/health/started || exit 1")
+    assert definition["logConfiguration"]["logDriver"] == "awslogs"
+
+
+def test_task_mounts_each_shared_folder_from_efs_with_tls_and_iam(graph, stack):
+    task = one(graph, "aws:ecs/taskDefinition:TaskDefinition")
+    assert task.plain("requiresCompatibilities") == ["FARGATE"] and task.plain("networkMode") == "awsvpc"
+    folders = stack_config(stack)[f"{PROJECT}:storage"]["shared_folders"]
+    volumes = {v["name"]: v["efsVolumeConfiguration"] for v in task.plain("volumes")}
+    assert set(volumes) == set(folders)
+    for configuration in volumes.values():
+        assert configuration["transitEncryption"] == "ENABLED"
+        assert configuration["authorizationConfig"]["iam"] == "ENABLED"
+    mounts = {m["sourceVolume"]: m["containerPath"] for m in container_definition(graph)["mountPoints"]}
+    assert mounts == {folder: f"/openmrs/data/{folder}" for folder in folders}
+
+
+def test_logs_are_kept_for_the_configured_days(graph, settings):
+    assert one(graph, "aws:cloudwatch/logGroup:LogGroup").plain("retentionInDays") == settings["log_retention_days"]
+
+
+def test_service_rolls_safely_and_leaves_its_task_count_to_the_autoscaler(graph, stack, settings):
+    service = one(graph, "aws:ecs/service:Service")
+    assert service.plain("launchType") == "FARGATE"
+    assert service.plain("deploymentCircuitBreaker") == {"enable": True, "rollback": True}
+    assert service.plain("deploymentMinimumHealthyPercent") == 100
+    assert service.plain("desiredCount") == stack_config(stack)[f"{PROJECT}:app"]["nodes"]
+    assert service.ignore_changes == ["desiredCount"]
+    network = service.plain("networkConfiguration")
+    assert network["assignPublicIp"] is False and len(network["subnets"]) == len(settings["availability_zones"])
+    listeners = {r.urn for r in graph.of_type("aws:lb/listener:Listener")}
+    assert listeners <= service.dependencies  # ECS needs the target group on a listener first
+    target = one(graph, "aws:appautoscaling/target:Target")
+    assert (target.plain("minCapacity"), target.plain("maxCapacity")) == (settings["min_nodes"], settings["max_nodes"])
+    policy = one(graph, "aws:appautoscaling/policy:Policy").plain("targetTrackingScalingPolicyConfiguration")
+    assert policy["predefinedMetricSpecification"]["predefinedMetricType"] == "ECSServiceAverageCPUUtilization"
+
+
+def policy_of(graph, name):
+    return json.loads(graph.named(name).plain("policy"))
+
+
+def test_roles_have_least_privilege(graph):
+    (statement,) = policy_of(graph, "app-execution-secrets")["Statement"]
+    assert statement["Action"] == "secretsmanager:GetSecretValue"
+    assert len(statement["Resource"]) == 2 and all(":secretsmanager:" in arn for arn in statement["Resource"])
+    (statement,) = policy_of(graph, "app-task-files")["Statement"]
+    assert sorted(statement["Action"]) == ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"]
+    assert statement["Resource"] == one(graph, "aws:efs/fileSystem:FileSystem").outputs["arn"]
+    for role in graph.of_type("aws:iam/role:Role"):
+        (trust,) = json.loads(role.plain("assumeRolePolicy"))["Statement"]
+        assert trust["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+    assert not [p for p in graph.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+                if not p.plain("policyArn").endswith("service-role/AmazonECSTaskExecutionRolePolicy")]
+
+
+def test_target_group_checks_the_started_path_with_the_heartbeat(graph, stack):
+    balancer = stack_config(stack)[f"{PROJECT}:balancer"]
+    heartbeat = balancer["heartbeat"]
+    group = one(graph, "aws:lb/targetGroup:TargetGroup")
+    assert group.plain("targetType") == "ip"
+    check = group.plain("healthCheck")
+    assert check["path"] == "/openmrs/health/started" and check["matcher"] == "200"
+    assert (check["interval"], check["unhealthyThreshold"], check["healthyThreshold"]) == (
+        heartbeat["interval_seconds"], heartbeat["fails"], heartbeat["passes"])
+    algorithm = {"round_robin": "round_robin", "by_busyness": "least_outstanding_requests"}[balancer["scheduling"]]
+    assert group.plain("loadBalancingAlgorithmType") == algorithm
+    assert group.plain("stickiness")["enabled"] is balancer["sticky_sessions"]
+
+
+@pytest.mark.parametrize("stickiness, cookie", [("lb_cookie", None), ("app_cookie", "JSESSIONID")])
+def test_stickiness_uses_the_configured_cookie(stickiness, cookie):
+    config = with_overrides(stack_config("aws-staging"), aws={"stickiness": stickiness, "stickiness_seconds": 3600})
+    sticky = one(run_program("aws-staging", config), "aws:lb/targetGroup:TargetGroup").plain("stickiness")
+    assert (sticky["type"], sticky["cookieDuration"], sticky.get("cookieName")) == (stickiness, 3600, cookie)
+
+
+def test_non_sticky_target_group():
+    config = with_overrides(stack_config("aws-staging"), balancer={"sticky_sessions": False})
+    assert one(run_program("aws-staging", config), "aws:lb/targetGroup:TargetGroup").plain("stickiness")["enabled"] is False
+
+
+def test_balancer_is_internet_facing_in_the_public_subnets(graph, settings):
+    balancer = one(graph, "aws:lb/loadBalancer:LoadBalancer")
+    assert balancer.plain("internal") is False and balancer.plain("loadBalancerType") == "application"
+    assert len(balancer.plain("subnets")) == len(settings["availability_zones"])
+    assert balancer.plain("dropInvalidHeaderFields") is True
+
+
+def listeners(graph):
+    return {l.plain("port"): l.inputs for l in graph.of_type("aws:lb/listener:Listener")}
+
+
+def test_production_serves_https_and_redirects_http():
+    by_port = listeners(run_program("aws-prod"))
+    assert by_port[443]["protocol"] == "HTTPS" and by_port[443]["certificateArn"].startswith("arn:aws:acm:")
+    assert by_port[443]["sslPolicy"].startswith("ELBSecurityPolicy-TLS13")
+    redirect = by_port[80]["defaultActions"][0]
+    assert redirect["type"] == "redirect" and redirect["redirect"]["protocol"] == "HTTPS"
+
+
+def test_staging_without_a_certificate_serves_plain_http_only():
+    by_port = listeners(run_program("aws-staging"))
+    assert list(by_port) == [80] and by_port[80]["defaultActions"][0]["type"] == "forward"
+
+
+def test_staging_with_a_certificate_redirects_too():
+    config = with_overrides(stack_config("aws-staging"), aws={
+        "certificate_arn": "arn:aws:acm:eu-west-1:123456789012:certificate/11111111-2222-3333-4444-555555555555"})
+    by_port = listeners(run_program("aws-staging", config))
+    assert by_port[80]["defaultActions"][0]["type"] == "redirect" and by_port[443]["protocol"] == "HTTPS"
+
+
+def group_names(graph) -> dict[str, str]:
+    """Security group id -> tier (balancer, app, database, files)."""
+    return {f"{g.name}-id": g.name.removeprefix("net-") for g in graph.of_type("aws:ec2/securityGroup:SecurityGroup")}
+
+
+def reachability(graph) -> set[tuple[str, str, int]]:
+    """Who can reach whom on which port, from the rules: (source, destination, port)."""
+    names = group_names(graph)
+    table = set()
+    for rule in graph.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"):
+        source = names.get(rule.plain("referencedSecurityGroupId"), rule.plain("cidrIpv4"))
+        table.add((source, names[rule.plain("securityGroupId")], rule.plain("fromPort")))
+        assert rule.plain("fromPort") == rule.plain("toPort") and rule.plain("ipProtocol") == "tcp"
+    return table
+
+
+def test_security_groups_allow_exactly_the_tier_to_tier_table(graph):
+    assert reachability(graph) == {
+        ("0.0.0.0/0", "balancer", 80), ("0.0.0.0/0", "balancer", 443),
+        ("balancer", "app", 8080), ("app", "database", 3306), ("app", "files", 2049),
+    }
+    assert not any(group.inputs.get("ingress") or group.inputs.get("egress")
+                   for group in graph.of_type("aws:ec2/securityGroup:SecurityGroup"))
+
+
+def test_outbound_rules_match_the_inbound_ones(graph):
+    names = group_names(graph)
+    outbound = {(names[r.plain("securityGroupId")], names.get(r.plain("referencedSecurityGroupId"), r.plain("cidrIpv4")), r.plain("fromPort"))
+                for r in graph.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")}
+    assert outbound == {("balancer", "app", 8080), ("app", "database", 3306), ("app", "files", 2049), ("app", "0.0.0.0/0", 443)}
+
+
+def test_components_have_the_same_outputs_as_on_local(graph):
+    local = run_program("local")
+
+    def outputs_by_component(g):
+        return {urn.split("::")[2].rsplit(":", 1)[1]: set(outputs) for urn, outputs in g.component_outputs.items()
+                if "openmrs:cluster:" in urn}
+
+    assert outputs_by_component(graph) == outputs_by_component(local)
+    assert set(outputs_by_component(graph)) == set(COMPONENTS)
+
+
+def test_every_aws_resource_is_inside_a_component(graph):
+    components = {r.urn for r in graph.registrations if r.type.startswith("openmrs:")}
+    assert all(r.parent in components for r in graph.registrations if not r.type.startswith("openmrs:"))
+
+
+@pytest.mark.parametrize(
+    "aws_change, key, words",
+    [
+        ({"availability_zones": ["eu-west-1a"]}, "aws.availability_zones", "at least two different"),
+        ({"availability_zones": ["eu-west-1a", "eu-west-1a"]}, "aws.availability_zones", "at least two different"),
+        ({"certificate_arn": None, "production": True}, "aws.certificate_arn", "production serves HTTPS only"),
+        ({"backup_retention_days": 3, "production": True}, "aws.backup_retention_days", "at least 7 days"),
+        ({"backup_retention_days": 40}, "aws.backup_retention_days", "less than or equal to 35"),
+        ({"task_cpu": 3000}, "aws.task_cpu", "not a Fargate size"),
+        ({"task_memory_mb": 1024}, "aws.task_memory_mb", "does not go with"),
+        ({"min_nodes": 5, "max_nodes": 4}, "aws.min_nodes", "above aws.max_nodes"),
+        ({"log_retention_days": 10}, "aws.log_retention_days", "CloudWatch's retention periods"),
+        ({"certificate_arn": "my-cert"}, "aws.certificate_arn", "ACM certificate ARN"),
+        ({"vpc_cidr": "10.0.0.0/24"}, "aws.vpc_cidr", "/16 to /20"),
+        ({"database_engine_version": "5.7"}, "aws.database_engine_version", "'8.4' or '8.0'"),
+    ],
+)
+def test_invalid_aws_settings_fail_before_any_resource(aws_change, key, words):
+    config = with_overrides(stack_config("aws-prod"), aws=aws_change)
+    if aws_change.get("certificate_arn", "") is None:
+        del config[f"{PROJECT}:aws"]["certificate_arn"]
+    with pytest.raises(ConfigError) as raised:
+        run_program("aws-prod", config)
+    (problem,) = [p for p in raised.value.problems if p.startswith(f"{PROJECT}:{key}")]
+    assert words in problem
+
+
+@pytest.mark.parametrize(
+    "heartbeat, key",
+    [({"interval_seconds": 2}, "balancer.heartbeat.interval_seconds"), ({"fails": 1}, "balancer.heartbeat.fails"),
+     ({"passes": 11}, "balancer.heartbeat.passes")],
+)
+def test_heartbeats_the_alb_cannot_do_are_refused(heartbeat, key):
+    config = with_overrides(stack_config("aws-staging"), balancer={"heartbeat": heartbeat})
+    with pytest.raises(ConfigError) as raised:
+        run_program("aws-staging", config)
+    assert any(p.startswith(f"{PROJECT}:{key}: an ALB") for p in raised.value.problems)
+
+
+def test_missing_region_is_reported():
+    config = stack_config("aws-staging")
+    del config["aws:region"]
+    with pytest.raises(ConfigError, match="aws:region: the AWS provider needs a region"):
+        run_program("aws-staging", config)
