@@ -99,7 +99,6 @@ class Deployer:
         self.client = client or docker.from_env()
         self.created: list[tuple[str, str]] = []  # (type, docker name), in creation order
         self.image_ids: dict[str, str] = {}  # a mocked RemoteImage id -> the engine's image id
-        self.timings: dict[str, float] = {}
 
     # -- ordering -------------------------------------------------------------------------------------
     def _descendants(self, urn: str) -> set[str]:
@@ -139,9 +138,7 @@ class Deployer:
             NETWORK: self._network, VOLUME: self._volume, IMAGE: self._image,
             REMOTE_IMAGE: self._remote_image, CONTAINER: self._container,
         }[resource.type]
-        started = time.monotonic()
         handler(_schema_types(unwrap(resource.inputs)), resource)
-        self.timings[resource.name] = time.monotonic() - started
 
     # -- handlers -------------------------------------------------------------------------------------
     def _network(self, inputs: dict[str, Any], resource: Registration) -> None:

@@ -39,10 +39,6 @@ class Registration:
     outputs: dict[str, Any]
     ignore_changes: list[str] = field(default_factory=list)
 
-    @property
-    def parent_type(self) -> str:
-        return self.urn.split("::")[2].split("$")[0] if "$" in self.urn.split("::")[2] else ""
-
     def plain(self, key: str, default: Any = None) -> Any:
         """An input with every secret unwrapped, as the provider would receive it."""
         return unwrap(self.inputs.get(key, default))
@@ -73,10 +69,6 @@ class Graph:
 
     def named(self, name: str) -> Registration:
         (match,) = [r for r in self.registrations if r.name == name]
-        return match
-
-    def by_urn(self, urn: str) -> Registration:
-        (match,) = [r for r in self.registrations if r.urn == urn]
         return match
 
 
