@@ -1,0 +1,184 @@
+"""The rules a change to an openmrs-cluster stack must keep. Each validator is a plain function, so the
+unit tests and the offline runner call it exactly as the Pulumi engine does.
+
+Production is the stack whose name has a `prod` word (aws-prod, prod, eu-production)."""
+import json
+import re
+from typing import Any, Callable
+
+from pulumi_policy import (
+    PolicyConfigSchema, ReportViolation, ResourceValidationArgs, ResourceValidationPolicy, StackValidationArgs,
+    StackValidationPolicy,
+)
+
+RDS_INSTANCE = "aws:rds/instance:Instance"
+EFS = "aws:efs/fileSystem:FileSystem"
+TARGET_GROUP = "aws:lb/targetGroup:TargetGroup"
+TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
+CONTAINER = "docker:index/container:Container"
+STARTED_PATH = "/health/started"
+BALANCER_CONFIG = "/etc/apache2/openmrs-balancer.conf"
+DATABASE_PORTS = {3306, 33060}
+INTERNET = {"0.0.0.0/0", "::/0"}
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|PRIVATE_KEY", re.I)
+# Passwords that ship with OpenMRS images, charts and examples.
+KNOWN_DEFAULTS = {"admin123", "openmrs", "openmrs123", "root123", "password", "admin", "test", "changeme"}
+
+
+def is_production(urn: str) -> bool:
+    stack = urn.split("::")[0].removeprefix("urn:pulumi:")
+    return bool(re.search(r"(^|[-_.])prod(uction)?($|[-_.])", stack))
+
+
+def _for(resource_type: str):
+    """Runs the validator only for `resource_type`."""
+    def decorate(check: Callable[[ResourceValidationArgs, ReportViolation], None]):
+        def validate(args: ResourceValidationArgs, report: ReportViolation):
+            if args.resource_type == resource_type:
+                check(args, report)
+        validate.__name__ = check.__name__
+        return validate
+    return decorate
+
+
+def _requires(resource_type: str, prop: str, required: bool, message: str):
+    """A rule that one property of `resource_type` is `required`; missing counts as not set."""
+    @_for(resource_type)
+    def check(args, report):
+        if (args.props.get(prop) is True) is not required:
+            report(message)
+    return check
+
+
+database_multi_az = _requires(RDS_INSTANCE, "multiAz", True,
+                              "The database must be Multi-AZ: its standby is the passive half of the pair (set multi_az=True).")
+database_encrypted = _requires(RDS_INSTANCE, "storageEncrypted", True,
+                               "The database's storage must be encrypted at rest (set storage_encrypted=True).")
+database_not_public = _requires(RDS_INSTANCE, "publiclyAccessible", False,
+                                "The database must not be publicly accessible; only the app nodes reach it.")
+files_encrypted = _requires(EFS, "encrypted", True,
+                            "The shared file system must be encrypted at rest (set encrypted=True).")
+no_privileged_container = _requires(CONTAINER, "privileged", False, "No container runs privileged.")
+
+
+@_for(RDS_INSTANCE)
+def database_backups_in_production(args, report):
+    if is_production(args.urn):
+        days = args.props.get("backupRetentionPeriod") or 0
+        if days < 7:
+            report(f"Production keeps database backups at least 7 days (this keeps {days:g}).")
+        if args.props.get("deletionProtection") is not True:
+            report("A production database must have deletion protection.")
+
+
+@_for(TARGET_GROUP)
+def target_group_checks_started(args, report):
+    check = args.props.get("healthCheck") or {}
+    if check.get("enabled") is False or not str(check.get("path", "")).endswith(STARTED_PATH):
+        report("The target group must check OpenMRS's /openmrs/health/started: only it says a node is ready "
+               "(/health/alive can trigger setup).")
+
+
+STICKY_CONFIG = PolicyConfigSchema(properties={"stickySessions": {"type": "boolean", "default": True}})
+
+
+def sessions_stick(args: ResourceValidationArgs, report: ReportViolation):
+    """OpenMRS keeps sessions in Tomcat memory, so requests of a session must return to its node. A stack
+    whose sessions are shared (balancer.sticky_sessions false) sets the pack's stickySessions to false."""
+    if not args.get_config().get("stickySessions", True):
+        return
+    if args.resource_type == TARGET_GROUP and not (args.props.get("stickiness") or {}).get("enabled"):
+        report("Sessions are sticky, so the target group needs stickiness enabled.")
+    if args.resource_type == CONTAINER:
+        for upload in args.props.get("uploads") or []:
+            if upload.get("file") == BALANCER_CONFIG and "stickysession=" not in upload.get("content", ""):
+                report("Sessions are sticky, so the Apache balancer needs stickysession=JSESSIONID|jsessionid.")
+
+
+@_for(CONTAINER)
+def database_port_not_published(args, report):
+    for port in args.props.get("ports") or []:
+        if int(port.get("internal", 0)) in DATABASE_PORTS:
+            report(f"The database port {int(port['internal'])} must not be published; only the balancer's port is.")
+
+
+def _openmrs_environment(args) -> list[dict[str, str]]:
+    """Each OpenMRS container's environment as name/value pairs, from Docker envs or an ECS task."""
+    if args.resource_type == CONTAINER:
+        entries = [e.split("=", 1) for e in args.props.get("envs") or [] if "=" in e]
+        environments = [[{"name": k, "value": v} for k, v in entries]]
+    elif args.resource_type == TASK_DEFINITION:
+        environments = [c.get("environment", []) for c in json.loads(args.props.get("containerDefinitions") or "[]")]
+    else:
+        return []
+    return [env for env in environments if any(e["name"].startswith("OMRS_") for e in env)]
+
+
+def no_plaintext_secret_in_environment(args: ResourceValidationArgs, report: ReportViolation):
+    if args.resource_type == TASK_DEFINITION:
+        for container in json.loads(args.props.get("containerDefinitions") or "[]"):
+            for entry in container.get("environment", []):
+                if SECRET_NAME.search(entry["name"]):
+                    report(f"{entry['name']} is in the task's plain environment; pass it in `secrets` from Secrets Manager.")
+    if args.resource_type == CONTAINER:
+        # The images take passwords only from the environment, which Pulumi keeps secret; refuse the
+        # ones anybody could guess.
+        for entry in args.props.get("envs") or []:
+            name, _, value = entry.partition("=")
+            if SECRET_NAME.search(name) and (value.lower() in KNOWN_DEFAULTS or len(value) < 16):
+                report(f"{name} is a default or short password; give a Pulumi secret of 16+ characters or let it be generated.")
+
+
+def module_web_admin_off(args: ResourceValidationArgs, report: ReportViolation):
+    for environment in _openmrs_environment(args):
+        values = {e["name"]: e["value"] for e in environment}
+        if values.get("OMRS_MODULE_WEB_ADMIN", "true").lower() != "false":
+            report("Cluster mode: OMRS_MODULE_WEB_ADMIN must be false, or a module could be installed on one node only.")
+
+
+def internet_reaches_only_the_balancer(args: StackValidationArgs, report: ReportViolation):
+    """No security group is open to the internet except the load balancer's, on 80 and 443."""
+    balancer_groups = {group for r in args.resources if r.resource_type == "aws:lb/loadBalancer:LoadBalancer"
+                       for group in r.props.get("securityGroups") or []}
+    for resource in args.resources:
+        rules = []
+        if resource.resource_type == "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule":
+            rules = [(resource.props.get("securityGroupId"), resource.props.get("cidrIpv4") or resource.props.get("cidrIpv6"),
+                      resource.props.get("fromPort"), resource.props.get("toPort"))]
+        elif resource.resource_type == "aws:ec2/securityGroup:SecurityGroup":
+            rules = [(None, cidr, rule.get("fromPort"), rule.get("toPort"))
+                     for rule in resource.props.get("ingress") or []
+                     for cidr in (rule.get("cidrBlocks") or []) + (rule.get("ipv6CidrBlocks") or [])]
+        for group, cidr, low, high in rules:
+            if cidr not in INTERNET:
+                continue
+            if group not in balancer_groups or low != high or low not in (80, 443):
+                report(f"{resource.name} opens port {low}-{high} to the internet; only the load balancer may be "
+                       "reached from it, on 80 and 443.", resource.urn)
+
+
+def _policy(name: str, description: str, validate) -> ResourceValidationPolicy:
+    return ResourceValidationPolicy(name=name, description=description, validate=validate)
+
+
+POLICIES = [
+    _policy("database-multi-az", "RDS databases are Multi-AZ.", database_multi_az),
+    _policy("database-encrypted", "RDS storage is encrypted.", database_encrypted),
+    _policy("database-not-public", "RDS databases are not publicly accessible.", database_not_public),
+    _policy("database-backups-in-production", "Production keeps backups 7+ days and deletion protection.",
+            database_backups_in_production),
+    _policy("files-encrypted", "The EFS file system is encrypted.", files_encrypted),
+    _policy("target-group-checks-started", "Target groups check /openmrs/health/started.", target_group_checks_started),
+    ResourceValidationPolicy(
+        name="sessions-stick", description="Sticky sessions are on wherever the stack's sessions are sticky.",
+        validate=sessions_stick, config_schema=STICKY_CONFIG,
+    ),
+    _policy("no-privileged-container", "No container runs privileged.", no_privileged_container),
+    _policy("database-port-not-published", "No container publishes a database port.", database_port_not_published),
+    _policy("no-plaintext-secret-in-environment", "Passwords never sit in plain task environments.",
+            no_plaintext_secret_in_environment),
+    _policy("module-web-admin-off", "Every OpenMRS node runs with module web administration off.", module_web_admin_off),
+    StackValidationPolicy(name="internet-reaches-only-the-balancer",
+                          description="Only the load balancer is open to the internet, on 80 and 443.",
+                          validate=internet_reaches_only_the_balancer),
+]

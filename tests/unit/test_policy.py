@@ -1,0 +1,207 @@
+"""The policy pack: each rule passes a good resource and fails a bad one, the real graph of every stack
+passes, and a realistic break of each stack makes the matching rule fire."""
+import copy
+import json
+
+import pytest
+from pulumi_policy import PolicyResource, ResourceValidationArgs, StackValidationArgs
+
+from policy import rules
+from policy.offline import _options, evaluate
+from program import STACKS, platform_of, run_program, unwrap
+
+PROD_URN = "urn:pulumi:aws-prod::openmrs-cluster::openmrs:cluster:MySQLPair$aws:rds/instance:Instance::db-instance"
+STAGING_URN = PROD_URN.replace("aws-prod", "aws-staging")
+
+
+def violations(check, resource_type, props, urn=STAGING_URN, config=None) -> list[str]:
+    found = []
+    check(ResourceValidationArgs(resource_type, props, urn, "r", _options(""), None, config or {}),
+          lambda message, urn=None: found.append(message))
+    return found
+
+
+GOOD_DATABASE = {"multiAz": True, "storageEncrypted": True, "publiclyAccessible": False,
+                 "backupRetentionPeriod": 7, "deletionProtection": True}
+TASK = rules.TASK_DEFINITION
+
+
+def task(environment, secrets=()):
+    return {"containerDefinitions": json.dumps([{"name": "openmrs", "environment": environment, "secrets": list(secrets)}])}
+
+
+def openmrs_envs(*extra):
+    return {"envs": ["OMRS_DB_HOSTNAME=db", "OMRS_MODULE_WEB_ADMIN=false", *extra]}
+
+
+BALANCER_UPLOAD = {"file": rules.BALANCER_CONFIG, "content": "ProxySet lbmethod=byrequests stickysession=JSESSIONID|jsessionid"}
+
+CASES = [
+    # (rule, resource type, good props, bad props, urn)
+    (rules.database_multi_az, rules.RDS_INSTANCE, GOOD_DATABASE, {**GOOD_DATABASE, "multiAz": False}, STAGING_URN),
+    (rules.database_encrypted, rules.RDS_INSTANCE, GOOD_DATABASE, {**GOOD_DATABASE, "storageEncrypted": False}, STAGING_URN),
+    (rules.database_not_public, rules.RDS_INSTANCE, GOOD_DATABASE, {**GOOD_DATABASE, "publiclyAccessible": True}, STAGING_URN),
+    (rules.database_backups_in_production, rules.RDS_INSTANCE, GOOD_DATABASE,
+     {**GOOD_DATABASE, "backupRetentionPeriod": 3}, PROD_URN),
+    (rules.database_backups_in_production, rules.RDS_INSTANCE, GOOD_DATABASE,
+     {**GOOD_DATABASE, "deletionProtection": False}, PROD_URN),
+    (rules.files_encrypted, rules.EFS, {"encrypted": True}, {"encrypted": False}, STAGING_URN),
+    (rules.target_group_checks_started, rules.TARGET_GROUP, {"healthCheck": {"path": "/openmrs/health/started"}},
+     {"healthCheck": {"path": "/openmrs/health/alive"}}, STAGING_URN),
+    (rules.sessions_stick, rules.TARGET_GROUP, {"stickiness": {"enabled": True}}, {"stickiness": {"enabled": False}}, STAGING_URN),
+    (rules.sessions_stick, rules.CONTAINER, {"uploads": [BALANCER_UPLOAD]},
+     {"uploads": [{**BALANCER_UPLOAD, "content": "ProxySet lbmethod=byrequests"}]}, STAGING_URN),
+    (rules.no_privileged_container, rules.CONTAINER, {"privileged": False}, {"privileged": True}, STAGING_URN),
+    (rules.database_port_not_published, rules.CONTAINER, {"ports": [{"internal": 8080, "external": 8080}]},
+     {"ports": [{"internal": 3306, "external": 3306}]}, STAGING_URN),
+    (rules.no_plaintext_secret_in_environment, TASK,
+     task([{"name": "OMRS_DB_HOSTNAME", "value": "db"}], [{"name": "OMRS_DB_PASSWORD", "valueFrom": "arn:x"}]),
+     task([{"name": "OMRS_DB_PASSWORD", "value": "hunter2-but-longer-than-16"}]), STAGING_URN),
+    (rules.no_plaintext_secret_in_environment, rules.CONTAINER, openmrs_envs("OMRS_DB_PASSWORD=" + "x7" * 16),
+     openmrs_envs("OMRS_ADMIN_USER_PASSWORD=Admin123"), STAGING_URN),
+    (rules.module_web_admin_off, rules.CONTAINER, openmrs_envs(), {"envs": ["OMRS_DB_HOSTNAME=db"]}, STAGING_URN),
+    (rules.module_web_admin_off, TASK, task([{"name": "OMRS_MODULE_WEB_ADMIN", "value": "false"}]),
+     task([{"name": "OMRS_MODULE_WEB_ADMIN", "value": "true"}]), STAGING_URN),
+]
+
+
+@pytest.mark.parametrize("check, resource_type, good, bad, urn", CASES,
+                         ids=[f"{c[0].__name__}-{i}" for i, c in enumerate(CASES)])
+def test_each_rule_passes_a_good_resource_and_fails_a_bad_one(check, resource_type, good, bad, urn):
+    assert violations(check, resource_type, good, urn) == []
+    assert len(violations(check, resource_type, bad, urn)) == 1
+
+
+def test_backup_rule_is_for_production_only():
+    weak = {**GOOD_DATABASE, "backupRetentionPeriod": 1, "deletionProtection": False}
+    assert violations(rules.database_backups_in_production, rules.RDS_INSTANCE, weak, STAGING_URN) == []
+    assert rules.is_production(PROD_URN) and not rules.is_production(STAGING_URN)
+
+
+def test_stickiness_rule_follows_the_packs_config():
+    unsticky = {"stickiness": {"enabled": False}}
+    assert violations(rules.sessions_stick, rules.TARGET_GROUP, unsticky, config={"stickySessions": False}) == []
+
+
+def stack_violations(resources) -> list[str]:
+    found = []
+    args = StackValidationArgs([PolicyResource(t, p, f"urn:pulumi:s::p::{t}::{n}", n, _options(""), None, None, [], {})
+                                for t, n, p in resources])
+    rules.internet_reaches_only_the_balancer(args, lambda message, urn=None: found.append(message))
+    return found
+
+
+BALANCER = ("aws:lb/loadBalancer:LoadBalancer", "alb", {"securityGroups": ["sg-lb"]})
+
+
+def ingress(group, cidr, port):
+    return ("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", f"rule-{group}-{port}",
+            {"securityGroupId": group, "cidrIpv4": cidr, "fromPort": port, "toPort": port})
+
+
+def test_internet_may_reach_the_balancer_on_80_and_443():
+    assert stack_violations([BALANCER, ingress("sg-lb", "0.0.0.0/0", 80), ingress("sg-lb", "0.0.0.0/0", 443),
+                             ingress("sg-app", "10.0.0.0/16", 8080)]) == []
+
+
+@pytest.mark.parametrize("rule", [ingress("sg-lb", "0.0.0.0/0", 22), ingress("sg-db", "0.0.0.0/0", 3306)])
+def test_internet_may_reach_nothing_else(rule):
+    assert len(stack_violations([BALANCER, rule])) == 1
+
+
+def test_inline_security_group_rules_are_checked_too():
+    open_group = ("aws:ec2/securityGroup:SecurityGroup", "sg", {"ingress": [
+        {"fromPort": 0, "toPort": 65535, "cidrBlocks": ["0.0.0.0/0"]}]})
+    assert len(stack_violations([BALANCER, open_group])) == 1
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_stack_passes_the_whole_pack(stack):
+    assert evaluate(run_program(stack)) == []
+
+
+def broken(stack, mutate):
+    graph = copy.deepcopy(run_program(stack))
+    mutate(graph)
+    return {v.policy for v in evaluate(graph)}
+
+
+def set_input(type_, key, value, name=None):
+    def mutate(graph):
+        for registration in graph.of_type(type_):
+            if name is None or registration.name == name:
+                registration.inputs[key] = value
+    return mutate
+
+
+def edit_task_environment(change):
+    def mutate(graph):
+        (task_definition,) = graph.of_type(TASK)
+        definitions = json.loads(unwrap(task_definition.inputs["containerDefinitions"]))
+        change(definitions[0])
+        task_definition.inputs["containerDefinitions"] = json.dumps(definitions)
+    return mutate
+
+
+def open_database_to_the_internet(graph):
+    (rule,) = [r for r in graph.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+               if r.name == "net-database-from-app"]
+    rule.inputs.pop("referencedSecurityGroupId")
+    rule.inputs["cidrIpv4"] = "0.0.0.0/0"
+
+
+def edit_node_env(change):
+    def mutate(graph):
+        node = graph.named("app-1")
+        node.inputs["envs"] = change(unwrap(node.inputs["envs"]))
+    return mutate
+
+
+def unstick_apache(graph):
+    balancer = graph.named("lb-apache")
+    (upload,) = balancer.inputs["uploads"]
+    upload["content"] = upload["content"].replace("stickysession=JSESSIONID|jsessionid", "")
+
+
+BREAKS = {
+    "aws-prod": [
+        ("database-multi-az", set_input(rules.RDS_INSTANCE, "multiAz", False)),
+        ("database-encrypted", set_input(rules.RDS_INSTANCE, "storageEncrypted", False)),
+        ("database-not-public", set_input(rules.RDS_INSTANCE, "publiclyAccessible", True)),
+        ("database-backups-in-production", set_input(rules.RDS_INSTANCE, "backupRetentionPeriod", 1)),
+        ("files-encrypted", set_input(rules.EFS, "encrypted", False)),
+        ("target-group-checks-started", set_input(rules.TARGET_GROUP, "healthCheck", {"path": "/openmrs/health/alive"})),
+        ("sessions-stick", set_input(rules.TARGET_GROUP, "stickiness", {"enabled": False, "type": "lb_cookie"})),
+        ("internet-reaches-only-the-balancer", open_database_to_the_internet),
+        ("no-plaintext-secret-in-environment", edit_task_environment(
+            lambda c: c["environment"].append({"name": "OMRS_DB_PASSWORD", "value": "in-the-clear-1234567"}))),
+        ("module-web-admin-off", edit_task_environment(
+            lambda c: c.update(environment=[e for e in c["environment"] if e["name"] != "OMRS_MODULE_WEB_ADMIN"]))),
+    ],
+    "aws-staging": [
+        ("database-multi-az", set_input(rules.RDS_INSTANCE, "multiAz", False)),
+        ("internet-reaches-only-the-balancer", open_database_to_the_internet),
+    ],
+    "local": [
+        ("no-privileged-container", set_input(rules.CONTAINER, "privileged", True, name="db-primary")),
+        ("database-port-not-published", set_input(rules.CONTAINER, "ports", [{"internal": 3306, "external": 3306}],
+                                                  name="db-primary")),
+        ("no-plaintext-secret-in-environment", edit_node_env(
+            lambda envs: [e for e in envs if not e.startswith("OMRS_ADMIN_USER_PASSWORD=")] + ["OMRS_ADMIN_USER_PASSWORD=Admin123"])),
+        ("module-web-admin-off", edit_node_env(
+            lambda envs: [e.replace("OMRS_MODULE_WEB_ADMIN=false", "OMRS_MODULE_WEB_ADMIN=true") for e in envs])),
+        ("sessions-stick", unstick_apache),
+    ],
+}
+
+
+@pytest.mark.parametrize("stack, rule, mutate", [(s, r, m) for s, breaks in BREAKS.items() for r, m in breaks],
+                         ids=[f"{s}-{r}" for s, breaks in BREAKS.items() for r, _ in breaks])
+def test_a_realistic_break_makes_its_rule_fire(stack, rule, mutate):
+    assert rule in broken(stack, mutate)
+
+
+def test_every_rule_is_shown_firing_on_a_real_stack():
+    shown = {rule for breaks in BREAKS.values() for rule, _ in breaks}
+    assert shown == {policy.name for policy in rules.POLICIES}
+    assert {platform_of(stack) for stack in BREAKS} == {"local", "aws"}
