@@ -24,6 +24,17 @@ STRUCTURED_KEYS = ("platform", "app", "balancer", "database", "storage", "networ
 MAX_APP_NODES = 16
 
 
+def _ipv4_network(value: str, example: str, prefixes: range, size_rule: str) -> str:
+    """A CIDR network whose prefix length lies in `prefixes`; `size_rule` says why, for the error."""
+    try:
+        network = ipaddress.IPv4Network(value)
+    except ValueError:
+        raise ValueError(f"must be an IPv4 network in CIDR form, such as {example}") from None
+    if network.prefixlen not in prefixes:
+        raise ValueError(size_rule)
+    return value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -121,13 +132,8 @@ class NetworkConfig(_Section):
     @field_validator("subnet")
     @classmethod
     def _subnet(cls, subnet: str) -> str:
-        try:
-            network = ipaddress.IPv4Network(subnet)
-        except ValueError:
-            raise ValueError("must be an IPv4 network in CIDR form, such as 10.213.89.0/24") from None
-        if network.prefixlen > 24:
-            raise ValueError("must hold at least 256 addresses (a prefix of /24 or shorter)")
-        return subnet
+        return _ipv4_network(subnet, "10.213.89.0/24", range(0, 25),
+                             "must hold at least 256 addresses (a prefix of /24 or shorter)")
 
 
 # Fargate's valid task sizes: CPU units -> memory (MiB) allowed with them.
@@ -184,13 +190,8 @@ class AwsConfig(_Section):
     @field_validator("vpc_cidr")
     @classmethod
     def _vpc_cidr(cls, cidr: str) -> str:
-        try:
-            network = ipaddress.IPv4Network(cidr)
-        except ValueError:
-            raise ValueError("must be an IPv4 network in CIDR form, such as 10.40.0.0/16") from None
-        if not 16 <= network.prefixlen <= 20:
-            raise ValueError("must be a /16 to /20, to hold a public and a private subnet per zone")
-        return cidr
+        return _ipv4_network(cidr, "10.40.0.0/16", range(16, 21),
+                             "must be a /16 to /20, to hold a public and a private subnet per zone")
 
     @field_validator("certificate_arn")
     @classmethod
@@ -249,6 +250,9 @@ class ClusterConfig(_Section):
         if self.platform != "aws" or self.aws is None:
             return self
         problems = []
+        if self.app.build:
+            problems.append("app.build: builds happen on the local platform only; on AWS push the image to a "
+                            "registry and set app.image, then `pulumi config rm --path app.build`")
         if not self.aws.min_nodes <= self.app.nodes <= self.aws.max_nodes:
             problems.append(
                 f"app.nodes: {self.app.nodes} must lie between aws.min_nodes ({self.aws.min_nodes}) "

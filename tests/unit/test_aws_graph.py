@@ -313,6 +313,12 @@ def test_heartbeats_the_alb_cannot_do_are_refused(heartbeat, key):
     assert any(p.startswith(f"{PROJECT}:{key}: an ALB") for p in raised.value.problems)
 
 
+def test_a_local_build_is_refused_on_aws():
+    config = with_overrides(stack_config("aws-staging"), app={"build": "tests/standin"})
+    with pytest.raises(ConfigError, match=r"app\.build: builds happen on the local platform only"):
+        run_program("aws-staging", config)
+
+
 def test_missing_region_is_reported():
     config = stack_config("aws-staging")
     del config["aws:region"]
