@@ -11,6 +11,8 @@ from collections import Counter
 import pytest
 import requests
 
+from local_cluster import wait_for
+
 pytestmark = pytest.mark.docker
 
 
@@ -57,16 +59,6 @@ class RequestStream(threading.Thread):
 
     def failures(self) -> list[tuple[float, int, str]]:
         return [entry for entry in self.log if entry[1] != 200]
-
-
-def wait_for(condition, timeout: float, poll: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(poll)
-    return None
 
 
 def test_round_robin_spreads_requests_evenly(local_cluster, figures):

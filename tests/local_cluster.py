@@ -1,0 +1,126 @@
+"""The local stack, deployed from the program's own registered inputs onto the real Docker engine, and
+the views of it that tests and benchmarks need. Shared by tests/integration and bench/."""
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import docker
+import docker.errors
+
+from deployer import CONTAINER, NETWORK, VOLUME, Deployer
+from program import PROJECT_ROOT, Graph, run_program, stack_config, with_overrides
+
+HEARTBEAT = {"path": "/openmrs/health/started", "interval_seconds": 1, "fails": 2, "passes": 2}
+NODES = 3
+
+
+def free_loopback_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(condition, timeout: float, poll: float = 0.05):
+    """The condition's first truthy value, or None once `timeout` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(poll)
+    return None
+
+
+@dataclass
+class LocalCluster:
+    deployer: Deployer
+    client: docker.DockerClient
+    graph: Graph
+    url: str
+    balancer: str
+    nodes: dict[str, str]  # route -> container name
+    replica: str
+    heartbeat: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+    built_images: list[str] = field(default_factory=list)
+
+    def exec(self, container: str, *command: str) -> str:
+        result = self.client.containers.get(container).exec_run(list(command))
+        return result.output.decode()
+
+    def members(self) -> dict[str, tuple[str, int]]:
+        """Each member's status and how often the balancer elected it, from balancer-manager (inside only)."""
+        page = self.exec(self.balancer, "curl", "-fsS", "http://localhost:8080/balancer-manager")
+        rows = re.findall(r"<td>(node\d+)</td><td>[^<]*</td><td>[^<]*</td><td>[^<]*</td><td>([^<]*)</td><td>(\d+)</td>", page)
+        return {route: (status.strip(), int(elected)) for route, status, elected in rows}
+
+    def all_members_in(self) -> bool:
+        members = self.members()
+        return len(members) == len(self.nodes) and {status for status, _ in members.values()} == {"Init Ok"}
+
+    def balancer_complaints(self) -> list[str]:
+        """The balancer's log lines about anything but a 200, to explain a failed request."""
+        log = self.client.containers.get(self.balancer).logs().decode(errors="replace").splitlines()
+        return [line for line in log if '" 200 ' not in line and "balancer-manager" not in line][-20:]
+
+    def replica_query(self, sql: str) -> str:
+        return self.exec(self.replica, "mariadb", "--batch", "--skip-column-names", "-e", sql).strip()
+
+    def address_of(self, container_registration: str) -> str:
+        return self.graph.named(container_registration).plain("networksAdvanced")[0]["ipv4Address"]
+
+    @property
+    def private_network(self) -> str:
+        return self.graph.named("net-private").plain("name")
+
+
+@contextlib.contextmanager
+def deployed(client: docker.DockerClient, stack: str = "itest", subnet: str = "10.213.90.0/24",
+             **balancer: Any) -> Iterator[LocalCluster]:
+    """The local stack with NODES stand-in nodes and a fast heartbeat, up until the block ends; then
+    everything it made is removed, and anything left behind is an error."""
+    port = free_loopback_port()
+    config = with_overrides(
+        stack_config("local"),
+        app={"nodes": NODES, "build": "tests/standin", "start_period_seconds": 120},
+        balancer={"port": port, "heartbeat": HEARTBEAT, **balancer},
+        network={"subnet": subnet},
+    )
+    graph = run_program(stack, config)
+    deployer = Deployer(graph, PROJECT_ROOT, client)
+    deployer.remove_leftovers()
+    images_before = {tag for image in client.images.list() for tag in image.tags}
+    try:
+        started = time.monotonic()
+        deployer.up()
+        cluster = LocalCluster(
+            deployer=deployer, client=client, graph=graph, url=f"http://127.0.0.1:{port}/openmrs",
+            balancer=graph.named("lb-apache").plain("name"),
+            nodes={f"node{i}": graph.named(f"app-{i}").plain("name") for i in range(1, NODES + 1)},
+            replica=graph.named("db-replica").plain("name"), heartbeat=HEARTBEAT,
+            built_images=sorted(r.plain("imageName") for r in graph.of_type("docker:index/image:Image")
+                                if r.plain("imageName") not in images_before),
+        )
+        cluster.timings["containers up"] = time.monotonic() - started
+        # The balancer starts before the nodes; it takes each in after `passes` health checks.
+        assert wait_for(cluster.all_members_in, timeout=60, poll=0.2), f"members never all in: {cluster.members()}"
+        cluster.timings["serving"] = time.monotonic() - started
+        yield cluster
+    finally:
+        leftovers = deployer.destroy()
+        remaining = [f"{kind} {name}" for kind, name in deployer.created if _exists(client, kind, name)]
+        assert not leftovers and not remaining, f"teardown left {leftovers + remaining}"
+
+
+def _exists(client: docker.DockerClient, kind: str, name: str) -> bool:
+    getter = {CONTAINER: client.containers.get, NETWORK: client.networks.get, VOLUME: client.volumes.get}[kind]
+    try:
+        getter(name)
+        return True
+    except docker.errors.NotFound:
+        return False
