@@ -39,23 +39,6 @@ def route_of(index: int) -> str:
     return f"node{index + 1}"
 
 
-def node_environment(args: TomcatPoolArgs, route: str, admin_password: pulumi.Output[str]) -> list:
-    """The official image's OMRS_* contract, in cluster mode (module web administration off)."""
-    database = args.database
-    host_and_port = database.writer_endpoint.apply(lambda endpoint: endpoint.rsplit(":", 1))
-    return [
-        "OMRS_DB=mariadb",
-        pulumi.Output.concat("OMRS_DB_HOSTNAME=", host_and_port[0]),
-        pulumi.Output.concat("OMRS_DB_PORT=", host_and_port[1]),
-        pulumi.Output.concat("OMRS_DB_NAME=", database.database),
-        pulumi.Output.concat("OMRS_DB_USERNAME=", database.user),
-        pulumi.Output.concat("OMRS_DB_PASSWORD=", database.password),
-        pulumi.Output.concat("OMRS_ADMIN_USER_PASSWORD=", admin_password),
-        "OMRS_MODULE_WEB_ADMIN=false",
-        f"OMRS_JAVA_SERVER_OPTS={OFFICIAL_JAVA_SERVER_OPTS} -DjvmRoute={route}",
-    ]
-
-
 class TomcatPool(pulumi.ComponentResource):
     members: list[PoolMember]
     admin_password: pulumi.Output[str]

@@ -4,10 +4,27 @@ import pulumi_docker as docker
 
 from ..passwords import password
 from ..render import render
-from ..tomcat_pool import PoolMember, TomcatPoolArgs, node_environment, route_of
+from ..tomcat_pool import OFFICIAL_JAVA_SERVER_OPTS, PoolMember, TomcatPoolArgs, route_of
 from . import images
 
 SERVER_XML = "/usr/local/tomcat/conf/server.xml"
+
+
+def node_environment(args: TomcatPoolArgs, route: str, admin_password: pulumi.Output[str]) -> list:
+    """The official image's OMRS_* contract, in cluster mode (module web administration off)."""
+    database = args.database
+    host_and_port = database.writer_endpoint.apply(lambda endpoint: endpoint.rsplit(":", 1))
+    return [
+        "OMRS_DB=mariadb",
+        pulumi.Output.concat("OMRS_DB_HOSTNAME=", host_and_port[0]),
+        pulumi.Output.concat("OMRS_DB_PORT=", host_and_port[1]),
+        pulumi.Output.concat("OMRS_DB_NAME=", database.database),
+        pulumi.Output.concat("OMRS_DB_USERNAME=", database.user),
+        pulumi.Output.concat("OMRS_DB_PASSWORD=", database.password),
+        pulumi.Output.concat("OMRS_ADMIN_USER_PASSWORD=", admin_password),
+        "OMRS_MODULE_WEB_ADMIN=false",
+        f"OMRS_JAVA_SERVER_OPTS={OFFICIAL_JAVA_SERVER_OPTS} -DjvmRoute={route}",
+    ]
 
 
 def app_image(name: str, args: TomcatPoolArgs, component: pulumi.ComponentResource) -> pulumi.Output[str]:
