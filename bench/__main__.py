@@ -64,9 +64,10 @@ def heartbeat_trial(cluster, route: str = "node2") -> tuple[float, float]:
     """Without traffic, so only heartbeats act: stop -> out of the balancer; node healthy -> back in."""
     container = cluster.client.containers.get(cluster.nodes[route])
     stopped = time.monotonic()
-    container.stop(timeout=10)
+    container.kill(signal="SIGTERM")  # what `docker stop` sends, without blocking until the exit
     assert wait_for(lambda: cluster.members()[route][0] != "Init Ok", timeout=30), "never taken out"
     detection = time.monotonic() - stopped
+    container.wait(timeout=60)
     container.start()
     assert wait_for(lambda: '"started": true' in cluster.exec(
         container.name, "curl", "-sS", f"http://localhost:8080{HEARTBEAT['path']}"), timeout=60, poll=0.05)

@@ -35,8 +35,8 @@ APPLIED_INPUTS = {
     REMOTE_IMAGE: {"name", "keepLocally"},
     CONTAINER: {
         "name", "hostname", "image", "envs", "command", "uploads", "volumes", "mounts", "networksAdvanced",
-        "networkMode", "ports", "healthcheck", "capabilities", "restart", "memory", "wait", "waitTimeout",
-        "mustRun", "attach",
+        "networkMode", "ports", "healthcheck", "capabilities", "restart", "memory", "stopTimeout", "wait",
+        "waitTimeout", "mustRun", "attach",
     },
 }
 
@@ -208,6 +208,7 @@ class Deployer:
             environment=inputs.get("envs"),
             ports=[p["internal"] for p in inputs.get("ports", [])] or None,
             healthcheck=healthcheck,
+            stop_timeout=inputs.get("stopTimeout"),
             host_config=host_config,
             networking_config=api.create_networking_config({networks[0]["name"]: endpoint(networks[0])}) if networks else None,
         )

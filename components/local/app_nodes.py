@@ -77,6 +77,9 @@ def build(
             memory=settings.memory_mb,
             capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
             restart="unless-stopped",
+            # Tomcat lets running requests and the balancer's pooled connections finish (up to 5 s),
+            # then OpenMRS shuts down; Docker's default of 10 s before SIGKILL can cut that short.
+            stop_timeout=60,
             wait=True,
             wait_timeout=settings.start_period_seconds + 120,
             opts=pulumi.ResourceOptions(parent=component, depends_on=[args.storage]),

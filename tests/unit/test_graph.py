@@ -89,6 +89,7 @@ def test_each_node_has_a_unique_route_and_the_cluster_contract(graph, stack):
         assert [m["target"] for m in node.plain("mounts")] == [
             f"/openmrs/data/{folder}" for folder in stack_config(stack)["openmrs-cluster:storage"]["shared_folders"]
         ]
+        assert node.plain("stopTimeout") == 60
         (server_xml,) = node.plain("uploads")
         assert server_xml["file"] == "/usr/local/tomcat/conf/server.xml" and 'jvmRoute="${jvmRoute}"' in server_xml["content"]
     assert len(set(routes)) == len(routes)
