@@ -65,14 +65,13 @@ def heartbeat_trial(cluster, route: str = "node2") -> tuple[float, float]:
     container = cluster.client.containers.get(cluster.nodes[route])
     stopped = time.monotonic()
     container.kill(signal="SIGTERM")  # what `docker stop` sends, without blocking until the exit
-    assert wait_for(lambda: cluster.members()[route][0] != "Init Ok", timeout=30), "never taken out"
+    assert wait_for(lambda: not cluster.member_in(route), timeout=30), "never taken out"
     detection = time.monotonic() - stopped
     container.wait(timeout=60)
     container.start()
-    assert wait_for(lambda: '"started": true' in cluster.exec(
-        container.name, "curl", "-sS", f"http://localhost:8080{HEARTBEAT['path']}"), timeout=60, poll=0.05)
+    assert wait_for(lambda: cluster.node_started(route), timeout=60, poll=0.05)
     healthy = time.monotonic()
-    assert wait_for(lambda: cluster.members()[route][0] == "Init Ok", timeout=30), "never put back"
+    assert wait_for(lambda: cluster.member_in(route), timeout=30), "never put back"
     return detection, time.monotonic() - healthy
 
 

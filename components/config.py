@@ -221,7 +221,7 @@ class AwsConfig(_Section):
                 f"use {allowed.start} to {allowed.stop - 1} in steps of {allowed.step}"
             )
         if self.min_nodes > self.max_nodes:
-            problems.append(f"aws.min_nodes ({self.min_nodes}) is above aws.max_nodes ({self.max_nodes}); lower it")
+            problems.append(f"aws.min_nodes: {self.min_nodes} is above aws.max_nodes ({self.max_nodes}); lower it")
         if self.production:
             if self.certificate_arn is None:
                 problems.append("aws.certificate_arn: production serves HTTPS only; set the ARN of an ACM certificate")

@@ -12,6 +12,7 @@ from .network import ClusterNetwork
 from .platforms import implementation
 
 DATA_DIRECTORY = "/openmrs/data"
+OPENMRS_UID = 1001  # the official image runs as this user
 
 
 @dataclass
@@ -25,6 +26,10 @@ class SharedMount(NamedTuple):
 
     source: pulumi.Output[str]
     container_path: str
+
+    @property
+    def folder(self) -> str:
+        return self.container_path.rsplit("/", 1)[1]
 
 
 class SharedStorage(pulumi.ComponentResource):

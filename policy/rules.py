@@ -4,7 +4,7 @@ unit tests and the offline runner call it exactly as the Pulumi engine does.
 Production is the stack whose name has a `prod` word (aws-prod, prod, eu-production)."""
 import json
 import re
-from typing import Any, Callable
+from typing import Callable
 
 from pulumi_policy import (
     PolicyConfigSchema, ReportViolation, ResourceValidationArgs, ResourceValidationPolicy, StackValidationArgs,
@@ -102,36 +102,33 @@ def database_port_not_published(args, report):
             report(f"The database port {int(port['internal'])} must not be published; only the balancer's port is.")
 
 
-def _openmrs_environment(args) -> list[dict[str, str]]:
-    """Each OpenMRS container's environment as name/value pairs, from Docker envs or an ECS task."""
+def _environments(args) -> list[dict[str, str]]:
+    """Each container's plain environment, from a Docker container's envs or an ECS task's definitions."""
     if args.resource_type == CONTAINER:
-        entries = [e.split("=", 1) for e in args.props.get("envs") or [] if "=" in e]
-        environments = [[{"name": k, "value": v} for k, v in entries]]
-    elif args.resource_type == TASK_DEFINITION:
-        environments = [c.get("environment", []) for c in json.loads(args.props.get("containerDefinitions") or "[]")]
-    else:
-        return []
-    return [env for env in environments if any(e["name"].startswith("OMRS_") for e in env)]
+        return [dict(entry.split("=", 1) for entry in args.props.get("envs") or [] if "=" in entry)]
+    if args.resource_type == TASK_DEFINITION:
+        return [{e["name"]: e["value"] for e in container.get("environment", [])}
+                for container in json.loads(args.props.get("containerDefinitions") or "[]")]
+    return []
 
 
 def no_plaintext_secret_in_environment(args: ResourceValidationArgs, report: ReportViolation):
-    if args.resource_type == TASK_DEFINITION:
-        for container in json.loads(args.props.get("containerDefinitions") or "[]"):
-            for entry in container.get("environment", []):
-                if SECRET_NAME.search(entry["name"]):
-                    report(f"{entry['name']} is in the task's plain environment; pass it in `secrets` from Secrets Manager.")
-    if args.resource_type == CONTAINER:
-        # The images take passwords only from the environment, which Pulumi keeps secret; refuse the
-        # ones anybody could guess.
-        for entry in args.props.get("envs") or []:
-            name, _, value = entry.partition("=")
-            if SECRET_NAME.search(name) and (value.lower() in KNOWN_DEFAULTS or len(value) < 16):
+    for environment in _environments(args):
+        for name, value in environment.items():
+            if not SECRET_NAME.search(name):
+                continue
+            if args.resource_type == TASK_DEFINITION:
+                report(f"{name} is in the task's plain environment; pass it in `secrets` from Secrets Manager.")
+            # The images take passwords only from the environment, which Pulumi keeps secret; refuse the
+            # ones anybody could guess.
+            elif value.lower() in KNOWN_DEFAULTS or len(value) < 16:
                 report(f"{name} is a default or short password; give a Pulumi secret of 16+ characters or let it be generated.")
 
 
 def module_web_admin_off(args: ResourceValidationArgs, report: ReportViolation):
-    for environment in _openmrs_environment(args):
-        values = {e["name"]: e["value"] for e in environment}
+    for values in _environments(args):
+        if not any(name.startswith("OMRS_") for name in values):
+            continue  # not an OpenMRS node
         if values.get("OMRS_MODULE_WEB_ADMIN", "true").lower() != "false":
             report("Cluster mode: OMRS_MODULE_WEB_ADMIN must be false, or a module could be installed on one node only.")
 

@@ -59,9 +59,18 @@ class LocalCluster:
         rows = re.findall(r"<td>(node\d+)</td><td>[^<]*</td><td>[^<]*</td><td>[^<]*</td><td>([^<]*)</td><td>(\d+)</td>", page)
         return {route: (status.strip(), int(elected)) for route, status, elected in rows}
 
+    def member_in(self, route: str) -> bool:
+        """Whether the balancer sends this node traffic (status Ok: not in error, health checks passing)."""
+        return self.members()[route][0] == "Init Ok"
+
     def all_members_in(self) -> bool:
         members = self.members()
         return len(members) == len(self.nodes) and {status for status, _ in members.values()} == {"Init Ok"}
+
+    def node_started(self, route: str) -> bool:
+        """Whether the node's own health check passes, asked inside the node."""
+        answer = self.exec(self.nodes[route], "curl", "-sS", f"http://localhost:8080{self.heartbeat['path']}")
+        return '"started": true' in answer
 
     def balancer_complaints(self) -> list[str]:
         """The balancer's log lines about anything but a 200, to explain a failed request."""

@@ -142,6 +142,10 @@ def platform_of(stack: str) -> str:
     return stack_config(stack).get(f"{PROJECT}:platform", "local")
 
 
+def stacks_on(platform: str) -> list[str]:
+    return [stack for stack in STACKS if platform_of(stack) == platform]
+
+
 def stack_config(stack: str) -> dict[str, Any]:
     """The stack file's config, keys namespaced as the Pulumi CLI would pass them."""
     document = yaml.safe_load((PROJECT_ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text()) or {}

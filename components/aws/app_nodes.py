@@ -6,14 +6,16 @@ import pulumi
 import pulumi_aws as aws
 
 from ..passwords import password
+from .database import PASSWORD_KEY
 from ..tomcat_pool import OFFICIAL_JAVA_SERVER_OPTS, PoolMember, TomcatPoolArgs
 
 CONTAINER = "openmrs"
 
 
-def _role(name: str, service: str, child: pulumi.ResourceOptions) -> aws.iam.Role:
+def _task_role(name: str, child: pulumi.ResourceOptions) -> aws.iam.Role:
+    """A role only ECS tasks can assume."""
     trust = {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]}
+        {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
     return aws.iam.Role(name, assume_role_policy=json.dumps(trust), opts=child)
 
 
@@ -41,8 +43,7 @@ def _container_definitions(args: TomcatPoolArgs, log_group: aws.cloudwatch.LogGr
                 {"name": "OMRS_DB_PASSWORD", "valueFrom": database_password},
                 {"name": "OMRS_ADMIN_USER_PASSWORD", "valueFrom": admin_password},
             ],
-            "mountPoints": [{"sourceVolume": mount.container_path.rsplit("/", 1)[1],
-                             "containerPath": mount.container_path, "readOnly": False}
+            "mountPoints": [{"sourceVolume": mount.folder, "containerPath": mount.container_path, "readOnly": False}
                             for mount in args.storage.mounts],
             "healthCheck": {
                 "command": ["CMD-SHELL", f"curl -fsS -o /dev/null http://localhost:{cluster.app.port}{heartbeat.path} || exit 1"],
@@ -72,10 +73,10 @@ def build(component: pulumi.ComponentResource, name: str, args: TomcatPoolArgs) 
     admin_secret = aws.secretsmanager.Secret(f"{name}-admin-password", recovery_window_in_days=7, opts=child)
     aws.secretsmanager.SecretVersion(f"{name}-admin-password", secret_id=admin_secret.id,
                                      secret_string=admin_password, opts=child)
-    database_secret_arn = args.database.password.apply(lambda reference: reference.removesuffix(":password::"))
+    database_secret_arn = args.database.password.apply(lambda reference: reference.removesuffix(PASSWORD_KEY))
 
     # The execution role starts tasks: pull, write logs, and read exactly the two secrets.
-    execution_role = _role(f"{name}-execution", "ecs-tasks.amazonaws.com", child)
+    execution_role = _task_role(f"{name}-execution", child)
     aws.iam.RolePolicyAttachment(
         f"{name}-execution", role=execution_role.name,
         policy_arn="arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy", opts=child)
@@ -88,7 +89,7 @@ def build(component: pulumi.ComponentResource, name: str, args: TomcatPoolArgs) 
         opts=child,
     )
     # The task role is the application's: it may mount and write this file system, through its access points only.
-    task_role = _role(f"{name}-task", "ecs-tasks.amazonaws.com", child)
+    task_role = _task_role(f"{name}-task", child)
     aws.iam.RolePolicy(
         f"{name}-task-files", role=task_role.id,
         policy=file_system.arn.apply(lambda arn: json.dumps({
@@ -116,7 +117,7 @@ def build(component: pulumi.ComponentResource, name: str, args: TomcatPoolArgs) 
         container_definitions=_container_definitions(args, log_group, admin_secret.arn, region),
         volumes=[
             aws.ecs.TaskDefinitionVolumeArgs(
-                name=mount.container_path.rsplit("/", 1)[1],
+                name=mount.folder,
                 efs_volume_configuration=aws.ecs.TaskDefinitionVolumeEfsVolumeConfigurationArgs(
                     file_system_id=file_system.id,
                     transit_encryption="ENABLED",

@@ -4,6 +4,9 @@ import pulumi_aws as aws
 
 from ..mysql_pair import MySQLPairArgs, MySQLPairOutputs
 
+# How ECS names a JSON key of a Secrets Manager secret: <secret arn>:<key>::
+PASSWORD_KEY = ":password::"
+
 # What OpenMRS needs of MySQL: utf8mb4 throughout, and functions created by Liquibase without SUPER.
 PARAMETERS = {
     "character_set_server": "utf8mb4",
@@ -49,7 +52,7 @@ def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -
         opts=child,
     )
     # The password never leaves AWS: this is the reference ECS resolves from Secrets Manager.
-    password_reference = instance.master_user_secrets.apply(lambda secrets: f"{secrets[0].secret_arn}:password::")
+    password_reference = instance.master_user_secrets.apply(lambda secrets: secrets[0].secret_arn + PASSWORD_KEY)
     return MySQLPairOutputs(
         writer_endpoint=instance.endpoint,
         # The Multi-AZ standby takes no reads; readers use the writer endpoint.

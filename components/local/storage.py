@@ -2,9 +2,7 @@
 import pulumi
 import pulumi_docker as docker
 
-from ..shared_storage import DATA_DIRECTORY, SharedMount, SharedStorageArgs
-
-OPENMRS_UID = 1001
+from ..shared_storage import DATA_DIRECTORY, OPENMRS_UID, SharedMount, SharedStorageArgs
 
 
 def build(component: pulumi.ComponentResource, name: str, args: SharedStorageArgs) -> tuple[list[SharedMount], None]:

@@ -137,7 +137,7 @@ def test_a_stopped_node_is_taken_out_then_put_back(local_cluster, figures):
         # then lets running requests and open connections finish (gracefulStopAwaitMillis).
         stopped = time.monotonic()
         container.kill(signal="SIGTERM")
-        out = wait_for(lambda: local_cluster.members()[route][0] != "Init Ok", timeout=30)
+        out = wait_for(lambda: not local_cluster.member_in(route), timeout=30)
         detection = time.monotonic() - stopped
         assert out, "the balancer never took the stopped node out"
         elected_when_out = local_cluster.members()[route][1]
@@ -147,12 +147,7 @@ def test_a_stopped_node_is_taken_out_then_put_back(local_cluster, figures):
 
         container.wait(timeout=60)
         container.start()
-        ready = wait_for(
-            lambda: '"started": true' in local_cluster.exec(
-                container.name, "curl", "-sS", f"http://localhost:8080{heartbeat['path']}"),
-            timeout=60,
-            poll=0.1,
-        )
+        ready = wait_for(lambda: local_cluster.node_started(route), timeout=60, poll=0.1)
         assert ready, "the restarted node never became healthy"
         healthy_at = time.monotonic()
         back = wait_for(lambda: any(t >= healthy_at and r == route for t, _, r in stream.log), timeout=30)

@@ -5,9 +5,9 @@ import json
 import pytest
 
 from components.config import ConfigError
-from program import PROJECT, STACKS, platform_of, run_program, stack_config, with_overrides
+from program import PROJECT, run_program, stack_config, stacks_on, with_overrides
 
-AWS_STACKS = [stack for stack in STACKS if platform_of(stack) == "aws"]
+AWS_STACKS = stacks_on("aws")
 COMPONENTS = ("Network", "MySQLPair", "SharedStorage", "TomcatPool", "LoadBalancerTier")
 
 

@@ -4,7 +4,7 @@ from collections import Counter
 
 import pytest
 
-from program import STACKS, is_secret, platform_of, run_program, stack_config, unwrap, with_overrides
+from program import STACKS, is_secret, run_program, stack_config, stacks_on, unwrap, with_overrides
 
 CONTAINER = "docker:index/container:Container"
 COMPONENTS = {
@@ -13,7 +13,7 @@ COMPONENTS = {
 }
 
 
-LOCAL_STACKS = [stack for stack in STACKS if platform_of(stack) == "local"]
+LOCAL_STACKS = stacks_on("local")
 
 
 @pytest.fixture(scope="module", params=LOCAL_STACKS)
@@ -45,7 +45,7 @@ def balancer_config(graph) -> str:
 
 def test_every_stack_file_is_tested():
     assert "local" in LOCAL_STACKS
-    assert set(STACKS) == set(LOCAL_STACKS) | {s for s in STACKS if platform_of(s) == "aws"}
+    assert set(STACKS) == set(LOCAL_STACKS) | set(stacks_on("aws"))
 
 
 def test_the_cluster_is_the_five_components_and_their_children(graph, stack):
