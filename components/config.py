@@ -15,7 +15,7 @@ import pulumi
 from pulumi.runtime import config as runtime_config
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-PROJECT = "openmrs-cluster"
+from .checksums import PROJECT, checksum_problems
 OFFICIAL_BACKEND_IMAGE = "openmrs/openmrs-reference-application-3-backend:3.7.x-no-demo"
 # Folders of /openmrs/data that the official image deletes and re-copies at every start: never shared.
 IMAGE_MANAGED_FOLDERS = {"modules", "owa", "configuration", "configuration_checksums", "frontend"}
@@ -57,6 +57,37 @@ class Heartbeat(_Section):
         return path
 
 
+SHA256 = r"[0-9a-f]{64}"
+# <module id>-<version>.omod, as the module repository and the SDK name them.
+MODULE_FILE = re.compile(r"(?P<id>[a-zA-Z][a-zA-Z0-9_.]*?)-(?P<version>\d[A-Za-z0-9._-]*)\.omod")
+
+
+def module_id(path: str) -> Optional[str]:
+    match = MODULE_FILE.fullmatch(path.rsplit("/", 1)[-1])
+    return match["id"] if match else None
+
+
+class ModuleArtifact(_Section):
+    """An OpenMRS module file, by path and the sha256 of its content."""
+
+    path: str
+    sha256: str = Field(pattern=SHA256)
+
+    @field_validator("path")
+    @classmethod
+    def _omod(cls, path: str) -> str:
+        if module_id(path) is None:
+            raise ValueError("must name a module file <module id>-<version>.omod, such as modules/webservices.rest-2.44.0.omod")
+        return path
+
+
+class ConfigurationFolder(_Section):
+    """An Initializer-style configuration folder, by path and its checksum (python -m components.checksums)."""
+
+    path: str
+    sha256: str = Field(pattern=SHA256)
+
+
 class AppConfig(_Section):
     nodes: int = Field(3, ge=2, le=MAX_APP_NODES)
     image: str = OFFICIAL_BACKEND_IMAGE
@@ -65,6 +96,21 @@ class AppConfig(_Section):
     context_path: str = "/openmrs"
     start_period_seconds: int = Field(900, ge=0, le=7200)
     memory_mb: Optional[int] = Field(None, ge=512)
+    # Layered over the image's own distribution: a listed module replaces the image's one with its id,
+    # and the configuration folder replaces the image's configuration.
+    modules: list[ModuleArtifact] = []
+    configuration: Optional[ConfigurationFolder] = None
+    # How long a rolling update waits for a drained node's running requests before replacing it.
+    drain_seconds: int = Field(30, ge=0, le=600)
+
+    @field_validator("modules")
+    @classmethod
+    def _one_file_per_module(cls, modules: list[ModuleArtifact]) -> list[ModuleArtifact]:
+        ids = [module_id(module.path) for module in modules]
+        repeated = sorted({each for each in ids if ids.count(each) > 1})
+        if repeated:
+            raise ValueError(f"lists more than one file of module {', '.join(repeated)}; keep one version of each")
+        return modules
 
     @field_validator("context_path")
     @classmethod
@@ -370,6 +416,8 @@ def read_stack_config() -> StackConfig:
             problems.append(problem)
         given_secrets[key] = pulumi.Output.secret(raw)
 
+    if cluster is not None:
+        problems.extend(checksum_problems(cluster.app))
     if cluster is not None and cluster.platform == "aws" and not runtime_config.get_config("aws:region"):
         problems.append("aws:region: the AWS provider needs a region; fix with `pulumi config set aws:region <region>`")
     if problems:

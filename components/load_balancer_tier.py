@@ -24,8 +24,8 @@ class LoadBalancerTierArgs:
 
 class LoadBalancerTier(pulumi.ComponentResource):
     url: pulumi.Output[str]
-    # What the pool's nodes join: nothing on local (members are the nodes' fixed addresses), the
-    # target group and its listeners on AWS.
+    # What the pool's nodes join: on local, the balancer-manager that drains and re-admits members (they
+    # are the nodes' fixed addresses); on AWS, the target group and its listeners.
     membership: object
 
     def __init__(self, name: str, args: LoadBalancerTierArgs, opts: Optional[pulumi.ResourceOptions] = None):

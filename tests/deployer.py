@@ -1,14 +1,20 @@
-"""Creates the pulumi-docker resources that the program registered, with their exact inputs, on a real engine.
+"""Creates the pulumi-docker and pulumi-command resources that the program registered, with their exact
+inputs, on a real engine and this machine.
 
-The Pulumi CLI and its Docker provider cannot be installed here, so this stands in for `pulumi up`: it
-applies each input the way the provider does and refuses any input it does not know how to apply, so that
-nothing the program asks for is silently dropped. Resources are created in dependency order, independent
-ones at the same time, as the engine does.
+The Pulumi CLI and its providers cannot be installed here, so this stands in for `pulumi up`: it applies
+each input the way the provider does and refuses any input it does not know how to apply, so that nothing
+the program asks for is silently dropped. Resources are created in dependency order, independent ones at
+the same time, as the engine does. A second graph is applied as an update: unchanged resources stay, a
+changed container is replaced (delete-before-replace when the program asks for it, else create-before-
+delete, which fails on a taken name as the provider does), a command whose triggers changed runs again.
 """
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import re
+import subprocess
 import tarfile
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -26,17 +32,19 @@ VOLUME = "docker:index/volume:Volume"
 IMAGE = "docker:index/image:Image"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 CONTAINER = "docker:index/container:Container"
+COMMAND = "command:local:Command"
 
 # What each resource type's handler applies; any other input fails the deployment.
 APPLIED_INPUTS = {
     NETWORK: {"name", "driver", "internal", "ipamConfigs"},
     VOLUME: {"name"},
     IMAGE: {"imageName", "build", "skipPush", "buildOnPreview"},  # buildOnPreview acts in previews only
+    COMMAND: {"create", "interpreter", "dir", "environment", "triggers"},
     REMOTE_IMAGE: {"name", "keepLocally"},
     CONTAINER: {
         "name", "hostname", "image", "envs", "command", "uploads", "volumes", "mounts", "networksAdvanced",
         "networkMode", "ports", "healthcheck", "capabilities", "restart", "memory", "stopTimeout", "wait",
-        "waitTimeout", "mustRun", "attach",
+        "waitTimeout", "mustRun", "attach", "destroyGraceSeconds",
     },
 }
 
@@ -84,21 +92,30 @@ def _tar(files: list[dict[str, Any]]) -> bytes:
     return buffer.getvalue()
 
 
+def _deployable(graph: Graph) -> list[Registration]:
+    """The graph's resources that act on this machine, each checked for inputs the deployer cannot apply."""
+    unknown = [r for r in graph.registrations
+               if r.type.startswith(("docker:", "command:")) and r.type not in APPLIED_INPUTS]
+    if unknown:
+        raise UnsupportedInput(f"resource types the deployer cannot apply: {sorted({r.type for r in unknown})}")
+    resources = [r for r in graph.registrations if r.type in APPLIED_INPUTS]
+    for resource in resources:
+        extra = set(resource.inputs) - APPLIED_INPUTS[resource.type]
+        if extra:
+            raise UnsupportedInput(f"{resource.name} ({resource.type}): inputs {sorted(extra)}")
+    return resources
+
+
 class Deployer:
     def __init__(self, graph: Graph, project_root: Path, client: docker.DockerClient | None = None):
-        unknown = [r for r in graph.registrations if r.type.startswith("docker:") and r.type not in APPLIED_INPUTS]
-        if unknown:
-            raise UnsupportedInput(f"resource types the deployer cannot apply: {sorted({r.type for r in unknown})}")
-        self.resources = [r for r in graph.registrations if r.type in APPLIED_INPUTS]
-        for resource in self.resources:
-            extra = set(resource.inputs) - APPLIED_INPUTS[resource.type]
-            if extra:
-                raise UnsupportedInput(f"{resource.name} ({resource.type}): inputs {sorted(extra)}")
+        self.resources = _deployable(graph)
         self.graph = graph
         self.project_root = project_root
         self.client = client or docker.from_env()
         self.created: list[tuple[str, str]] = []  # (type, docker name), in creation order
         self.image_ids: dict[str, str] = {}  # a mocked RemoteImage id -> the engine's image id
+        # What each step did and when it ended: (monotonic time, "create"/"replace"/"update"/"delete", name).
+        self.steps: list[tuple[float, str, str]] = []
 
     # -- ordering -------------------------------------------------------------------------------------
     def _descendants(self, urn: str) -> set[str]:
@@ -118,6 +135,19 @@ class Deployer:
 
     def up(self) -> None:
         """Creates everything in dependency order; independent resources are created concurrently."""
+        self._apply(lambda resource: self._create(resource))
+
+    def update(self, graph: Graph) -> None:
+        """Applies `graph` over what `up` made, as `pulumi up` applies a changed program."""
+        resources = _deployable(graph)
+        previous = {r.urn: r for r in self.resources}
+        self.graph, self.resources = graph, resources
+        self._apply(lambda resource: self._change(previous.get(resource.urn), resource))
+        current = {r.urn for r in resources}
+        for old in reversed([r for r in previous.values() if r.urn not in current]):
+            self._delete(old)
+
+    def _apply(self, step: Callable[[Registration], None]) -> None:
         pending = {r.urn: r for r in self.resources}
         needs = {r.urn: self._prerequisites(r) for r in self.resources}
         done: set[str] = set()
@@ -125,7 +155,7 @@ class Deployer:
             running = {}
             while pending or running:
                 for urn in [u for u in pending if needs[u] <= done]:
-                    running[pool.submit(self._create, pending.pop(urn))] = urn
+                    running[pool.submit(step, pending.pop(urn))] = urn
                 if not running:
                     raise DeploymentFailed(f"dependency cycle among {sorted(pending)}")
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -133,12 +163,46 @@ class Deployer:
                     future.result()
                     done.add(running.pop(future))
 
-    def _create(self, resource: Registration) -> None:
+    def _create(self, resource: Registration, action: str = "create") -> None:
         handler: Callable[[dict[str, Any]], None] = {
             NETWORK: self._network, VOLUME: self._volume, IMAGE: self._image,
-            REMOTE_IMAGE: self._remote_image, CONTAINER: self._container,
+            REMOTE_IMAGE: self._remote_image, CONTAINER: self._container, COMMAND: self._command,
         }[resource.type]
         handler(_schema_types(unwrap(resource.inputs)), resource)
+        self.steps.append((time.monotonic(), action, resource.name))
+
+    def _change(self, old: Registration | None, new: Registration) -> None:
+        """One resource's step in an update: create, keep, run again, or replace, as the provider decides."""
+        if old is None:
+            return self._create(new)
+        if unwrap(old.inputs) == unwrap(new.inputs):
+            return
+        if new.type == COMMAND:
+            # A change of triggers replaces the command, any other change updates it: either runs `create`
+            # again (no `update` command is given), and the old one has no `delete` to run.
+            return self._create(new, "replace" if old.plain("triggers") != new.plain("triggers") else "update")
+        if new.type == IMAGE:
+            return self._create(new, "replace")
+        if new.type != CONTAINER:
+            raise UnsupportedInput(f"{new.name}: changing a {new.type}")
+        if not new.delete_before_replace and old.plain("name") == new.plain("name"):
+            raise DeploymentFailed(f"{new.name}: create-before-delete would fail, the name {new.plain('name')} is taken")
+        self._delete(old)
+        self._create(new, "replace")
+
+    def _delete(self, resource: Registration) -> None:
+        """As the providers delete: a container is stopped first when it has destroyGraceSeconds, then removed."""
+        inputs = _schema_types(unwrap(resource.inputs))
+        if resource.type == CONTAINER:
+            with contextlib.suppress(docker.errors.NotFound):
+                if inputs.get("destroyGraceSeconds"):
+                    self.client.api.stop(inputs["name"], timeout=inputs["destroyGraceSeconds"])
+                self.client.api.remove_container(inputs["name"], force=True)
+        elif resource.type in (NETWORK, VOLUME):
+            remove = self.client.api.remove_network if resource.type == NETWORK else self.client.api.remove_volume
+            with contextlib.suppress(docker.errors.NotFound):
+                remove(inputs["name"])
+        self.steps.append((time.monotonic(), "delete", resource.name))
 
     # -- handlers -------------------------------------------------------------------------------------
     def _network(self, inputs: dict[str, Any], resource: Registration) -> None:
@@ -160,14 +224,25 @@ class Deployer:
 
     def _image(self, inputs: dict[str, Any], resource: Registration) -> None:
         build = inputs["build"]
-        if set(build) != {"context"}:
-            raise UnsupportedInput(f"{resource.name}: build inputs {sorted(set(build) - {'context'})}")
+        if not set(build) <= {"context", "args"}:
+            raise UnsupportedInput(f"{resource.name}: build inputs {sorted(set(build) - {'context', 'args'})}")
         if not inputs.get("skipPush"):
             raise UnsupportedInput(f"{resource.name}: pushing images")
         try:
             self.client.images.get(inputs["imageName"])
         except docker.errors.ImageNotFound:
-            self.client.images.build(path=str(self.project_root / build["context"]), tag=inputs["imageName"], rm=True)
+            self.client.images.build(path=str(self.project_root / build["context"]), tag=inputs["imageName"], rm=True,
+                                     buildargs=build.get("args"))
+
+    def _command(self, inputs: dict[str, Any], resource: Registration) -> None:
+        """As pulumi-command runs `create`: the interpreter with the command appended, in `dir`, with `environment`."""
+        interpreter = inputs.get("interpreter", ["/bin/sh", "-c"])
+        result = subprocess.run(
+            [*interpreter, inputs["create"]], cwd=inputs.get("dir"), env={**os.environ, **inputs.get("environment", {})},
+            capture_output=True, text=True, timeout=900,
+        )
+        if result.returncode != 0:
+            raise DeploymentFailed(f"{resource.name} exited {result.returncode}: {result.stdout}{result.stderr}")
 
     def _remote_image(self, inputs: dict[str, Any], resource: Registration) -> None:
         try:

@@ -3,14 +3,17 @@ the views of it that tests and benchmarks need. Shared by tests/integration and 
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import docker
 import docker.errors
+import requests
 
 from deployer import CONTAINER, NETWORK, VOLUME, Deployer
 from program import PROJECT_ROOT, Graph, run_program, stack_config, with_overrides
@@ -36,11 +39,57 @@ def wait_for(condition, timeout: float, poll: float = 0.05):
     return None
 
 
+class RequestStream(threading.Thread):
+    """Session-less requests one after another, each logged with its time, status and serving node.
+
+    Like a browser, it resends an idempotent GET once when a reused connection closes without any
+    response (RFC 9112 section 9.3.1): Apache does that on purpose when a stopping node resets a request it
+    had already accepted. Resends are counted and reported, never hidden. Bounded: it stops on request,
+    or after `limit_seconds`."""
+
+    def __init__(self, url: str, limit_seconds: float = 120):
+        super().__init__(daemon=True)
+        self.url, self.limit_seconds = url, limit_seconds
+        self.log: list[tuple[float, int, str]] = []  # (sent at, HTTP status or 0, route or error)
+        self.resent = 0
+        self.halt = threading.Event()
+
+    def _get(self, http: requests.Session) -> requests.Response:
+        try:
+            return http.get(self.url, timeout=10)
+        except requests.ConnectionError as error:
+            if "without response" not in str(error):
+                raise
+            self.resent += 1
+            return http.get(self.url, timeout=10)
+
+    def run(self):
+        deadline = time.monotonic() + self.limit_seconds
+        with requests.Session() as http:
+            while not self.halt.is_set() and time.monotonic() < deadline:
+                sent = time.monotonic()
+                try:
+                    response = self._get(http)
+                    route = response.json()["route"] if response.ok else ""
+                    self.log.append((sent, response.status_code, route))
+                except requests.RequestException as error:
+                    self.log.append((sent, 0, repr(error)))
+                time.sleep(0.02)
+
+    def stop(self):
+        self.halt.set()
+        self.join()
+
+    def failures(self) -> list[tuple[float, int, str]]:
+        return [entry for entry in self.log if entry[1] != 200]
+
+
 @dataclass
 class LocalCluster:
     deployer: Deployer
     client: docker.DockerClient
     graph: Graph
+    config: dict[str, Any]  # the stack config the graph came from, for a test to change and apply
     url: str
     balancer: str
     nodes: dict[str, str]  # route -> container name
@@ -62,6 +111,24 @@ class LocalCluster:
     def member_in(self, route: str) -> bool:
         """Whether the balancer sends this node traffic (status Ok: not in error, health checks passing)."""
         return self.members()[route][0] == "Init Ok"
+
+    def in_service(self) -> set[str]:
+        """The routes the balancer may send new requests to: enabled, not in error, heartbeats passing."""
+        return {route for route, (status, _) in self.members().items() if set(status.split()) <= {"Init", "Ok"}}
+
+    def healthy_nodes(self) -> set[str]:
+        """The routes whose container runs and passes its own health check, as Docker reports it."""
+        healthy = set()
+        for route, name in self.nodes.items():
+            with contextlib.suppress(docker.errors.NotFound):
+                state = self.client.api.inspect_container(name)["State"]
+                if state["Running"] and state.get("Health", {}).get("Status") == "healthy":
+                    healthy.add(route)
+        return healthy
+
+    def node_answer(self, route: str, path: str) -> dict[str, Any]:
+        """A node's own answer to GET /openmrs<path>, asked inside the node."""
+        return json.loads(self.exec(self.nodes[route], "curl", "-fsS", f"http://localhost:8080/openmrs{path}"))
 
     def all_members_in(self) -> bool:
         members = self.members()
@@ -90,13 +157,13 @@ class LocalCluster:
 
 @contextlib.contextmanager
 def deployed(client: docker.DockerClient, stack: str = "itest", subnet: str = "10.213.90.0/24",
-             **balancer: Any) -> Iterator[LocalCluster]:
+             app: dict[str, Any] | None = None, **balancer: Any) -> Iterator[LocalCluster]:
     """The local stack with NODES stand-in nodes and a fast heartbeat, up until the block ends; then
     everything it made is removed, and anything left behind is an error."""
     port = free_loopback_port()
     config = with_overrides(
         stack_config("local"),
-        app={"nodes": NODES, "build": "tests/standin", "start_period_seconds": 120},
+        app={"nodes": NODES, "build": "tests/standin", "start_period_seconds": 120, **(app or {})},
         balancer={"port": port, "heartbeat": HEARTBEAT, **balancer},
         network={"subnet": subnet},
     )
@@ -108,7 +175,7 @@ def deployed(client: docker.DockerClient, stack: str = "itest", subnet: str = "1
         started = time.monotonic()
         deployer.up()
         cluster = LocalCluster(
-            deployer=deployer, client=client, graph=graph, url=f"http://127.0.0.1:{port}/openmrs",
+            deployer=deployer, client=client, graph=graph, config=config, url=f"http://127.0.0.1:{port}/openmrs",
             balancer=graph.named("lb-apache").plain("name"),
             nodes={f"node{i}": graph.named(f"app-{i}").plain("name") for i in range(1, NODES + 1)},
             replica=graph.named("db-replica").plain("name"), heartbeat=HEARTBEAT,

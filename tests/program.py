@@ -38,6 +38,7 @@ class Registration:
     inputs: dict[str, Any]
     outputs: dict[str, Any]
     ignore_changes: list[str] = field(default_factory=list)
+    delete_before_replace: bool = False
 
     def plain(self, key: str, default: Any = None) -> Any:
         """An input with every secret unwrapped, as the provider would receive it."""
@@ -72,14 +73,24 @@ class Graph:
         return match
 
 
+# Generated passwords are random per test run and the same for every run of the program within it, as the
+# engine keeps a generated password in its state from one `pulumi up` to the next.
+_PASSWORD_SALT = secrets.token_bytes(32)
+
+
+def _generated_password(name: str, length: int) -> str:
+    alphabet = string.ascii_letters + string.digits
+    stream = hashlib.shake_256(_PASSWORD_SALT + name.encode()).digest(length)
+    return "".join(alphabet[byte % len(alphabet)] for byte in stream)
+
+
 class ProviderMocks(pulumi.runtime.Mocks):
     """Computes the few outputs a real provider would compute; the rest echoes the inputs."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         outputs = dict(args.inputs)
         if args.typ == "random:index/randomPassword:RandomPassword":
-            alphabet = string.ascii_letters + string.digits
-            outputs["result"] = "".join(secrets.choice(alphabet) for _ in range(int(args.inputs["length"])))
+            outputs["result"] = _generated_password(f"{pulumi.get_stack()}/{args.name}", int(args.inputs["length"]))
         elif args.typ == "docker:index/remoteImage:RemoteImage":
             outputs["imageId"] = "sha256:" + hashlib.sha256(args.inputs["name"].encode()).hexdigest()
         elif args.typ == "docker:index/image:Image":
@@ -129,6 +140,7 @@ class RecordingMonitor(MockMonitor):
                     inputs=rpc.deserialize_properties(request.object),
                     outputs=self.resources[response.urn].state,
                     ignore_changes=list(request.ignoreChanges),
+                    delete_before_replace=request.deleteBeforeReplace,
                 )
             )
         return response

@@ -1,13 +1,30 @@
-"""The local app nodes: one container per node on the private network, each with a fixed address."""
+"""The local app nodes: one container per node on the private network, each with a fixed address.
+
+Nodes are created and replaced one at a time, in a chain: drain node k from the balancer, replace its
+container, wait until the balancer has it back, then node k+1. So the first node performs OpenMRS's
+first-time setup alone, and a change of image, modules or configuration never has more than one node out.
+The chain holds because each step depends on the one before (Pulumi registers a resource only once its
+dependencies are done), and it is not cut short by delete-before-replace: the engine replaces dependents
+with it only when they take one of its outputs as an input, and these take none.
+"""
+import hashlib
+import json
+import os
+import sys
+
 import pulumi
+import pulumi_command as command
 import pulumi_docker as docker
 
+from ..checksums import PROJECT_ROOT
 from ..passwords import password
+from ..release import Release
 from ..render import render
 from ..tomcat_pool import OFFICIAL_JAVA_SERVER_OPTS, PoolMember, TomcatPoolArgs, route_of
 from . import images
 
 SERVER_XML = "/usr/local/tomcat/conf/server.xml"
+APP_REPOSITORY = "openmrs-cluster/app"
 
 
 def node_environment(args: TomcatPoolArgs, route: str, admin_password: pulumi.Output[str]) -> list:
@@ -28,14 +45,41 @@ def node_environment(args: TomcatPoolArgs, route: str, admin_password: pulumi.Ou
 
 
 def app_image(name: str, args: TomcatPoolArgs, component: pulumi.ComponentResource) -> pulumi.Output[str]:
-    """The user's own build of the app (app.build), or the configured image pulled from its registry."""
+    """The user's own build of the app (app.build) or the configured image, with the release layer on top
+    when the stack lists modules or configuration."""
     settings = args.cluster.app
     if settings.build:
-        return images.build_image(f"{name}-image", settings.build, "openmrs-cluster/app", component).image_name
-    remote = docker.RemoteImage(
-        f"{name}-image", name=settings.image, keep_locally=True, opts=pulumi.ResourceOptions(parent=component)
+        base = images.build_image(f"{name}-image", settings.build, APP_REPOSITORY, component)
+        base_reference, base_image = images.local_tag(settings.build, APP_REPOSITORY), base.image_name
+    else:
+        base = docker.RemoteImage(
+            f"{name}-image", name=settings.image, keep_locally=True, opts=pulumi.ResourceOptions(parent=component)
+        )
+        base_reference, base_image = settings.image, base.image_id
+    if not settings.modules and not settings.configuration:
+        return base_image
+    release = Release(base_image=base_reference, app=settings)
+    layered = docker.Image(
+        f"{name}-release",
+        image_name=f"{APP_REPOSITORY}-release:{release.digest}",
+        build=docker.DockerBuildArgs(context=os.path.relpath(release.stage(), PROJECT_ROOT), args=release.build_args),
+        skip_push=True,
+        opts=pulumi.ResourceOptions(parent=component, depends_on=[base]),
     )
-    return remote.image_id
+    return layered.image_name
+
+
+# The steps run with this program's own Python (the project's .venv). Moving the checkout changes them,
+# which re-runs every drain and admit once, one node at a time: harmless.
+ROLLOUT_INTERPRETER = [sys.executable, "-m", "components.local.rollout"]
+
+
+def spec_digest(*inputs) -> pulumi.Output[str]:
+    """A digest of everything that replaces a node's container, so its drain and admit steps run exactly
+    when it is replaced (secret inputs stay inside the hash)."""
+    return pulumi.Output.all(*inputs).apply(
+        lambda values: hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
+    )
 
 
 def build(
@@ -47,24 +91,48 @@ def build(
     admin_password = password(f"{name}-admin-password", args.admin_password, component)
     image = app_image(name, args, component)
     server_xml = render("server.xml", port=settings.port)
+    manager = args.balancer.membership
+    # Each node waits for the one before it to be back in the balancer; the first waits for the balancer.
+    previous_step: pulumi.Resource = args.balancer
     members = []
     for index in range(settings.nodes):
         route = route_of(index)
         logical = f"{name}-{index + 1}"
+        address = network.app_node_address(index)
+        environment = node_environment(args, route, admin_password)
+        mounts = [
+            docker.ContainerMountArgs(type="volume", source=mount.source, target=mount.container_path)
+            for mount in args.storage.mounts
+        ]
+        rollout_settings = {
+            "ROLLOUT_BALANCER_CONTAINER": manager.container_name,
+            "ROLLOUT_BALANCER_NAME": manager.balancer_name,
+            "ROLLOUT_WORKER_URL": f"http://{address}:{settings.port}",
+            "ROLLOUT_ROUTE": route,
+            "ROLLOUT_NODE_CONTAINER": network.container_name(logical),
+            "ROLLOUT_DRAIN_SECONDS": str(settings.drain_seconds),
+            # The node is already healthy when this runs; the balancer needs `passes` heartbeats more.
+            "ROLLOUT_ADMIT_SECONDS": str(heartbeat.interval_seconds * (heartbeat.passes + 2) + 30),
+        }
+        # Drain and admit run with the same settings and triggers, so a node is never left drained.
+        triggers = [spec_digest(image, environment, server_xml, [m.source for m in mounts])]
+        step = pulumi.ResourceOptions(parent=component)
+        drain = command.local.Command(
+            f"{logical}-drain", create="drain", interpreter=ROLLOUT_INTERPRETER, dir=str(PROJECT_ROOT),
+            environment=rollout_settings, triggers=triggers,
+            opts=pulumi.ResourceOptions.merge(step, pulumi.ResourceOptions(depends_on=[previous_step])),
+        )
         container = docker.Container(
             logical,
             name=network.container_name(logical),
             hostname=logical,
             image=image,
-            envs=node_environment(args, route, admin_password),
+            envs=environment,
             uploads=[docker.ContainerUploadArgs(file=SERVER_XML, content=server_xml)],
-            mounts=[
-                docker.ContainerMountArgs(type="volume", source=mount.source, target=mount.container_path)
-                for mount in args.storage.mounts
-            ],
+            mounts=mounts,
             networks_advanced=[
                 docker.ContainerNetworksAdvancedArgs(
-                    name=network.private.name, ipv4_address=network.app_node_address(index)
+                    name=network.private.name, ipv4_address=address
                 )
             ],
             healthcheck=docker.ContainerHealthcheckArgs(
@@ -80,9 +148,16 @@ def build(
             # Tomcat lets running requests and the balancer's pooled connections finish (up to 5 s),
             # then OpenMRS shuts down; Docker's default of 10 s before SIGKILL can cut that short.
             stop_timeout=60,
+            destroy_grace_seconds=60,  # replaced or removed with a graceful stop, not a kill
             wait=True,
             wait_timeout=settings.start_period_seconds + 120,
-            opts=pulumi.ResourceOptions(parent=component, depends_on=[args.storage]),
+            # Its fixed name and address must be free before the new container can exist.
+            opts=pulumi.ResourceOptions(parent=component, depends_on=[args.storage, drain], delete_before_replace=True),
+        )
+        previous_step = command.local.Command(
+            f"{logical}-admit", create="admit", interpreter=ROLLOUT_INTERPRETER, dir=str(PROJECT_ROOT),
+            environment=rollout_settings, triggers=triggers,
+            opts=pulumi.ResourceOptions.merge(step, pulumi.ResourceOptions(depends_on=[container])),
         )
         members.append(PoolMember(name=container.name, route=route, port=settings.port))
     return members, admin_password

@@ -17,14 +17,18 @@ def context_digest(context: Path) -> str:
     return digest.hexdigest()[:12]
 
 
+def local_tag(context: str, repository: str) -> str:
+    """The tag of `context` (relative to the project root) built as `repository`: its content's digest."""
+    return f"{repository}:{context_digest(PROJECT_ROOT / context)}"
+
+
 def build_image(name: str, context: str, repository: str, parent: pulumi.Resource) -> docker.Image:
     """Builds `context` (relative to the project root) into a local image tagged by the content's digest."""
-    directory = PROJECT_ROOT / context
-    if not (directory / "Dockerfile").is_file():
+    if not (PROJECT_ROOT / context / "Dockerfile").is_file():
         raise ValueError(f"{context} has no Dockerfile")
     return docker.Image(
         name,
-        image_name=f"{repository}:{context_digest(directory)}",
+        image_name=local_tag(context, repository),
         build=docker.DockerBuildArgs(context=context),
         skip_push=True,
         opts=pulumi.ResourceOptions(parent=parent),

@@ -1,4 +1,6 @@
 """The local load balancer: Apache httpd with mod_proxy_balancer, published on the configured host address."""
+from typing import NamedTuple
+
 import pulumi
 import pulumi_docker as docker
 
@@ -10,6 +12,14 @@ from .network import BALANCER_HOST
 
 LISTEN_PORT = 8080
 CONFIG_FILE = "/etc/apache2/openmrs-balancer.conf"
+BALANCER_NAME = "openmrs-nodes"
+
+
+class BalancerManagerAccess(NamedTuple):
+    """Where a rolling update drains and re-admits members: the container whose balancer-manager answers."""
+
+    container_name: pulumi.Output[str]
+    balancer_name: str
 
 
 def balancer_config(args: LoadBalancerTierArgs) -> str:
@@ -20,7 +30,7 @@ def balancer_config(args: LoadBalancerTierArgs) -> str:
         "balancer.conf",
         server_name="openmrs-balancer",
         listen_port=LISTEN_PORT,
-        balancer_name="openmrs-nodes",
+        balancer_name=BALANCER_NAME,
         lbmethod=APACHE_LBMETHODS[balancer.scheduling],
         sticky_sessions=balancer.sticky_sessions,
         heartbeat=balancer.heartbeat,
@@ -32,11 +42,12 @@ def balancer_config(args: LoadBalancerTierArgs) -> str:
     )
 
 
-def build(component: pulumi.ComponentResource, name: str, args: LoadBalancerTierArgs) -> tuple[pulumi.Output[str], None]:
+def build(component: pulumi.ComponentResource, name: str,
+          args: LoadBalancerTierArgs) -> tuple[pulumi.Output[str], BalancerManagerAccess]:
     network = args.network.platform_network
     balancer = args.cluster.balancer
     image = images.build_image(f"{name}-image", "images/httpd", "openmrs-cluster/httpd", component)
-    docker.Container(
+    apache = docker.Container(
         f"{name}-apache",
         name=network.container_name(f"{name}-apache"),
         hostname=f"{name}-apache",
@@ -61,4 +72,4 @@ def build(component: pulumi.ComponentResource, name: str, args: LoadBalancerTier
         opts=pulumi.ResourceOptions(parent=component),
     )
     url = pulumi.Output.format("http://{0}:{1}{2}/", balancer.listen_address, balancer.port, args.cluster.app.context_path)
-    return url, None
+    return url, BalancerManagerAccess(container_name=apache.name, balancer_name=BALANCER_NAME)

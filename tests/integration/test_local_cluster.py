@@ -3,7 +3,6 @@
 The cluster is the real program's graph (3 nodes of the stand-in app, heartbeat every 1 s, 2 fails,
 2 passes) created on the Docker engine; see conftest.py.
 """
-import threading
 import time
 import uuid
 from collections import Counter
@@ -11,54 +10,9 @@ from collections import Counter
 import pytest
 import requests
 
-from local_cluster import wait_for
+from local_cluster import RequestStream, wait_for
 
 pytestmark = pytest.mark.docker
-
-
-class RequestStream(threading.Thread):
-    """Session-less requests one after another, each logged with its time, status and serving node.
-
-    Like a browser, it resends an idempotent GET once when a reused connection closes without any
-    response (RFC 9112 section 9.3.1): Apache does that on purpose when a stopping node resets a request it
-    had already accepted. Resends are counted and reported, never hidden. Bounded: it stops on request,
-    or after `limit_seconds`."""
-
-    def __init__(self, url: str, limit_seconds: float = 120):
-        super().__init__(daemon=True)
-        self.url, self.limit_seconds = url, limit_seconds
-        self.log: list[tuple[float, int, str]] = []  # (sent at, HTTP status or 0, route or error)
-        self.resent = 0
-        self.halt = threading.Event()
-
-    def _get(self, http: requests.Session) -> requests.Response:
-        try:
-            return http.get(self.url, timeout=10)
-        except requests.ConnectionError as error:
-            if "without response" not in str(error):
-                raise
-            self.resent += 1
-            return http.get(self.url, timeout=10)
-
-    def run(self):
-        deadline = time.monotonic() + self.limit_seconds
-        with requests.Session() as http:
-            while not self.halt.is_set() and time.monotonic() < deadline:
-                sent = time.monotonic()
-                try:
-                    response = self._get(http)
-                    route = response.json()["route"] if response.ok else ""
-                    self.log.append((sent, response.status_code, route))
-                except requests.RequestException as error:
-                    self.log.append((sent, 0, repr(error)))
-                time.sleep(0.02)
-
-    def stop(self):
-        self.halt.set()
-        self.join()
-
-    def failures(self) -> list[tuple[float, int, str]]:
-        return [entry for entry in self.log if entry[1] != 200]
 
 
 def test_round_robin_spreads_requests_evenly(local_cluster, figures):

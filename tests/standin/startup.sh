@@ -1,6 +1,10 @@
 #!/bin/sh
-# As the official image: OMRS_JAVA_SERVER_OPTS becomes JAVA_OPTS (it carries -DjvmRoute), then catalina.sh run.
+# As the official image: modules and configuration are deleted and re-copied from the distribution at
+# every start; OMRS_JAVA_SERVER_OPTS becomes JAVA_OPTS (it carries -DjvmRoute), then catalina.sh run.
 set -eu
+rm -rf /openmrs/data/modules /openmrs/data/configuration
+cp -r /openmrs/distribution/openmrs_modules /openmrs/data/modules
+cp -r /openmrs/distribution/openmrs_config /openmrs/data/configuration
 export CATALINA_HOME=/usr/share/tomcat10 CATALINA_BASE=/usr/local/tomcat
 export JAVA_OPTS="${OMRS_JAVA_SERVER_OPTS:--Dfile.encoding=UTF-8}"
 exec /usr/share/tomcat10/bin/catalina.sh run

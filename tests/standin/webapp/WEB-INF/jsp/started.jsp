@@ -22,6 +22,20 @@
             }
         }
     }
+    if (problem == null && application.getAttribute("readyRecorded") == null) {
+        // When this JVM first became ready, and when it started: the order of the nodes' first starts.
+        try (Connection db = openDatabase(); Statement st = db.createStatement()) {
+            st.execute("CREATE TABLE IF NOT EXISTS standin_starts (route VARCHAR(64), jvm_started TIMESTAMP(3), ready TIMESTAMP(3), PRIMARY KEY (route, jvm_started))");
+            try (PreparedStatement insert = db.prepareStatement("INSERT IGNORE INTO standin_starts VALUES (?, ?, CURRENT_TIMESTAMP(3))")) {
+                insert.setString(1, route());
+                insert.setTimestamp(2, new Timestamp(java.lang.management.ManagementFactory.getRuntimeMXBean().getStartTime()));
+                insert.executeUpdate();
+            }
+            application.setAttribute("readyRecorded", Boolean.TRUE);
+        } catch (SQLException e) {
+            problem = "database: " + e.getMessage();
+        }
+    }
     response.setStatus(problem == null ? 200 : 503);
     out.print("{\"started\": " + (problem == null) + ", \"problem\": " + json(problem) + "}");
 %>

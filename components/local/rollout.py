@@ -1,0 +1,132 @@
+"""The steps of a local rolling update that are not resources: take a node out of the balancer before its
+container is replaced, and put it back once it serves again.
+
+Pulumi runs them as pulumi-command steps around each node's container (`python -m components.local.rollout
+drain|admit`, settings in ROLLOUT_* variables). They speak to Apache's balancer-manager from inside the
+balancer container, the only place it answers.
+"""
+from __future__ import annotations
+
+import html
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+
+import docker
+
+MANAGER = "http://localhost:8080/balancer-manager"
+
+
+class RolloutFailed(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Member:
+    balancer_container: str
+    balancer_name: str
+    worker_url: str
+    route: str
+    node_container: str
+
+    @classmethod
+    def from_environment(cls) -> "Member":
+        return cls(
+            balancer_container=os.environ["ROLLOUT_BALANCER_CONTAINER"],
+            balancer_name=os.environ["ROLLOUT_BALANCER_NAME"],
+            worker_url=os.environ["ROLLOUT_WORKER_URL"],
+            route=os.environ["ROLLOUT_ROUTE"],
+            node_container=os.environ["ROLLOUT_NODE_CONTAINER"],
+        )
+
+
+class BalancerManager:
+    def __init__(self, client: docker.DockerClient, member: Member):
+        self.client = client
+        self.member = member
+
+    def _curl(self, *arguments: str) -> str:
+        balancer = self.client.containers.get(self.member.balancer_container)
+        result = balancer.exec_run(["curl", "-fsS", *arguments])
+        if result.exit_code != 0:
+            raise RolloutFailed(f"balancer-manager in {self.member.balancer_container}: {result.output.decode()}")
+        return result.output.decode()
+
+    def status(self) -> tuple[set[str], int]:
+        """The member's status flags (such as Init, Ok, Dis, Err, HcFl) and its requests in flight."""
+        page = self._curl(MANAGER)
+        row = re.search(
+            rf"<td>{re.escape(self.member.route)}</td><td>[^<]*</td><td>[^<]*</td><td>[^<]*</td>"
+            r"<td>([^<]*)</td><td>\d+</td><td>(\d+)</td>", page)
+        if not row:
+            raise RolloutFailed(f"the balancer has no member with route {self.member.route}")
+        return set(row[1].split()), int(row[2])
+
+    def set_disabled(self, disabled: bool) -> None:
+        page = self._curl(MANAGER)
+        nonce = re.search(r"nonce=([0-9a-f-]+)", html.unescape(page))
+        if not nonce:
+            raise RolloutFailed("balancer-manager showed no nonce")
+        # The manager ignores changes whose Referer is not itself (its guard against cross-site requests).
+        self._curl("-H", f"Referer: {MANAGER}", "--data-urlencode", f"b={self.member.balancer_name}",
+                   "--data-urlencode", f"w={self.member.worker_url}", "-d", f"w_status_D={int(disabled)}",
+                   "-d", f"nonce={nonce[1]}", MANAGER)
+        flags, _ = self.status()
+        if ("Dis" in flags) != disabled:
+            raise RolloutFailed(f"{self.member.route} is still {' '.join(sorted(flags))} after the change")
+
+
+def _until(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RolloutFailed(f"{what} did not happen within {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+def drain(manager: BalancerManager, drain_seconds: float) -> None:
+    """No new requests for the node; its running requests get up to `drain_seconds` to finish."""
+    manager.set_disabled(True)
+    deadline = time.monotonic() + drain_seconds
+    while manager.status()[1] > 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def admit(manager: BalancerManager, client: docker.DockerClient, admit_seconds: float) -> None:
+    """Back in once the node's own health check passes and the balancer's heartbeats agree."""
+    node = manager.member.node_container
+
+    def healthy() -> bool:
+        state = client.api.inspect_container(node)["State"]
+        return state["Running"] and state.get("Health", {}).get("Status") == "healthy"
+
+    _until(healthy, admit_seconds, f"{node} becoming healthy")
+    manager.set_disabled(False)
+    _until(lambda: manager.status()[0] <= {"Init", "Ok"}, admit_seconds,
+           f"the balancer taking {manager.member.route} back in")
+
+
+def main(arguments: list[str]) -> int:
+    if arguments not in (["drain"], ["admit"]):
+        print("usage: python -m components.local.rollout drain|admit (settings in ROLLOUT_* variables)", file=sys.stderr)
+        return 2
+    member = Member.from_environment()
+    client = docker.from_env()
+    manager = BalancerManager(client, member)
+    started = time.monotonic()
+    try:
+        if arguments == ["drain"]:
+            drain(manager, float(os.environ["ROLLOUT_DRAIN_SECONDS"]))
+        else:
+            admit(manager, client, float(os.environ["ROLLOUT_ADMIT_SECONDS"]))
+    except RolloutFailed as failure:
+        print(f"{arguments[0]} {member.route}: {failure}", file=sys.stderr)
+        return 1
+    print(f"{arguments[0]} {member.route}: done in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

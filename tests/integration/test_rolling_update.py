@@ -1,0 +1,164 @@
+"""Scripted deployment on the local cluster: every node runs the release the stack lists (modules and
+configuration, layered into one image), the first node starts alone, and a new release rolls through
+the nodes one at a time under a steady load without a failed request.
+
+Its own deployment (stack "rolling"), since it replaces every node.
+"""
+import hashlib
+import re
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from components.checksums import checksum
+from local_cluster import NODES, RequestStream, deployed
+from program import run_program, with_overrides
+
+pytestmark = pytest.mark.docker
+
+
+def module(folder: Path, file_name: str) -> dict[str, str]:
+    """A module file (its content stands for the module's code) and the stack entry that lists it."""
+    path = folder / file_name
+    path.write_bytes(f"omod {file_name}\n".encode() * 1000)
+    return {"path": str(path), "sha256": checksum(path)}
+
+
+def configuration(folder: Path, files: dict[str, str]) -> dict[str, str]:
+    for name, content in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(content)
+    return {"path": str(folder), "sha256": checksum(folder)}
+
+
+@pytest.fixture(scope="module")
+def releases(tmp_path_factory) -> tuple[dict, dict]:
+    """Release 1, and release 2: one module upgraded, one added, the configuration changed."""
+    modules = tmp_path_factory.mktemp("modules")
+    first = {
+        "modules": [module(modules, "webservices.rest-2.44.0.omod"), module(modules, "idgen-4.14.0.omod")],
+        "configuration": configuration(tmp_path_factory.mktemp("configuration-1"), {
+            "locations/locations.csv": "Uuid,Name\n1,Ward A\n", "globalproperties/gp.xml": "<config/>\n"}),
+    }
+    second = {
+        "modules": [module(modules, "webservices.rest-2.45.0.omod"), first["modules"][1],
+                    module(modules, "attachments-3.6.0.omod")],
+        "configuration": configuration(tmp_path_factory.mktemp("configuration-2"), {
+            "locations/locations.csv": "Uuid,Name\n1,Ward A\n2,Ward B\n", "globalproperties/gp.xml": "<config/>\n"}),
+    }
+    return first, second
+
+
+# The stand-in image's own module that no release lists: it stays (its webservices.rest-2.40.0 is replaced).
+IMAGE_MODULE = {"legacyui-1.9.0.omod": hashlib.sha256(b"legacyui 1.9.0\n").hexdigest()}
+
+
+def expected_modules(release: dict) -> dict[str, str]:
+    return {**IMAGE_MODULE, **{Path(entry["path"]).name: entry["sha256"] for entry in release["modules"]}}
+
+
+def expected_configuration(release: dict) -> dict[str, str]:
+    folder = Path(release["configuration"]["path"])
+    return {path.relative_to(folder).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in folder.rglob("*") if path.is_file()}
+
+
+@pytest.fixture(scope="module")
+def rolling_cluster(docker_client, releases):
+    with deployed(docker_client, stack="rolling", subnet="10.213.91.0/24", app=releases[0]) as cluster:
+        yield cluster
+
+
+def test_every_node_runs_the_listed_modules_with_web_administration_off(rolling_cluster, releases):
+    first, _ = releases
+    answers = {route: rolling_cluster.node_answer(route, "/release") for route in rolling_cluster.nodes}
+    releases_run = {answer["release"] for answer in answers.values()}
+    assert len(releases_run) == 1 and None not in releases_run, answers
+    for route, answer in answers.items():
+        assert answer["modules"] == expected_modules(first), route
+        assert answer["configuration"] == expected_configuration(first), route
+        assert rolling_cluster.node_answer(route, "/whoami")["moduleWebAdmin"] == "false", route
+
+
+def test_the_first_node_is_ready_before_the_next_one_starts(rolling_cluster):
+    """OpenMRS's first-time setup and migrations run on one node alone: each node's JVM started only
+    after the node before it was ready (times from the stand-in, by the database's clock)."""
+    rows = rolling_cluster.replica_query(
+        "SELECT route, jvm_started, ready FROM openmrs.standin_starts ORDER BY route, jvm_started")
+    first_start = {}
+    for line in rows.splitlines():
+        route, jvm_started, ready = line.split("\t")
+        first_start.setdefault(route, (jvm_started, ready))
+    assert sorted(first_start) == sorted(rolling_cluster.nodes), rows
+    for index in range(2, NODES + 1):
+        started, _ = first_start[f"node{index}"]
+        _, previous_ready = first_start[f"node{index - 1}"]
+        assert started > previous_ready, f"node{index} started at {started}, before node{index - 1} was ready ({previous_ready})"
+
+
+class Sampler(threading.Thread):
+    """Every 0.25 s: which nodes the balancer has in service and which Docker reports healthy."""
+
+    def __init__(self, cluster, limit_seconds: float = 600):
+        super().__init__(daemon=True)
+        self.cluster, self.limit_seconds = cluster, limit_seconds
+        self.samples: list[tuple[set[str], set[str]]] = []
+        self.halt = threading.Event()
+
+    def run(self):
+        deadline = time.monotonic() + self.limit_seconds
+        while not self.halt.is_set() and time.monotonic() < deadline:
+            self.samples.append((self.cluster.in_service(), self.cluster.healthy_nodes()))
+            time.sleep(0.25)
+
+    def stop(self):
+        self.halt.set()
+        self.join()
+
+
+def test_a_new_release_rolls_one_node_at_a_time_without_a_failed_request(rolling_cluster, releases, figures):
+    _, second = releases
+    cluster = rolling_cluster
+    old_containers = {route: cluster.client.containers.get(name).id for route, name in cluster.nodes.items()}
+    new_graph = run_program("rolling", with_overrides(cluster.config, app=second))
+    steps_before = len(cluster.deployer.steps)
+    stream, sampler = RequestStream(f"{cluster.url}/whoami", limit_seconds=600), Sampler(cluster)
+    stream.start()
+    sampler.start()
+    try:
+        time.sleep(1)
+        started = time.monotonic()
+        cluster.deployer.update(new_graph)
+        rollout = time.monotonic() - started
+        time.sleep(1)
+    finally:
+        stream.stop()
+        sampler.stop()
+
+    failures = stream.failures()
+    assert stream.log and not failures, (
+        f"{len(failures)} of {len(stream.log)} requests failed: {failures[:5]}\n" + "\n".join(cluster.balancer_complaints()))
+    for route, name in cluster.nodes.items():
+        assert cluster.client.containers.get(name).id != old_containers[route], f"{route} was not replaced"
+        answer = cluster.node_answer(route, "/release")
+        assert (answer["modules"], answer["configuration"]) == (expected_modules(second), expected_configuration(second)), route
+    assert len({cluster.node_answer(route, "/release")["release"] for route in cluster.nodes}) == 1
+
+    fewest_in_service = min(len(in_service) for in_service, _ in sampler.samples)
+    fewest_healthy = min(len(healthy) for _, healthy in sampler.samples)
+    assert fewest_in_service >= NODES - 1 and fewest_healthy >= NODES - 1, sampler.samples
+    drained = {route for in_service, _ in sampler.samples for route in set(cluster.nodes) - in_service}
+    assert drained == set(cluster.nodes), f"nodes never seen out of the balancer: {set(cluster.nodes) - drained}"
+    assert cluster.in_service() == set(cluster.nodes)
+
+    node_steps = [name for _, action, name in cluster.deployer.steps[steps_before:]
+                  if action != "delete" and re.fullmatch(r"app-\d+(-drain|-admit)?", name)]
+    assert node_steps == [f"app-{n}{step}" for n in range(1, NODES + 1) for step in ("-drain", "", "-admit")]
+
+    figures["rolling update of 3 nodes"] = (
+        f"{rollout:.1f} s; {len(stream.log)} requests, {len(failures)} failed, {stream.resent} resent; "
+        f"at least {fewest_in_service} nodes in the balancer and {fewest_healthy} healthy in every 0.25 s sample "
+        f"({len(sampler.samples)} samples)"
+    )
