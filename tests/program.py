@@ -94,7 +94,11 @@ class ProviderMocks(pulumi.runtime.Mocks):
         elif args.typ == "docker:index/remoteImage:RemoteImage":
             outputs["imageId"] = "sha256:" + hashlib.sha256(args.inputs["name"].encode()).hexdigest()
         elif args.typ == "docker:index/image:Image":
-            outputs["repoDigest"] = args.inputs["imageName"]
+            # A pushed image is pulled by its digest; a local build is known by its name.
+            name = args.inputs["imageName"]
+            pushed = "registry" in args.inputs
+            outputs["repoDigest"] = (name.rsplit(":", 1)[0] + "@sha256:" + hashlib.sha256(name.encode()).hexdigest()
+                                     if pushed else name)
         elif args.typ.startswith("aws:"):
             outputs.update(self._aws_outputs(args))
         return f"{args.name}-id", outputs
@@ -110,9 +114,16 @@ class ProviderMocks(pulumi.runtime.Mocks):
                 "secretStatus": "active"}])
         elif args.typ == "aws:lb/loadBalancer:LoadBalancer":
             computed["dnsName"] = f"{args.name}-1234567890.eu-west-1.elb.amazonaws.com"
+        elif args.typ == "aws:ecr/repository:Repository":
+            computed.update(registryId="123456789012",
+                            repositoryUrl=f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/{args.name}")
         return computed
 
     def call(self, args: pulumi.runtime.MockCallArgs):
+        if args.token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
+            return {"userName": "AWS", "password": secrets.token_urlsafe(32), "registryId": args.args["registryId"],
+                    "proxyEndpoint": "https://123456789012.dkr.ecr.eu-west-1.amazonaws.com",
+                    "authorizationToken": "", "expiresAt": "", "id": "eu-west-1"}
         raise AssertionError(f"the program made an unexpected invoke: {args.token}")
 
 

@@ -1,13 +1,21 @@
 """The AWS app nodes: an ECS Fargate service across the private subnets, registered with the balancer's
-target group, scaling on CPU between aws.min_nodes and aws.max_nodes."""
+target group, scaling on CPU between aws.min_nodes and aws.max_nodes.
+
+The service starts with one task, so that OpenMRS's first-time setup and migrations run once; once that
+task is healthy, a pulumi-command step raises the count to app.nodes. A new release (image, modules or
+configuration) is an ECS rolling deployment: never fewer healthy tasks than before, about one new task at
+a time, old tasks drained by the target group for app.drain_seconds."""
 import json
+import math
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_command as command
 
 from ..passwords import password
-from .database import PASSWORD_KEY
 from ..tomcat_pool import OFFICIAL_JAVA_SERVER_OPTS, PoolMember, TomcatPoolArgs
+from .app_image import app_image
+from .database import PASSWORD_KEY
 
 CONTAINER = "openmrs"
 
@@ -19,14 +27,14 @@ def _task_role(name: str, child: pulumi.ResourceOptions) -> aws.iam.Role:
     return aws.iam.Role(name, assume_role_policy=json.dumps(trust), opts=child)
 
 
-def _container_definitions(args: TomcatPoolArgs, log_group: aws.cloudwatch.LogGroup, admin_secret_arn,
-                           region: str) -> pulumi.Output[str]:
+def _container_definitions(args: TomcatPoolArgs, image: pulumi.Input[str], log_group: aws.cloudwatch.LogGroup,
+                           admin_secret_arn, region: str) -> pulumi.Output[str]:
     """The official image's OMRS_* contract; both passwords come from Secrets Manager, never in plain text."""
     cluster, database = args.cluster, args.database
     heartbeat = cluster.balancer.heartbeat
 
     def definition(values):
-        writer, name, user, database_password, admin_password, log_group_name = values
+        writer, name, user, database_password, admin_password, log_group_name, image_reference = values
         host, port = writer.rsplit(":", 1)
         environment = {
             "OMRS_DB": "mysql", "OMRS_DB_HOSTNAME": host, "OMRS_DB_PORT": port, "OMRS_DB_NAME": name,
@@ -35,7 +43,7 @@ def _container_definitions(args: TomcatPoolArgs, log_group: aws.cloudwatch.LogGr
         }
         return json.dumps([{
             "name": CONTAINER,
-            "image": cluster.app.image,
+            "image": image_reference,
             "essential": True,
             "portMappings": [{"containerPort": cluster.app.port, "protocol": "tcp"}],
             "environment": [{"name": key, "value": value} for key, value in sorted(environment.items())],
@@ -55,7 +63,13 @@ def _container_definitions(args: TomcatPoolArgs, log_group: aws.cloudwatch.LogGr
         }])
 
     return pulumi.Output.all(database.writer_endpoint, database.database, database.user, database.password,
-                             admin_secret_arn, log_group.name).apply(definition)
+                             admin_secret_arn, log_group.name, image).apply(definition)
+
+
+def rolling_maximum_percent(min_nodes: int) -> int:
+    """ECS may run floor(count × percent / 100) tasks during a deployment: one more than the count at the
+    minimum size, so that new tasks start about one at a time."""
+    return min(200, 100 + math.ceil(100 / min_nodes))
 
 
 def build(component: pulumi.ComponentResource, name: str, args: TomcatPoolArgs) -> tuple[list[PoolMember], pulumi.Output[str]]:
@@ -114,7 +128,8 @@ def build(component: pulumi.ComponentResource, name: str, args: TomcatPoolArgs) 
         runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(operating_system_family="LINUX", cpu_architecture="X86_64"),
         execution_role_arn=execution_role.arn,
         task_role_arn=task_role.arn,
-        container_definitions=_container_definitions(args, log_group, admin_secret.arn, region),
+        container_definitions=_container_definitions(
+            args, app_image(name, cluster.app, component), log_group, admin_secret.arn, region),
         volumes=[
             aws.ecs.TaskDefinitionVolumeArgs(
                 name=mount.folder,
@@ -133,7 +148,8 @@ def build(component: pulumi.ComponentResource, name: str, args: TomcatPoolArgs) 
         f"{name}-service",
         cluster=ecs_cluster.arn,
         task_definition=task_definition.arn,
-        desired_count=cluster.app.nodes,
+        desired_count=1,  # first-time setup on one task; raised to app.nodes below once it is healthy
+        wait_for_steady_state=True,
         launch_type="FARGATE",
         network_configuration=aws.ecs.ServiceNetworkConfigurationArgs(
             subnets=network.private_subnet_ids, security_groups=[network.app_group.id], assign_public_ip=False),
@@ -141,12 +157,21 @@ def build(component: pulumi.ComponentResource, name: str, args: TomcatPoolArgs) 
             target_group_arn=membership.target_group.arn, container_name=CONTAINER, container_port=cluster.app.port)],
         deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(enable=True, rollback=True),
         deployment_minimum_healthy_percent=100,
-        deployment_maximum_percent=200,
+        deployment_maximum_percent=rolling_maximum_percent(settings.min_nodes),
         health_check_grace_period_seconds=cluster.app.start_period_seconds,
         enable_execute_command=False,
         propagate_tags="SERVICE",
         # The autoscaler owns the task count once the service exists; `pulumi up` must not reset it.
         opts=pulumi.ResourceOptions(parent=component, ignore_changes=["desiredCount"], depends_on=membership.listeners),
+    )
+    # Needs the AWS CLI where `pulumi up` runs. Runs again only when app.nodes changes.
+    scale_out = command.local.Command(
+        f"{name}-scale-out",
+        create='aws ecs update-service --cluster "$CLUSTER" --service "$SERVICE" --desired-count "$NODES" > /dev/null'
+               ' && aws ecs wait services-stable --cluster "$CLUSTER" --services "$SERVICE"',
+        environment={"CLUSTER": ecs_cluster.name, "SERVICE": service.name, "NODES": str(cluster.app.nodes),
+                     "AWS_REGION": region},
+        opts=pulumi.ResourceOptions(parent=component, depends_on=[service]),
     )
     scaling = aws.appautoscaling.Target(
         f"{name}-scaling",
@@ -155,7 +180,7 @@ def build(component: pulumi.ComponentResource, name: str, args: TomcatPoolArgs) 
         resource_id=pulumi.Output.concat("service/", ecs_cluster.name, "/", service.name),
         min_capacity=settings.min_nodes,
         max_capacity=settings.max_nodes,
-        opts=child,
+        opts=pulumi.ResourceOptions(parent=component, depends_on=[scale_out]),
     )
     aws.appautoscaling.Policy(
         f"{name}-scale-on-cpu",

@@ -37,7 +37,7 @@ def _target_group(name: str, args: LoadBalancerTierArgs, child: pulumi.ResourceO
         target_type="ip",
         vpc_id=args.network.platform_network.vpc_id,
         load_balancing_algorithm_type=ALB_ALGORITHMS[balancer.scheduling],
-        deregistration_delay=30,
+        deregistration_delay=cluster.app.drain_seconds,  # a leaving task's running requests may finish
         health_check=aws.lb.TargetGroupHealthCheckArgs(
             path=heartbeat.path,
             matcher="200",

@@ -1,11 +1,12 @@
 """The real program under mocks for the AWS stacks: nothing can be deployed to AWS from here, so the
 registered graph is the proof."""
+import hashlib
 import json
 
 import pytest
 
 from components.config import ConfigError
-from program import PROJECT, run_program, stack_config, stacks_on, with_overrides
+from program import PROJECT, is_secret, run_program, stack_config, stacks_on, with_overrides
 
 AWS_STACKS = stacks_on("aws")
 COMPONENTS = ("Network", "MySQLPair", "SharedStorage", "TomcatPool", "LoadBalancerTier")
@@ -138,8 +139,10 @@ def test_service_rolls_safely_and_leaves_its_task_count_to_the_autoscaler(graph,
     service = one(graph, "aws:ecs/service:Service")
     assert service.plain("launchType") == "FARGATE"
     assert service.plain("deploymentCircuitBreaker") == {"enable": True, "rollback": True}
+    # Never fewer healthy tasks than before; one task more than the count at the minimum size.
     assert service.plain("deploymentMinimumHealthyPercent") == 100
-    assert service.plain("desiredCount") == stack_config(stack)[f"{PROJECT}:app"]["nodes"]
+    maximum = service.plain("deploymentMaximumPercent")
+    assert settings["min_nodes"] * maximum // 100 == settings["min_nodes"] + 1
     assert service.ignore_changes == ["desiredCount"]
     network = service.plain("networkConfiguration")
     assert network["assignPublicIp"] is False and len(network["subnets"]) == len(settings["availability_zones"])
@@ -149,6 +152,49 @@ def test_service_rolls_safely_and_leaves_its_task_count_to_the_autoscaler(graph,
     assert (target.plain("minCapacity"), target.plain("maxCapacity")) == (settings["min_nodes"], settings["max_nodes"])
     policy = one(graph, "aws:appautoscaling/policy:Policy").plain("targetTrackingScalingPolicyConfiguration")
     assert policy["predefinedMetricSpecification"]["predefinedMetricType"] == "ECSServiceAverageCPUUtilization"
+
+
+def test_first_start_runs_on_one_task_then_the_service_scales_out(graph, stack):
+    service = one(graph, "aws:ecs/service:Service")
+    assert (service.plain("desiredCount"), service.plain("waitForSteadyState")) == (1, True)
+    scale_out = graph.named("app-scale-out")
+    assert service.urn in scale_out.dependencies
+    environment = scale_out.plain("environment")
+    assert environment["NODES"] == str(stack_config(stack)[f"{PROJECT}:app"]["nodes"])
+    assert environment["SERVICE"] == service.outputs["name"]
+    assert '--desired-count "$NODES"' in scale_out.plain("create") and "wait services-stable" in scale_out.plain("create")
+    assert scale_out.urn in one(graph, "aws:appautoscaling/target:Target").dependencies
+
+
+def test_a_leaving_task_is_drained_for_the_configured_time(graph, stack):
+    drain_seconds = stack_config(stack)[f"{PROJECT}:app"].get("drain_seconds", 30)
+    assert one(graph, "aws:lb/targetGroup:TargetGroup").plain("deregistrationDelay") == drain_seconds
+
+
+def test_without_modules_tasks_run_the_configured_image(graph, stack):
+    assert container_definition(graph)["image"] == stack_config(stack)[f"{PROJECT}:app"]["image"]
+    assert not graph.of_type("aws:ecr/repository:Repository")
+
+
+def test_a_release_is_pushed_to_a_private_registry_and_tasks_pull_it_by_digest(tmp_path):
+    module = tmp_path / "idgen-4.14.0.omod"
+    module.write_bytes(b"idgen")
+    config = with_overrides(stack_config("aws-staging"), app={"modules": [
+        {"path": str(module), "sha256": hashlib.sha256(b"idgen").hexdigest()}]})
+    graph = run_program("aws-staging", config)
+    repository = one(graph, "aws:ecr/repository:Repository")
+    assert repository.plain("imageTagMutability") == "IMMUTABLE"
+    assert repository.plain("imageScanningConfiguration") == {"scanOnPush": True}
+    assert repository.plain("encryptionConfigurations") == [{"encryptionType": "KMS"}]
+    rules = json.loads(one(graph, "aws:ecr/lifecyclePolicy:LifecyclePolicy").plain("policy"))["rules"]
+    assert rules[0]["selection"]["countNumber"] >= 2  # earlier releases stay for a rollback
+    image = graph.named("app-release")
+    assert image.plain("build")["platform"] == "linux/amd64"
+    assert image.plain("build")["args"]["REPLACED_MODULE_IDS"] == "idgen"
+    assert image.plain("registry")["server"] == repository.outputs["repositoryUrl"]
+    assert is_secret(image.inputs["registry"]) or is_secret(image.inputs["registry"]["password"])
+    assert image.plain("imageName").startswith(repository.outputs["repositoryUrl"] + ":")
+    assert container_definition(graph)["image"] == image.outputs["repoDigest"]
 
 
 def policy_of(graph, name):
