@@ -28,3 +28,5 @@ pulumi.export("database_writer_endpoint", database.writer_endpoint)
 pulumi.export("database_reader_endpoint", database.reader_endpoint)
 pulumi.export("database_password", database.password)
 pulumi.export("admin_password", pool.admin_password)
+if storage.drbd_resource is not None:
+    pulumi.export("drbd_resource", storage.drbd_resource)

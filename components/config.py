@@ -35,6 +35,14 @@ def _ipv4_network(value: str, example: str, prefixes: range, size_rule: str) -> 
     return value
 
 
+def _ipv4_address(value: str, example: str) -> str:
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        raise ValueError(f"must be an IPv4 address such as {example}") from None
+    return value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -130,11 +138,7 @@ class BalancerConfig(_Section):
     @field_validator("listen_address")
     @classmethod
     def _ipv4(cls, address: str) -> str:
-        try:
-            ipaddress.IPv4Address(address)
-        except ValueError:
-            raise ValueError("must be an IPv4 address such as 127.0.0.1") from None
-        return address
+        return _ipv4_address(address, "127.0.0.1")
 
 
 class DatabaseConfig(_Section):
@@ -149,8 +153,53 @@ class DatabaseConfig(_Section):
         return value
 
 
+class DrbdHost(_Section):
+    """A real server of a DRBD pair: its host name (as `uname -n` prints it), address and backing disk."""
+
+    name: str
+    address: str
+    disk: str
+
+    @field_validator("name")
+    @classmethod
+    def _host_name(cls, name: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]{0,62}", name):
+            raise ValueError("must be the host's name as `uname -n` prints it, such as files-a")
+        return name
+
+    @field_validator("disk")
+    @classmethod
+    def _block_device(cls, disk: str) -> str:
+        if not re.fullmatch(r"/dev/[A-Za-z0-9/_.-]+", disk):
+            raise ValueError("must be the backing block device's path, such as /dev/vg0/openmrs-files")
+        return disk
+
+    @field_validator("address")
+    @classmethod
+    def _ipv4(cls, address: str) -> str:
+        return _ipv4_address(address, "10.0.0.11")
+
+
+class DrbdConfig(_Section):
+    """For implementers on real servers: the DRBD resource that mirrors the shared files between two hosts."""
+
+    hosts: list[DrbdHost]
+    port: int = Field(7789, ge=1, le=65535)
+    minor: int = Field(0, ge=0, le=1048575)
+
+    @field_validator("hosts")
+    @classmethod
+    def _two_different_hosts(cls, hosts: list[DrbdHost]) -> list[DrbdHost]:
+        if len(hosts) != 2:
+            raise ValueError("must name exactly two hosts, the DRBD pair")
+        if hosts[0].name == hosts[1].name or hosts[0].address == hosts[1].address:
+            raise ValueError("must name two different hosts with different addresses")
+        return hosts
+
+
 class StorageConfig(_Section):
     shared_folders: list[str] = ["complex_obs", "attachments", "storage"]
+    drbd: Optional[DrbdConfig] = None
 
     @field_validator("shared_folders")
     @classmethod

@@ -1,5 +1,6 @@
 """Each configuration file a server reads, rendered from the real program's graph and checked by the
-server's own tool: Apache's `apache2 -t`, MariaDB's option parser, and an XML parser for Tomcat."""
+server's own tool: Apache's `apache2 -t`, MariaDB's option parser, `drbdadm dump` for the DRBD resource,
+and an XML parser for Tomcat."""
 import os
 import re
 import shutil
@@ -8,7 +9,7 @@ import xml.etree.ElementTree as ElementTree
 
 import pytest
 
-from program import run_program, stack_config, unwrap, with_overrides
+from program import is_secret, run_program, stack_config, unwrap, with_overrides
 
 
 def uploaded(graph, container: str) -> dict[str, str]:
@@ -84,3 +85,41 @@ def test_tomcat_engine_takes_its_route_from_the_jvm(graph):
     connector = server.find("./Service/Connector")
     assert (connector.get("port"), connector.get("URIEncoding")) == ("8080", "UTF-8")
     assert server.get("port") == "-1"  # no shutdown port
+
+
+DRBD_HOSTS = [{"name": "files-a", "address": "10.0.0.11", "disk": "/dev/vg0/openmrs-files"},
+              {"name": "files-b", "address": "10.0.0.12", "disk": "/dev/vg1/openmrs-files"}]
+
+
+@pytest.fixture(scope="module")
+def drbd_resource() -> str:
+    graph = run_program("local", with_overrides(stack_config("local"), storage={"drbd": {"hosts": DRBD_HOSTS}}))
+    outputs = graph.component_outputs[graph.named("files").urn]
+    assert is_secret(outputs["drbd_resource"])  # it holds the peers' shared secret
+    return unwrap(outputs["drbd_resource"])
+
+
+def drbdadm_dump(path, host: str) -> subprocess.CompletedProcess:
+    """drbdadm as if on `host`, without a DRBD kernel module (its documented overrides for this)."""
+    environment = {**os.environ, "__DRBD_NODE__": host, "DRBD_DRIVER_VERSION_OVERRIDE": "9.2.0"}
+    return subprocess.run(["/usr/sbin/drbdadm", "-c", str(path), "dump", "openmrs_files"],
+                          capture_output=True, text=True, env=environment)
+
+
+@pytest.mark.parametrize("host", DRBD_HOSTS, ids=lambda host: host["name"])
+def test_drbdadm_accepts_the_resource_on_each_host(tmp_path, drbd_resource, host):
+    path = tmp_path / "openmrs_files.res"
+    path.write_text(drbd_resource)
+    check = drbdadm_dump(path, host["name"])
+    assert check.returncode == 0, check.stderr
+    parsed = re.sub(r"\s+", " ", check.stdout)
+    for each in DRBD_HOSTS:
+        assert f"on {each['name']} {{" in parsed and f"disk {each['disk']};" in parsed
+        assert f"address ipv4 {each['address']}:7789;" in parsed
+    assert "protocol C;" in parsed and re.search(r"shared-secret [A-Za-z0-9]{32};", parsed)
+
+
+def test_drbdadm_rejects_a_broken_resource(tmp_path, drbd_resource):
+    path = tmp_path / "openmrs_files.res"
+    path.write_text(drbd_resource.replace("protocol C;", "protocol D;"))
+    assert drbdadm_dump(path, "files-a").returncode != 0
