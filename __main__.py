@@ -23,6 +23,7 @@ pool = TomcatPool(
 )
 
 pulumi.export("url", balancer.url)
+pulumi.export("urls", balancer.urls)
 pulumi.export("members", [member._asdict() for member in pool.members])
 pulumi.export("database_writer_endpoint", database.writer_endpoint)
 pulumi.export("database_reader_endpoint", database.reader_endpoint)

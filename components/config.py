@@ -133,12 +133,24 @@ class BalancerConfig(_Section):
     sticky_sessions: bool = True
     heartbeat: Heartbeat = Heartbeat()
     listen_address: str = "127.0.0.1"
+    # The first balancer's host port; the second of a pair is published on the next one.
     port: int = Field(8080, ge=1, le=65535)
+    # Local: two balancers sharing a virtual address with keepalived (the ALB is redundant by itself).
+    pair: bool = True
+    virtual_router_id: int = Field(51, ge=1, le=255)
+    advert_seconds: int = Field(1, ge=1, le=10)
 
     @field_validator("listen_address")
     @classmethod
     def _ipv4(cls, address: str) -> str:
         return _ipv4_address(address, "127.0.0.1")
+
+    @model_validator(mode="after")
+    def _room_for_the_second_balancer(self) -> "BalancerConfig":
+        if self.pair and self.port == 65535:
+            raise ValueError("balancer.port: the pair's second balancer is published on the next port; "
+                             "choose a port below 65535, or set balancer.pair to false")
+        return self
 
 
 class DatabaseConfig(_Section):

@@ -24,11 +24,14 @@ class LoadBalancerTierArgs:
 
 class LoadBalancerTier(pulumi.ComponentResource):
     url: pulumi.Output[str]
+    # Every way in: the ALB on AWS; on local, each balancer's own host port (the first is `url`).
+    urls: list[pulumi.Output[str]]
     # What the pool's nodes join: on local, the balancer-manager that drains and re-admits members (they
     # are the nodes' fixed addresses); on AWS, the target group and its listeners.
     membership: object
 
     def __init__(self, name: str, args: LoadBalancerTierArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("openmrs:cluster:LoadBalancerTier", name, None, opts)
-        self.url, self.membership = implementation(args.cluster.platform, "load_balancer").build(self, name, args)
-        self.register_outputs({"url": self.url})
+        self.urls, self.membership = implementation(args.cluster.platform, "load_balancer").build(self, name, args)
+        self.url = self.urls[0]
+        self.register_outputs({"url": self.url, "urls": self.urls})

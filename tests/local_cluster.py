@@ -3,6 +3,7 @@ the views of it that tests and benchmarks need. Shared by tests/integration and 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import re
 import socket
@@ -15,6 +16,7 @@ import docker
 import docker.errors
 import requests
 
+from components.local.network import BALANCER_VIRTUAL_HOST
 from deployer import CONTAINER, NETWORK, VOLUME, Deployer
 from program import PROJECT_ROOT, Graph, run_program, stack_config, with_overrides
 
@@ -91,7 +93,7 @@ class LocalCluster:
     graph: Graph
     config: dict[str, Any]  # the stack config the graph came from, for a test to change and apply
     url: str
-    balancer: str
+    balancers: list[str]  # the first is the one `url` reaches
     nodes: dict[str, str]  # route -> container name
     replica: str
     heartbeat: dict[str, Any]
@@ -102,9 +104,27 @@ class LocalCluster:
         result = self.client.containers.get(container).exec_run(list(command))
         return result.output.decode()
 
-    def members(self) -> dict[str, tuple[str, int]]:
+    @property
+    def balancer(self) -> str:
+        return self.balancers[0]
+
+    @property
+    def virtual_address(self) -> str:
+        """The address the balancer pair shares, for clients inside the private network."""
+        (ipam,) = self.graph.named("net-private").plain("ipamConfigs")
+        return str(ipaddress.IPv4Network(ipam["subnet"]).network_address + BALANCER_VIRTUAL_HOST)
+
+    def holders_of_the_virtual_address(self) -> set[str]:
+        holders = set()
+        for balancer in self.balancers:
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                if f" {self.virtual_address}/" in self.exec(balancer, "ip", "-4", "-o", "addr", "show"):
+                    holders.add(balancer)
+        return holders
+
+    def members(self, balancer: str | None = None) -> dict[str, tuple[str, int]]:
         """Each member's status and how often the balancer elected it, from balancer-manager (inside only)."""
-        page = self.exec(self.balancer, "curl", "-fsS", "http://localhost:8080/balancer-manager")
+        page = self.exec(balancer or self.balancer, "curl", "-fsS", "http://localhost:8080/balancer-manager")
         rows = re.findall(r"<td>(node\d+)</td><td>[^<]*</td><td>[^<]*</td><td>[^<]*</td><td>([^<]*)</td><td>(\d+)</td>", page)
         return {route: (status.strip(), int(elected)) for route, status, elected in rows}
 
@@ -113,8 +133,10 @@ class LocalCluster:
         return self.members()[route][0] == "Init Ok"
 
     def in_service(self) -> set[str]:
-        """The routes the balancer may send new requests to: enabled, not in error, heartbeats passing."""
-        return {route for route, (status, _) in self.members().items() if set(status.split()) <= {"Init", "Ok"}}
+        """The routes every balancer may send new requests to: enabled, not in error, heartbeats passing."""
+        return set.intersection(*(
+            {route for route, (status, _) in self.members(balancer).items() if set(status.split()) <= {"Init", "Ok"}}
+            for balancer in self.balancers))
 
     def healthy_nodes(self) -> set[str]:
         """The routes whose container runs and passes its own health check, as Docker reports it."""
@@ -131,8 +153,7 @@ class LocalCluster:
         return json.loads(self.exec(self.nodes[route], "curl", "-fsS", f"http://localhost:8080/openmrs{path}"))
 
     def all_members_in(self) -> bool:
-        members = self.members()
-        return len(members) == len(self.nodes) and {status for status, _ in members.values()} == {"Init Ok"}
+        return self.in_service() == set(self.nodes)
 
     def node_started(self, route: str) -> bool:
         """Whether the node's own health check passes, asked inside the node."""
@@ -176,7 +197,7 @@ def deployed(client: docker.DockerClient, stack: str = "itest", subnet: str = "1
         deployer.up()
         cluster = LocalCluster(
             deployer=deployer, client=client, graph=graph, config=config, url=f"http://127.0.0.1:{port}/openmrs",
-            balancer=graph.named("lb-apache").plain("name"),
+            balancers=[r.plain("name") for r in graph.of_type(CONTAINER) if r.name.startswith("lb-apache")],
             nodes={f"node{i}": graph.named(f"app-{i}").plain("name") for i in range(1, NODES + 1)},
             replica=graph.named("db-replica").plain("name"), heartbeat=HEARTBEAT,
             built_images=sorted(r.plain("imageName") for r in graph.of_type("docker:index/image:Image")

@@ -53,7 +53,7 @@ def _target_group(name: str, args: LoadBalancerTierArgs, child: pulumi.ResourceO
 
 def build(
     component: pulumi.ComponentResource, name: str, args: LoadBalancerTierArgs
-) -> tuple[pulumi.Output[str], AwsMembership]:
+) -> tuple[list[pulumi.Output[str]], AwsMembership]:
     settings = args.cluster.aws
     network = args.network.platform_network
     child = pulumi.ResourceOptions(parent=component)
@@ -90,4 +90,4 @@ def build(
         listeners = [aws.lb.Listener(f"{name}-http", load_balancer_arn=balancer.arn, port=80, protocol="HTTP",
                                      default_actions=forward, opts=child)]
         url = pulumi.Output.format("http://{0}{1}/", balancer.dns_name, context)
-    return url, AwsMembership(target_group=target_group, listeners=listeners)
+    return [url], AwsMembership(target_group=target_group, listeners=listeners)

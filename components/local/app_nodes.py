@@ -105,7 +105,7 @@ def build(
             for mount in args.storage.mounts
         ]
         rollout_settings = {
-            "ROLLOUT_BALANCER_CONTAINER": manager.container_name,
+            "ROLLOUT_BALANCER_CONTAINERS": pulumi.Output.all(*manager.container_names).apply(",".join),
             "ROLLOUT_BALANCER_NAME": manager.balancer_name,
             "ROLLOUT_WORKER_URL": f"http://{address}:{settings.port}",
             "ROLLOUT_ROUTE": route,
@@ -124,8 +124,7 @@ def build(
         )
         container = docker.Container(
             logical,
-            name=network.container_name(logical),
-            hostname=logical,
+            **network.identity(logical),
             image=image,
             envs=environment,
             uploads=[docker.ContainerUploadArgs(file=SERVER_XML, content=server_xml)],

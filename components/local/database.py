@@ -43,8 +43,7 @@ def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -
             envs.append(pulumi.Output.concat("MARIADB_PRIMARY_HOST=", primary.name))
         return docker.Container(
             logical,
-            name=network.container_name(logical),
-            hostname=logical,
+            **network.identity(logical),
             image=image.image_name,
             envs=envs,
             uploads=[

@@ -1,4 +1,8 @@
-"""The local load balancer: Apache httpd with mod_proxy_balancer, published on the configured host address."""
+"""The local load balancer: Apache httpd with mod_proxy_balancer, each published on its own host port.
+
+With balancer.pair (the default), two balancers render the same Apache configuration and share a virtual
+address on the private network with keepalived (VRRP over unicast, a check that Apache answers): clients
+inside the network use the virtual address and keep working when either balancer dies."""
 from typing import NamedTuple
 
 import pulumi
@@ -8,17 +12,20 @@ from ..load_balancer_tier import APACHE_LBMETHODS, LoadBalancerTierArgs
 from ..render import render
 from ..tomcat_pool import route_of
 from . import images
-from .network import BALANCER_HOST
+from .network import BALANCER_HOSTS, BALANCER_VIRTUAL_HOST
 
 LISTEN_PORT = 8080
 CONFIG_FILE = "/etc/apache2/openmrs-balancer.conf"
+KEEPALIVED_FILE = "/etc/keepalived/keepalived.conf"
+KEEPALIVED_INTERFACE_FILE = "/run/keepalived/interface.conf"  # written by the image's entrypoint
 BALANCER_NAME = "openmrs-nodes"
+PRIORITIES = (150, 100)  # the first balancer takes the virtual address when both start
 
 
 class BalancerManagerAccess(NamedTuple):
-    """Where a rolling update drains and re-admits members: the container whose balancer-manager answers."""
+    """Where a rolling update drains and re-admits members: every container whose balancer-manager answers."""
 
-    container_name: pulumi.Output[str]
+    container_names: list[pulumi.Output[str]]
     balancer_name: str
 
 
@@ -42,34 +49,62 @@ def balancer_config(args: LoadBalancerTierArgs) -> str:
     )
 
 
+def keepalived_config(args: LoadBalancerTierArgs, index: int, router_name: str) -> str:
+    balancer = args.cluster.balancer
+    network = args.network.platform_network
+    return render(
+        "keepalived.conf",
+        router_name=router_name,
+        listen_port=LISTEN_PORT,
+        interface_file=KEEPALIVED_INTERFACE_FILE,
+        virtual_router_id=balancer.virtual_router_id,
+        priority=PRIORITIES[index],
+        advert_seconds=balancer.advert_seconds,
+        own_address=network.address(BALANCER_HOSTS[index]),
+        peer_address=network.address(BALANCER_HOSTS[1 - index]),
+        virtual_address=network.address(BALANCER_VIRTUAL_HOST),
+        prefix_length=network.subnet.prefixlen,
+    )
+
+
 def build(component: pulumi.ComponentResource, name: str,
-          args: LoadBalancerTierArgs) -> tuple[pulumi.Output[str], BalancerManagerAccess]:
+          args: LoadBalancerTierArgs) -> tuple[list[pulumi.Output[str]], BalancerManagerAccess]:
     network = args.network.platform_network
     balancer = args.cluster.balancer
     image = images.build_image(f"{name}-image", "images/httpd", "openmrs-cluster/httpd", component)
-    apache = docker.Container(
-        f"{name}-apache",
-        name=network.container_name(f"{name}-apache"),
-        hostname=f"{name}-apache",
-        image=image.image_name,
-        uploads=[docker.ContainerUploadArgs(file=CONFIG_FILE, content=balancer_config(args))],
-        networks_advanced=[
-            docker.ContainerNetworksAdvancedArgs(name=network.private.name, ipv4_address=network.address(BALANCER_HOST)),
-            docker.ContainerNetworksAdvancedArgs(name=network.edge.name),
-        ],
-        ports=[docker.ContainerPortArgs(internal=LISTEN_PORT, external=balancer.port, ip=balancer.listen_address)],
-        healthcheck=docker.ContainerHealthcheckArgs(
-            tests=["CMD", "curl", "-fsS", "-o", "/dev/null", f"http://localhost:{LISTEN_PORT}/balancer-manager"],
-            interval="5s",
-            timeout="3s",
-            retries=3,
-            start_period="10s",
-        ),
-        capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
-        restart="unless-stopped",
-        wait=True,
-        wait_timeout=120,
-        opts=pulumi.ResourceOptions(parent=component),
-    )
-    url = pulumi.Output.format("http://{0}:{1}{2}/", balancer.listen_address, balancer.port, args.cluster.app.context_path)
-    return url, BalancerManagerAccess(container_name=apache.name, balancer_name=BALANCER_NAME)
+    apache_config = balancer_config(args)
+    # Apache starts as www-data through setpriv (SETUID, SETGID); keepalived moves the virtual address
+    # (NET_ADMIN) with VRRP packets (NET_RAW). Nothing else.
+    capabilities = ["SETUID", "SETGID"] + (["NET_ADMIN", "NET_RAW"] if balancer.pair else [])
+    health = f"curl -fsS -o /dev/null http://localhost:{LISTEN_PORT}/balancer-manager"
+    if balancer.pair:
+        health += " && kill -0 $(cat /run/keepalived/vrrp.pid)"
+    names, urls = [], []
+    for index in range(2 if balancer.pair else 1):
+        logical = f"{name}-apache" if index == 0 else f"{name}-apache-{index + 1}"
+        uploads = [docker.ContainerUploadArgs(file=CONFIG_FILE, content=apache_config)]
+        if balancer.pair:
+            uploads.append(docker.ContainerUploadArgs(file=KEEPALIVED_FILE, content=keepalived_config(args, index, logical)))
+        container = docker.Container(
+            logical,
+            **network.identity(logical),
+            image=image.image_name,
+            uploads=uploads,
+            networks_advanced=[
+                docker.ContainerNetworksAdvancedArgs(
+                    name=network.private.name, ipv4_address=network.address(BALANCER_HOSTS[index])),
+                docker.ContainerNetworksAdvancedArgs(name=network.edge.name),
+            ],
+            ports=[docker.ContainerPortArgs(internal=LISTEN_PORT, external=balancer.port + index, ip=balancer.listen_address)],
+            healthcheck=docker.ContainerHealthcheckArgs(
+                tests=["CMD-SHELL", health], interval="5s", timeout="3s", retries=3, start_period="10s"),
+            capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=capabilities),
+            restart="unless-stopped",
+            wait=True,
+            wait_timeout=120,
+            opts=pulumi.ResourceOptions(parent=component),
+        )
+        names.append(container.name)
+        urls.append(pulumi.Output.format(
+            "http://{0}:{1}{2}/", balancer.listen_address, balancer.port + index, args.cluster.app.context_path))
+    return urls, BalancerManagerAccess(container_names=names, balancer_name=BALANCER_NAME)

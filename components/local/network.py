@@ -11,7 +11,8 @@ from ..config import ClusterConfig
 # Fixed host numbers in the private subnet. Addresses never change across restarts, so the balancer's
 # members and the database endpoints stay valid when a container is stopped and started again.
 DATABASE_HOSTS = {"primary": 10, "replica": 11}
-BALANCER_HOST = 20
+BALANCER_HOSTS = (20, 21)
+BALANCER_VIRTUAL_HOST = 30  # held by one balancer of the pair at a time
 FIRST_APP_HOST = 101
 
 
@@ -34,6 +35,10 @@ class LocalNetwork:
 
     def container_name(self, logical_name: str) -> str:
         return f"{self.resource_prefix}-{logical_name}"
+
+    def identity(self, logical_name: str) -> dict[str, str]:
+        """A container's name, unique per stack on the engine, and its host name, the logical name."""
+        return {"name": self.container_name(logical_name), "hostname": logical_name}
 
 
 def build(component: pulumi.ComponentResource, name: str, cluster: ClusterConfig) -> LocalNetwork:

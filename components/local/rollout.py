@@ -1,8 +1,8 @@
-"""The steps of a local rolling update that are not resources: take a node out of the balancer before its
+"""The steps of a local rolling update that are not resources: take a node out of the balancers before its
 container is replaced, and put it back once it serves again.
 
 Pulumi runs them as pulumi-command steps around each node's container (`python -m components.local.rollout
-drain|admit`, settings in ROLLOUT_* variables). They speak to Apache's balancer-manager from inside the
+drain|admit`, settings in ROLLOUT_* variables). They speak to Apache's balancer-manager from inside each
 balancer container, the only place it answers.
 """
 from __future__ import annotations
@@ -25,6 +25,8 @@ class RolloutFailed(Exception):
 
 @dataclass(frozen=True)
 class Member:
+    """One node as one balancer knows it."""
+
     balancer_container: str
     balancer_name: str
     worker_url: str
@@ -32,14 +34,13 @@ class Member:
     node_container: str
 
     @classmethod
-    def from_environment(cls) -> "Member":
-        return cls(
-            balancer_container=os.environ["ROLLOUT_BALANCER_CONTAINER"],
-            balancer_name=os.environ["ROLLOUT_BALANCER_NAME"],
-            worker_url=os.environ["ROLLOUT_WORKER_URL"],
-            route=os.environ["ROLLOUT_ROUTE"],
-            node_container=os.environ["ROLLOUT_NODE_CONTAINER"],
-        )
+    def in_each_balancer(cls) -> list["Member"]:
+        return [
+            cls(balancer_container=container, balancer_name=os.environ["ROLLOUT_BALANCER_NAME"],
+                worker_url=os.environ["ROLLOUT_WORKER_URL"], route=os.environ["ROLLOUT_ROUTE"],
+                node_container=os.environ["ROLLOUT_NODE_CONTAINER"])
+            for container in os.environ["ROLLOUT_BALANCER_CONTAINERS"].split(",")
+        ]
 
 
 class BalancerManager:
@@ -86,45 +87,48 @@ def _until(condition, timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
-def drain(manager: BalancerManager, drain_seconds: float) -> None:
-    """No new requests for the node; its running requests get up to `drain_seconds` to finish."""
-    manager.set_disabled(True)
+def drain(managers: list[BalancerManager], drain_seconds: float) -> None:
+    """No new requests for the node from any balancer; its running requests get up to `drain_seconds`."""
+    for manager in managers:
+        manager.set_disabled(True)
     deadline = time.monotonic() + drain_seconds
-    while manager.status()[1] > 0 and time.monotonic() < deadline:
+    while any(manager.status()[1] > 0 for manager in managers) and time.monotonic() < deadline:
         time.sleep(0.2)
 
 
-def admit(manager: BalancerManager, client: docker.DockerClient, admit_seconds: float) -> None:
-    """Back in once the node's own health check passes and the balancer's heartbeats agree."""
-    node = manager.member.node_container
+def admit(managers: list[BalancerManager], client: docker.DockerClient, admit_seconds: float) -> None:
+    """Back in once the node's own health check passes and every balancer's heartbeats agree."""
+    node = managers[0].member.node_container
 
     def healthy() -> bool:
         state = client.api.inspect_container(node)["State"]
         return state["Running"] and state.get("Health", {}).get("Status") == "healthy"
 
     _until(healthy, admit_seconds, f"{node} becoming healthy")
-    manager.set_disabled(False)
-    _until(lambda: manager.status()[0] <= {"Init", "Ok"}, admit_seconds,
-           f"the balancer taking {manager.member.route} back in")
+    for manager in managers:
+        manager.set_disabled(False)
+    for manager in managers:
+        _until(lambda: manager.status()[0] <= {"Init", "Ok"}, admit_seconds,
+               f"{manager.member.balancer_container} taking {manager.member.route} back in")
 
 
 def main(arguments: list[str]) -> int:
     if arguments not in (["drain"], ["admit"]):
         print("usage: python -m components.local.rollout drain|admit (settings in ROLLOUT_* variables)", file=sys.stderr)
         return 2
-    member = Member.from_environment()
     client = docker.from_env()
-    manager = BalancerManager(client, member)
+    managers = [BalancerManager(client, member) for member in Member.in_each_balancer()]
+    route = managers[0].member.route
     started = time.monotonic()
     try:
         if arguments == ["drain"]:
-            drain(manager, float(os.environ["ROLLOUT_DRAIN_SECONDS"]))
+            drain(managers, float(os.environ["ROLLOUT_DRAIN_SECONDS"]))
         else:
-            admit(manager, client, float(os.environ["ROLLOUT_ADMIT_SECONDS"]))
+            admit(managers, client, float(os.environ["ROLLOUT_ADMIT_SECONDS"]))
     except RolloutFailed as failure:
-        print(f"{arguments[0]} {member.route}: {failure}", file=sys.stderr)
+        print(f"{arguments[0]} {route}: {failure}", file=sys.stderr)
         return 1
-    print(f"{arguments[0]} {member.route}: done in {time.monotonic() - started:.1f} s")
+    print(f"{arguments[0]} {route}: done in {time.monotonic() - started:.1f} s")
     return 0
 
 

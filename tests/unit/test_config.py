@@ -58,6 +58,8 @@ def test_defaults_are_a_sticky_round_robin_cluster_of_three_on_loopback():
         ({"storage": {"drbd": {"hosts": [{"name": "a", "address": "10.0.0.1", "disk": "sdb"},
                                          {"name": "b", "address": "10.0.0.2", "disk": "/dev/sdb"}]}}},
          "storage.drbd.hosts.0.disk", "block device's path"),
+        ({"balancer": {"virtual_router_id": 256}}, "balancer.virtual_router_id", "less than or equal to 255"),
+        ({"balancer": {"advert_seconds": 0}}, "balancer.advert_seconds", "greater than or equal to 1"),
         ({"network": {"subnet": "10.1.2.0/28"}}, "network.subnet", "/24 or shorter"),
         ({"network": {"subnet": "not-a-net"}}, "network.subnet", "CIDR"),
         ({"app": {"imagee": "x"}}, "app.imagee", "unknown key"),
@@ -68,6 +70,12 @@ def test_each_rule_names_its_key_and_the_fix(sections, key, words):
     assert problem.startswith(f"{PROJECT}:{key}: ")
     assert words.replace(">= ", "greater than or equal to ").replace("<= ", "less than or equal to ") in problem
     assert "fix" in problem or "set it to" in problem or "remove it" in problem
+
+
+def test_the_balancer_pair_needs_a_second_port():
+    (problem,) = problems_for(balancer={"port": 65535})
+    assert problem.startswith(f"{PROJECT}:balancer.port: ") and "below 65535" in problem
+    assert parse_cluster_config({"balancer": {"port": 65535, "pair": False}}).balancer.port == 65535
 
 
 def test_heartbeat_path_must_lie_inside_the_application():

@@ -1,4 +1,5 @@
 """The real program, run under mocks against every local stack file: what it would create, and how."""
+import ipaddress
 import re
 from collections import Counter
 
@@ -7,6 +8,8 @@ import pytest
 from program import STACKS, is_secret, run_program, stack_config, stacks_on, unwrap, with_overrides
 
 CONTAINER = "docker:index/container:Container"
+APACHE_CONFIG = "/etc/apache2/openmrs-balancer.conf"
+KEEPALIVED_CONFIG = "/etc/keepalived/keepalived.conf"
 COMPONENTS = {
     "openmrs:cluster:Network", "openmrs:cluster:MySQLPair", "openmrs:cluster:SharedStorage",
     "openmrs:cluster:TomcatPool", "openmrs:cluster:LoadBalancerTier",
@@ -39,8 +42,12 @@ def env_entries(registration) -> list[tuple[str, bool]]:
 
 
 def balancer_config(graph) -> str:
-    (upload,) = graph.named("lb-apache").plain("uploads")
-    return upload["content"]
+    return uploaded_file(graph.named("lb-apache"), APACHE_CONFIG)
+
+
+def uploaded_file(registration, path: str) -> str:
+    (content,) = [upload["content"] for upload in registration.plain("uploads") if upload["file"] == path]
+    return content
 
 
 def test_every_stack_file_is_tested():
@@ -53,7 +60,7 @@ def test_the_cluster_is_the_five_components_and_their_children(graph, stack):
     folders = len(stack_config(stack)["openmrs-cluster:storage"]["shared_folders"])
     counts = Counter(r.type for r in graph.registrations)
     assert {t for t in counts if t.startswith("openmrs:")} == COMPONENTS
-    assert counts[CONTAINER] == 2 + nodes + 1 + 1  # database pair, nodes, balancer, volume ownership
+    assert counts[CONTAINER] == 2 + nodes + 2 + 1  # database pair, nodes, balancer pair, volume ownership
     assert counts["docker:index/volume:Volume"] == 2 + folders
     assert counts["docker:index/network:Network"] == 2
     assert counts["random:index/randomPassword:RandomPassword"] == 4
@@ -149,10 +156,50 @@ def test_balancer_manager_is_for_the_container_itself_only(graph):
     assert "SetHandler balancer-manager" in block and "Require local" in block
 
 
-def test_only_the_balancer_port_is_published_and_on_the_configured_address(graph, stack):
+def test_only_the_balancers_ports_are_published_and_on_the_configured_address(graph, stack):
     balancer = stack_config(stack)["openmrs-cluster:balancer"]
     published = {r.name: r.plain("ports") for r in graph.of_type(CONTAINER) if r.inputs.get("ports")}
-    assert published == {"lb-apache": [{"internal": 8080, "external": balancer["port"], "ip": balancer["listen_address"]}]}
+    assert published == {
+        "lb-apache": [{"internal": 8080, "external": balancer["port"], "ip": balancer["listen_address"]}],
+        "lb-apache-2": [{"internal": 8080, "external": balancer["port"] + 1, "ip": balancer["listen_address"]}],
+    }
+
+
+def test_the_balancer_pair_shares_one_configuration_and_a_virtual_address(graph):
+    first, second = graph.named("lb-apache"), graph.named("lb-apache-2")
+    assert uploaded_file(first, APACHE_CONFIG) == uploaded_file(second, APACHE_CONFIG)
+    vrrp = {}
+    for balancer in (first, second):
+        config = uploaded_file(balancer, KEEPALIVED_CONFIG)
+        own = balancer.plain("networksAdvanced")[0]["ipv4Address"]
+        vrrp[balancer.name] = {
+            "src": re.search(r"unicast_src_ip (\S+)", config)[1],
+            "peer": re.search(r"unicast_peer \{\s*(\S+)", config)[1],
+            "virtual": re.search(r"virtual_ipaddress \{\s*(\S+)", config)[1],
+            "priority": int(re.search(r"priority (\d+)", config)[1]),
+            "router": re.search(r"virtual_router_id (\d+)", config)[1],
+        }
+        assert vrrp[balancer.name]["src"] == own
+        assert "nopreempt" in config and "track_script" in config
+    assert vrrp["lb-apache"]["peer"] == vrrp["lb-apache-2"]["src"] and vrrp["lb-apache-2"]["peer"] == vrrp["lb-apache"]["src"]
+    assert vrrp["lb-apache"]["virtual"] == vrrp["lb-apache-2"]["virtual"]
+    assert vrrp["lb-apache"]["router"] == vrrp["lb-apache-2"]["router"]
+    assert vrrp["lb-apache"]["priority"] > vrrp["lb-apache-2"]["priority"]
+    # Docker never gives the virtual address to a container: it lies outside the network's dynamic range.
+    virtual = ipaddress.IPv4Interface(vrrp["lb-apache"]["virtual"])
+    (ipam,) = graph.named("net-private").plain("ipamConfigs")
+    assert virtual.network == ipaddress.IPv4Network(ipam["subnet"])
+    assert virtual.ip not in ipaddress.IPv4Network(ipam["ipRange"])
+    used = {net["ipv4Address"] for r in graph.of_type(CONTAINER) for net in r.plain("networksAdvanced", []) if "ipv4Address" in net}
+    assert str(virtual.ip) not in used
+
+
+def test_a_single_balancer_has_no_keepalived_and_no_network_capabilities():
+    graph = run_program("local", with_overrides(stack_config("local"), balancer={"pair": False}))
+    assert not [r for r in graph.of_type(CONTAINER) if r.name == "lb-apache-2"]
+    single = graph.named("lb-apache")
+    assert [u["file"] for u in single.plain("uploads")] == [APACHE_CONFIG]
+    assert single.plain("capabilities") == {"drops": ["ALL"], "adds": ["SETUID", "SETGID"]}
 
 
 def test_the_database_is_on_the_internal_network_only(graph):
@@ -196,7 +243,10 @@ def test_given_passwords_are_used_and_stay_secret():
 def test_containers_drop_every_capability_and_none_is_privileged(graph):
     for registration in graph.of_type(CONTAINER):
         assert not registration.plain("privileged")
-        if registration.name != "files-ownership":  # chown needs CAP_CHOWN, once, with no network
+        if registration.name.startswith("lb-apache"):
+            # setpriv starts Apache as www-data; keepalived moves the virtual address with VRRP packets.
+            assert registration.plain("capabilities") == {"drops": ["ALL"], "adds": ["SETUID", "SETGID", "NET_ADMIN", "NET_RAW"]}
+        elif registration.name != "files-ownership":  # chown needs CAP_CHOWN, once, with no network
             assert registration.plain("capabilities") == {"drops": ["ALL"]}
     assert graph.named("files-ownership").plain("networkMode") == "none"
 

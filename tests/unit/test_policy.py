@@ -158,8 +158,7 @@ def edit_node_env(change):
 
 
 def unstick_apache(graph):
-    balancer = graph.named("lb-apache")
-    (upload,) = balancer.inputs["uploads"]
+    (upload,) = [u for u in graph.named("lb-apache").inputs["uploads"] if u["file"] == rules.BALANCER_CONFIG]
     upload["content"] = upload["content"].replace("stickysession=JSESSIONID|jsessionid", "")
 
 

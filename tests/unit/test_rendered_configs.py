@@ -1,5 +1,5 @@
 """Each configuration file a server reads, rendered from the real program's graph and checked by the
-server's own tool: Apache's `apache2 -t`, MariaDB's option parser, `drbdadm dump` for the DRBD resource,
+server's own tool: Apache's `apache2 -t`, `keepalived -t`, MariaDB's option parser, `drbdadm dump`,
 and an XML parser for Tomcat."""
 import os
 import re
@@ -10,6 +10,10 @@ import xml.etree.ElementTree as ElementTree
 import pytest
 
 from program import is_secret, run_program, stack_config, unwrap, with_overrides
+
+
+APACHE_CONFIG = "/etc/apache2/openmrs-balancer.conf"
+KEEPALIVED_CONFIG = "/etc/keepalived/keepalived.conf"
 
 
 def uploaded(graph, container: str) -> dict[str, str]:
@@ -31,7 +35,7 @@ def apache_runtime_dir():
 @pytest.mark.parametrize("sticky", [True, False])
 def test_apache_accepts_the_balancer_config(tmp_path, apache_runtime_dir, scheduling, sticky):
     config = with_overrides(stack_config("local"), balancer={"scheduling": scheduling, "sticky_sessions": sticky})
-    (content,) = uploaded(run_program("local", config), "lb-apache").values()
+    content = uploaded(run_program("local", config), "lb-apache")[APACHE_CONFIG]
     path = tmp_path / "balancer.conf"
     path.write_text(content)
     check = subprocess.run([shutil.which("apache2") or "/usr/sbin/apache2", "-t", "-f", str(path)],
@@ -42,7 +46,7 @@ def test_apache_accepts_the_balancer_config(tmp_path, apache_runtime_dir, schedu
 
 def test_apache_rejects_a_broken_balancer_config(tmp_path, graph, apache_runtime_dir):
     """The check above can fail: the same file with a misspelt directive is refused."""
-    (content,) = uploaded(graph, "lb-apache").values()
+    content = uploaded(graph, "lb-apache")[APACHE_CONFIG]
     path = tmp_path / "balancer.conf"
     path.write_text(content.replace("ProxySet", "ProxySett"))
     assert subprocess.run(["/usr/sbin/apache2", "-t", "-f", str(path)], capture_output=True).returncode != 0
@@ -123,3 +127,32 @@ def test_drbdadm_rejects_a_broken_resource(tmp_path, drbd_resource):
     path = tmp_path / "openmrs_files.res"
     path.write_text(drbd_resource.replace("protocol C;", "protocol D;"))
     assert drbdadm_dump(path, "files-a").returncode != 0
+
+
+@pytest.fixture(scope="module")
+def keepalived_interface_file():
+    # The balancer image's entrypoint writes this at start, naming the interface of the private address.
+    os.makedirs("/run/keepalived", exist_ok=True)
+    with open("/run/keepalived/interface.conf", "w") as interface:
+        interface.write("interface eth0\n")
+
+
+def keepalived_complaints(path) -> str:
+    """What `keepalived -t` reports about a file. It reports problems on stderr (its exit status, a
+    SIGTERM it sends itself, says nothing either way)."""
+    check = subprocess.run(["/usr/sbin/keepalived", "-t", "-f", str(path)], capture_output=True, text=True,
+                           start_new_session=True)
+    return check.stderr
+
+
+@pytest.mark.parametrize("balancer", ["lb-apache", "lb-apache-2"])
+def test_keepalived_accepts_each_balancers_config(tmp_path, graph, keepalived_interface_file, balancer):
+    path = tmp_path / "keepalived.conf"
+    path.write_text(uploaded(graph, balancer)[KEEPALIVED_CONFIG])
+    assert keepalived_complaints(path) == ""
+
+
+def test_keepalived_rejects_a_broken_config(tmp_path, graph, keepalived_interface_file):
+    path = tmp_path / "keepalived.conf"
+    path.write_text(uploaded(graph, "lb-apache")[KEEPALIVED_CONFIG].replace("nopreempt", "nopreemptt"))
+    assert "Unknown keyword 'nopreemptt'" in keepalived_complaints(path)
