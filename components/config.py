@@ -153,9 +153,19 @@ class BalancerConfig(_Section):
         return self
 
 
+class Failover(_Section):
+    """How the database monitor decides that the writer is gone: `fails` checks in a row unanswered."""
+
+    interval_seconds: int = Field(1, ge=1, le=60)
+    fails: int = Field(3, ge=1, le=20)
+
+
 class DatabaseConfig(_Section):
     name: str = "openmrs"
     user: str = "openmrs"
+    failover: Failover = Failover()
+    # How long a commit waits for the replica's acknowledgement before the writer goes on alone.
+    semi_sync_timeout_ms: int = Field(2000, ge=100, le=600000)
 
     @field_validator("name", "user")
     @classmethod

@@ -86,7 +86,7 @@ def _tar(files: list[dict[str, Any]]) -> bytes:
             content = upload["content"].encode()
             info = tarfile.TarInfo(upload["file"].lstrip("/"))
             info.size = len(content)
-            info.mode = int(upload.get("permissions", "0644"), 8)
+            info.mode = int(upload.get("permissions", "0755" if upload.get("executable") else "0644"), 8)
             info.mtime = int(time.time())
             archive.addfile(info, io.BytesIO(content))
     return buffer.getvalue()

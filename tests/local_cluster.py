@@ -95,13 +95,13 @@ class LocalCluster:
     url: str
     balancers: list[str]  # the first is the one `url` reaches
     nodes: dict[str, str]  # route -> container name
-    replica: str
+    databases: list[str]
     heartbeat: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
     built_images: list[str] = field(default_factory=list)
 
-    def exec(self, container: str, *command: str) -> str:
-        result = self.client.containers.get(container).exec_run(list(command))
+    def exec(self, container: str, *command: str, user: str = "") -> str:
+        result = self.client.containers.get(container).exec_run(list(command), user=user)
         return result.output.decode()
 
     @property
@@ -165,11 +165,34 @@ class LocalCluster:
         log = self.client.containers.get(self.balancer).logs().decode(errors="replace").splitlines()
         return [line for line in log if '" 200 ' not in line and "balancer-manager" not in line][-20:]
 
+    def database_query(self, server: str, sql: str) -> str:
+        """A query run inside `server` as its mysql OS user, whose socket account needs no password."""
+        return self.exec(server, "mariadb", "--batch", "--skip-column-names", "-e", sql, user="mysql").strip()
+
+    def writers(self) -> list[str]:
+        """The running database servers that answer with read_only off (the monitor keeps it at one)."""
+        writers = []
+        for server in self.databases:
+            with contextlib.suppress(docker.errors.APIError):  # a stopped container answers nothing
+                if self.database_query(server, "SELECT @@global.read_only") == "0":
+                    writers.append(server)
+        return writers
+
+    def replica(self) -> str:
+        """The server that replicates from the writer right now."""
+        (replica,) = [server for server in self.databases if "Slave_SQL_Running: Yes" in self.exec(
+            server, "mariadb", "-e", "SHOW SLAVE STATUS\\G", user="mysql")]
+        return replica
+
     def replica_query(self, sql: str) -> str:
-        return self.exec(self.replica, "mariadb", "--batch", "--skip-column-names", "-e", sql).strip()
+        return self.database_query(self.replica(), sql)
 
     def address_of(self, container_registration: str) -> str:
         return self.graph.named(container_registration).plain("networksAdvanced")[0]["ipv4Address"]
+
+    def address_of_container(self, name: str) -> str:
+        (registration,) = [r for r in self.graph.of_type(CONTAINER) if r.plain("name") == name]
+        return registration.plain("networksAdvanced")[0]["ipv4Address"]
 
     @property
     def private_network(self) -> str:
@@ -197,9 +220,10 @@ def deployed(client: docker.DockerClient, stack: str = "itest", subnet: str = "1
         deployer.up()
         cluster = LocalCluster(
             deployer=deployer, client=client, graph=graph, config=config, url=f"http://127.0.0.1:{port}/openmrs",
-            balancers=[r.plain("name") for r in graph.of_type(CONTAINER) if r.name.startswith("lb-apache")],
+            balancers=[r.plain("name") for r in sorted(graph.of_type(CONTAINER), key=lambda r: r.name)
+                       if r.name.startswith("lb-apache")],
             nodes={f"node{i}": graph.named(f"app-{i}").plain("name") for i in range(1, NODES + 1)},
-            replica=graph.named("db-replica").plain("name"), heartbeat=HEARTBEAT,
+            databases=[graph.named(server).plain("name") for server in ("db-1", "db-2")], heartbeat=HEARTBEAT,
             built_images=sorted(r.plain("imageName") for r in graph.of_type("docker:index/image:Image")
                                 if r.plain("imageName") not in images_before),
         )

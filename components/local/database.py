@@ -1,4 +1,10 @@
-"""The local database: two MariaDB 10.11 containers, a GTID primary and its read-only replica."""
+"""The local database: two MariaDB 10.11 servers with semi-synchronous GTID replication, a monitor that
+keeps one of them the writer, and a virtual address (keepalived) that always leads to the writer.
+
+Why a virtual address as the stable endpoint: it needs nothing from the application (the official image
+takes one host name, and Connector/J's failover modes cannot tell a read-only server from the writer),
+it adds no proxy that could fail in its turn, and it follows the one fact that matters, read_only off,
+which only the monitor ever sets. See images/db-monitor/monitor.py for the decisions."""
 from __future__ import annotations
 
 import pulumi
@@ -8,12 +14,14 @@ from ..mysql_pair import MySQLPairArgs, MySQLPairOutputs
 from ..passwords import password
 from ..render import render
 from . import images
-from .network import DATABASE_HOSTS
+from .network import DATABASE_HOSTS, DATABASE_VIRTUAL_HOST, DATABASE_MONITOR_HOST
+from .vrrp import CAPABILITIES as VRRP_CAPABILITIES, VrrpPair
 
 MYSQL_PORT = 3306
 CONFIG_FILE = "/etc/mysql/mariadb.conf.d/90-openmrs-cluster.cnf"
 # Enough for 16 nodes at the 50 connections of OpenMRS's c3p0 pool, and the replication threads.
 MAX_CONNECTIONS = 850
+VIRTUAL_ROUTER_ID = 52  # the balancers' pair uses balancer.virtual_router_id (51 by default)
 
 
 def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -> MySQLPairOutputs:
@@ -25,58 +33,89 @@ def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -
     replication_password = password(
         f"{name}-replication-password", args.passwords.get("database_replication_password"), component
     )
+    monitor_password = password(f"{name}-monitor-password", None, component)
     image = images.build_image(f"{name}-image", "images/mariadb", "openmrs-cluster/mariadb", component)
+    addresses = tuple(network.address(host) for host in DATABASE_HOSTS)
+    virtual_address = network.address(DATABASE_VIRTUAL_HOST)
+    pair = VrrpPair(
+        name="openmrs_database", addresses=addresses, virtual_address=virtual_address,
+        prefix_length=network.subnet.prefixlen, virtual_router_id=VIRTUAL_ROUTER_ID,
+        advert_seconds=1, check_name="is_writer", check_command="/usr/local/bin/mariadb-is-writer",
+        script_user="mysql", fall=1, rise=1,
+    )
 
-    def server(role: str, server_id: int, primary: docker.Container | None = None) -> docker.Container:
-        logical = f"{name}-{role}"
+    servers = []
+    for index, address in enumerate(addresses):
+        logical = f"{name}-{index + 1}"
         data = docker.Volume(f"{logical}-data", name=network.container_name(f"{logical}-data"), opts=child)
-        envs = [
-            pulumi.Output.concat("MARIADB_ROLE=", role),
-            pulumi.Output.concat("MARIADB_DATABASE=", settings.name),
-            pulumi.Output.concat("MARIADB_USER=", settings.user),
-            pulumi.Output.concat("MARIADB_PASSWORD=", app_password),
-            pulumi.Output.concat("MARIADB_ROOT_PASSWORD=", root_password),
-            pulumi.Output.concat("MARIADB_REPLICATION_USER=", "replication"),
-            pulumi.Output.concat("MARIADB_REPLICATION_PASSWORD=", replication_password),
-        ]
-        if primary is not None:
-            envs.append(pulumi.Output.concat("MARIADB_PRIMARY_HOST=", primary.name))
-        return docker.Container(
+        config = render("my.cnf", server_id=index + 1, max_connections=MAX_CONNECTIONS,
+                        semi_sync_timeout_ms=settings.semi_sync_timeout_ms)
+        servers.append(docker.Container(
             logical,
             **network.identity(logical),
             image=image.image_name,
-            envs=envs,
-            uploads=[
-                docker.ContainerUploadArgs(
-                    file=CONFIG_FILE,
-                    content=render("my.cnf", role=role, server_id=server_id, max_connections=MAX_CONNECTIONS),
-                )
+            envs=[
+                pulumi.Output.concat("MARIADB_DATABASE=", settings.name),
+                pulumi.Output.concat("MARIADB_USER=", settings.user),
+                pulumi.Output.concat("MARIADB_PASSWORD=", app_password),
+                pulumi.Output.concat("MARIADB_ROOT_PASSWORD=", root_password),
+                "MARIADB_REPLICATION_USER=replication",
+                pulumi.Output.concat("MARIADB_REPLICATION_PASSWORD=", replication_password),
+                "MARIADB_MONITOR_USER=monitor",
+                pulumi.Output.concat("MARIADB_MONITOR_PASSWORD=", monitor_password),
             ],
+            uploads=[docker.ContainerUploadArgs(file=CONFIG_FILE, content=config),
+                     *pair.uploads(index, logical, priority=100)],
             volumes=[docker.ContainerVolumeArgs(volume_name=data.name, container_path="/var/lib/mysql")],
-            networks_advanced=[
-                docker.ContainerNetworksAdvancedArgs(
-                    name=network.private.name, ipv4_address=network.address(DATABASE_HOSTS[role])
-                )
-            ],
+            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network.private.name, ipv4_address=address)],
             healthcheck=docker.ContainerHealthcheckArgs(
-                tests=["CMD", "/usr/local/bin/mariadb-healthcheck"],
-                interval="5s",
-                timeout="5s",
-                retries=6,
-                start_period="120s",
+                tests=["CMD-SHELL", f"/usr/local/bin/mariadb-healthcheck && {pair.running_check()}"],
+                interval="5s", timeout="5s", retries=6, start_period="120s",
             ),
-            capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
+            # MariaDB starts as mysql through setpriv (SETUID, SETGID); keepalived needs its own two.
+            capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=["SETUID", "SETGID", *VRRP_CAPABILITIES]),
             restart="unless-stopped",
             wait=True,
             wait_timeout=300,
             opts=child,
-        )
+        ))
 
-    primary = server("primary", 1)
-    replica = server("replica", 2, primary=primary)
+    monitor_image = images.build_image(f"{name}-monitor-image", "images/db-monitor", "openmrs-cluster/db-monitor", component)
+    failover = settings.failover
+    logical = f"{name}-monitor"
+    monitor = docker.Container(
+        logical,
+        **network.identity(logical),
+        image=monitor_image.image_name,
+        envs=[
+            f"DB_SERVERS={','.join(addresses)}",  # in order of preference for the first writer
+            f"DB_VIRTUAL_ADDRESS={virtual_address}",
+            f"CHECK_INTERVAL_SECONDS={failover.interval_seconds}",
+            f"FAILS={failover.fails}",
+            "MONITOR_USER=monitor",
+            pulumi.Output.concat("MONITOR_PASSWORD=", monitor_password),
+            "REPLICATION_USER=replication",
+            pulumi.Output.concat("REPLICATION_PASSWORD=", replication_password),
+        ],
+        networks_advanced=[docker.ContainerNetworksAdvancedArgs(
+            name=network.private.name, ipv4_address=network.address(DATABASE_MONITOR_HOST))],
+        healthcheck=docker.ContainerHealthcheckArgs(
+            tests=["CMD", "python3", "/usr/local/bin/db-monitor", "--check"],
+            interval=f"{failover.interval_seconds}s", timeout="5s", retries=3, start_period="60s",
+        ),
+        capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
+        restart="unless-stopped",
+        # Healthy once a writer exists and the virtual address reaches it: then the nodes may start.
+        wait=True,
+        wait_timeout=180,
+        opts=pulumi.ResourceOptions(parent=component, depends_on=servers),
+    )
+    # The endpoint serves once the monitor is healthy: whoever uses it waits for the monitor.
+    endpoint = monitor.id.apply(lambda _: f"{virtual_address}:{MYSQL_PORT}")
     return MySQLPairOutputs(
-        writer_endpoint=pulumi.Output.format("{0}:{1}", primary.name, MYSQL_PORT),
-        reader_endpoint=pulumi.Output.format("{0}:{1}", replica.name, MYSQL_PORT),
+        writer_endpoint=endpoint,
+        # Reads go to the writer too, as on AWS: a replica's lag would show users stale records.
+        reader_endpoint=endpoint,
         database=pulumi.Output.from_input(settings.name),
         user=pulumi.Output.from_input(settings.user),
         password=app_password,

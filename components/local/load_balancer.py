@@ -13,11 +13,10 @@ from ..render import render
 from ..tomcat_pool import route_of
 from . import images
 from .network import BALANCER_HOSTS, BALANCER_VIRTUAL_HOST
+from .vrrp import CAPABILITIES as VRRP_CAPABILITIES, VrrpPair
 
 LISTEN_PORT = 8080
 CONFIG_FILE = "/etc/apache2/openmrs-balancer.conf"
-KEEPALIVED_FILE = "/etc/keepalived/keepalived.conf"
-KEEPALIVED_INTERFACE_FILE = "/run/keepalived/interface.conf"  # written by the image's entrypoint
 BALANCER_NAME = "openmrs-nodes"
 PRIORITIES = (150, 100)  # the first balancer takes the virtual address when both start
 
@@ -49,21 +48,19 @@ def balancer_config(args: LoadBalancerTierArgs) -> str:
     )
 
 
-def keepalived_config(args: LoadBalancerTierArgs, index: int, router_name: str) -> str:
+def vrrp_pair(args: LoadBalancerTierArgs) -> VrrpPair:
     balancer = args.cluster.balancer
     network = args.network.platform_network
-    return render(
-        "keepalived.conf",
-        router_name=router_name,
-        listen_port=LISTEN_PORT,
-        interface_file=KEEPALIVED_INTERFACE_FILE,
-        virtual_router_id=balancer.virtual_router_id,
-        priority=PRIORITIES[index],
-        advert_seconds=balancer.advert_seconds,
-        own_address=network.address(BALANCER_HOSTS[index]),
-        peer_address=network.address(BALANCER_HOSTS[1 - index]),
+    return VrrpPair(
+        name="openmrs_balancer",
+        addresses=(network.address(BALANCER_HOSTS[0]), network.address(BALANCER_HOSTS[1])),
         virtual_address=network.address(BALANCER_VIRTUAL_HOST),
         prefix_length=network.subnet.prefixlen,
+        virtual_router_id=balancer.virtual_router_id,
+        advert_seconds=balancer.advert_seconds,
+        check_name="apache_serves",
+        check_command=f"/usr/bin/curl -fsS -o /dev/null --max-time 1 http://127.0.0.1:{LISTEN_PORT}/balancer-manager",
+        script_user="www-data",
     )
 
 
@@ -73,18 +70,18 @@ def build(component: pulumi.ComponentResource, name: str,
     balancer = args.cluster.balancer
     image = images.build_image(f"{name}-image", "images/httpd", "openmrs-cluster/httpd", component)
     apache_config = balancer_config(args)
-    # Apache starts as www-data through setpriv (SETUID, SETGID); keepalived moves the virtual address
-    # (NET_ADMIN) with VRRP packets (NET_RAW). Nothing else.
-    capabilities = ["SETUID", "SETGID"] + (["NET_ADMIN", "NET_RAW"] if balancer.pair else [])
+    pair = vrrp_pair(args) if balancer.pair else None
+    # Apache starts as www-data through setpriv (SETUID, SETGID), and keepalived needs its own two.
+    capabilities = ["SETUID", "SETGID"] + (VRRP_CAPABILITIES if pair else [])
     health = f"curl -fsS -o /dev/null http://localhost:{LISTEN_PORT}/balancer-manager"
-    if balancer.pair:
-        health += " && kill -0 $(cat /run/keepalived/vrrp.pid)"
+    if pair:
+        health += " && " + pair.running_check()
     names, urls = [], []
     for index in range(2 if balancer.pair else 1):
         logical = f"{name}-apache" if index == 0 else f"{name}-apache-{index + 1}"
         uploads = [docker.ContainerUploadArgs(file=CONFIG_FILE, content=apache_config)]
-        if balancer.pair:
-            uploads.append(docker.ContainerUploadArgs(file=KEEPALIVED_FILE, content=keepalived_config(args, index, logical)))
+        if pair:
+            uploads += pair.uploads(index, logical, PRIORITIES[index])
         container = docker.Container(
             logical,
             **network.identity(logical),

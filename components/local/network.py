@@ -10,7 +10,9 @@ from ..config import ClusterConfig
 
 # Fixed host numbers in the private subnet. Addresses never change across restarts, so the balancer's
 # members and the database endpoints stay valid when a container is stopped and started again.
-DATABASE_HOSTS = {"primary": 10, "replica": 11}
+DATABASE_HOSTS = (10, 11)
+DATABASE_VIRTUAL_HOST = 12  # held by the writer of the pair
+DATABASE_MONITOR_HOST = 13
 BALANCER_HOSTS = (20, 21)
 BALANCER_VIRTUAL_HOST = 30  # held by one balancer of the pair at a time
 FIRST_APP_HOST = 101

@@ -77,6 +77,9 @@ def test_the_standby_balancer_takes_over_the_virtual_address(local_cluster, dock
                                              "http://localhost:8080/balancer-manager") == "200", timeout=30)
         time.sleep(3 * int(advert) + 1)
         assert cluster.holders_of_the_virtual_address() == {standby}
+        # ...and it is a standby indeed: its keepalived runs again (not fooled by the last run's pid files).
+        vrrp_process = cluster.exec(master, "sh", "-c", "cat /proc/$(cat /run/keepalived/vrrp.pid)/comm")
+        assert vrrp_process.strip() == "keepalived", vrrp_process
     finally:
         sampler.stop()
         client.remove(force=True)

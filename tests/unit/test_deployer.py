@@ -19,13 +19,13 @@ def test_it_knows_every_input_the_program_registers(graph):
 
 def test_an_input_it_cannot_apply_fails_the_deployment(graph):
     changed = copy.deepcopy(graph)
-    changed.named("db-primary").inputs["privileged"] = True
-    with pytest.raises(UnsupportedInput, match=r"db-primary .*\['privileged'\]"):
+    changed.named("db-1").inputs["privileged"] = True
+    with pytest.raises(UnsupportedInput, match=r"db-1 .*\['privileged'\]"):
         Deployer(changed, PROJECT_ROOT, client=object())
 
 
 def test_a_resource_type_it_cannot_apply_fails_the_deployment(graph):
     changed = copy.deepcopy(graph)
-    changed.named("db-primary").type = "docker:index/service:Service"
+    changed.named("db-1").type = "docker:index/service:Service"
     with pytest.raises(UnsupportedInput, match="docker:index/service:Service"):
         Deployer(changed, PROJECT_ROOT, client=object())

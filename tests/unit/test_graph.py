@@ -41,6 +41,11 @@ def env_entries(registration) -> list[tuple[str, bool]]:
     return [(unwrap(entry), is_secret(entry)) for entry in envs]
 
 
+def database_virtual_address(graph) -> str:
+    config = uploaded_file(graph.named("db-1"), KEEPALIVED_CONFIG)
+    return re.search(r"virtual_ipaddress \{\s*([\d.]+)/", config)[1]
+
+
 def balancer_config(graph) -> str:
     return uploaded_file(graph.named("lb-apache"), APACHE_CONFIG)
 
@@ -60,10 +65,10 @@ def test_the_cluster_is_the_five_components_and_their_children(graph, stack):
     folders = len(stack_config(stack)["openmrs-cluster:storage"]["shared_folders"])
     counts = Counter(r.type for r in graph.registrations)
     assert {t for t in counts if t.startswith("openmrs:")} == COMPONENTS
-    assert counts[CONTAINER] == 2 + nodes + 2 + 1  # database pair, nodes, balancer pair, volume ownership
+    assert counts[CONTAINER] == 3 + nodes + 2 + 1  # database pair and monitor, nodes, balancer pair, volume ownership
     assert counts["docker:index/volume:Volume"] == 2 + folders
     assert counts["docker:index/network:Network"] == 2
-    assert counts["random:index/randomPassword:RandomPassword"] == 4
+    assert counts["random:index/randomPassword:RandomPassword"] == 5  # root, app, replication, monitor, admin
 
 
 def test_every_resource_is_a_child_of_a_component(graph):
@@ -81,7 +86,7 @@ def test_each_node_has_a_unique_route_and_the_cluster_contract(graph, stack):
     nodes = sorted((r for r in graph.of_type(CONTAINER) if re.fullmatch(r"app-\d+", r.name)), key=lambda r: r.name)
     assert len(nodes) == stack_config(stack)["openmrs-cluster:app"]["nodes"]
     routes = []
-    writer = graph.named("db-primary").plain("name")
+    writer = database_virtual_address(graph)
     for index, node in enumerate(nodes, start=1):
         env = env_of(node)
         (route,) = re.findall(r"-DjvmRoute=(\S+)", env["OMRS_JAVA_SERVER_OPTS"])
@@ -105,7 +110,7 @@ def test_each_node_has_a_unique_route_and_the_cluster_contract(graph, stack):
 def test_the_nodes_share_one_password_and_it_is_generated_per_cluster(graph):
     passwords = {env_of(node)["OMRS_DB_PASSWORD"] for node in graph.of_type(CONTAINER) if node.name.startswith("app-")}
     assert len(passwords) == 1
-    assert passwords == {env_of(graph.named("db-primary"))["MARIADB_PASSWORD"]}
+    assert passwords == {env_of(graph.named("db-1"))["MARIADB_PASSWORD"]}
     assert "Admin123" not in str(unwrap([r.inputs for r in graph.registrations]))
 
 
@@ -205,20 +210,31 @@ def test_a_single_balancer_has_no_keepalived_and_no_network_capabilities():
 def test_the_database_is_on_the_internal_network_only(graph):
     private = graph.named("net-private")
     assert private.plain("internal") is True
-    for server in ("db-primary", "db-replica"):
+    for server in ("db-1", "db-2", "db-monitor"):
         registration = graph.named(server)
         assert "ports" not in registration.inputs
         assert [n["name"] for n in registration.plain("networksAdvanced")] == [private.plain("name")]
 
 
-def test_database_pair_is_a_primary_and_its_replica(graph):
-    primary, replica = env_of(graph.named("db-primary")), env_of(graph.named("db-replica"))
-    assert (primary["MARIADB_ROLE"], replica["MARIADB_ROLE"]) == ("primary", "replica")
-    assert replica["MARIADB_PRIMARY_HOST"] == graph.named("db-primary").plain("name")
-    assert "MARIADB_PRIMARY_HOST" not in primary
-    volumes = {graph.named(s).plain("volumes")[0]["volumeName"] for s in ("db-primary", "db-replica")}
+def test_database_pair_is_two_equal_servers_a_monitor_and_a_virtual_address(graph, stack):
+    servers = [graph.named("db-1"), graph.named("db-2")]
+    assert env_of(servers[0]) == env_of(servers[1])  # neither is the writer by configuration
+    volumes = {server.plain("volumes")[0]["volumeName"] for server in servers}
     assert len(volumes) == 2  # each server on its own volume
-    assert graph.named("db-primary").urn in graph.named("db-replica").dependencies
+    addresses = [server.plain("networksAdvanced")[0]["ipv4Address"] for server in servers]
+    monitor = graph.named("db-monitor")
+    settings = env_of(monitor)
+    assert settings["DB_SERVERS"] == ",".join(addresses)
+    assert settings["DB_VIRTUAL_ADDRESS"] == database_virtual_address(graph) not in addresses
+    failover = stack_config(stack)["openmrs-cluster:database"]["failover"]
+    assert (settings["CHECK_INTERVAL_SECONDS"], settings["FAILS"]) == (str(failover["interval_seconds"]), str(failover["fails"]))
+    assert settings["MONITOR_PASSWORD"] == env_of(servers[0])["MARIADB_MONITOR_PASSWORD"]
+    assert {s.urn for s in servers} <= monitor.dependencies and monitor.plain("wait") is True
+    for index, server in enumerate(servers):
+        vrrp = uploaded_file(server, KEEPALIVED_CONFIG)
+        # The virtual address follows read_only off, which only the monitor sets.
+        assert 'script "/usr/local/bin/mariadb-is-writer"' in vrrp and "script_user mysql" in vrrp
+        assert f"unicast_src_ip {addresses[index]}" in vrrp and re.search(rf"unicast_peer \{{\s*{addresses[1 - index]}\s", vrrp)
 
 
 def test_passwords_are_secret_wherever_they_appear(graph):
@@ -243,8 +259,8 @@ def test_given_passwords_are_used_and_stay_secret():
 def test_containers_drop_every_capability_and_none_is_privileged(graph):
     for registration in graph.of_type(CONTAINER):
         assert not registration.plain("privileged")
-        if registration.name.startswith("lb-apache"):
-            # setpriv starts Apache as www-data; keepalived moves the virtual address with VRRP packets.
+        if registration.name.startswith("lb-apache") or registration.name in ("db-1", "db-2"):
+            # setpriv starts Apache or MariaDB as its user; keepalived moves the virtual address with VRRP packets.
             assert registration.plain("capabilities") == {"drops": ["ALL"], "adds": ["SETUID", "SETGID", "NET_ADMIN", "NET_RAW"]}
         elif registration.name != "files-ownership":  # chown needs CAP_CHOWN, once, with no network
             assert registration.plain("capabilities") == {"drops": ["ALL"]}
@@ -253,7 +269,7 @@ def test_containers_drop_every_capability_and_none_is_privileged(graph):
 
 def test_images_are_built_from_the_repository_or_pulled_by_name(graph, stack):
     built = {r.name: r.plain("build")["context"] for r in graph.of_type("docker:index/image:Image")}
-    assert built == {"db-image": "images/mariadb", "lb-image": "images/httpd"}
+    assert built == {"db-image": "images/mariadb", "db-monitor-image": "images/db-monitor", "lb-image": "images/httpd"}
     pulled = {r.name: r.plain("name") for r in graph.of_type("docker:index/remoteImage:RemoteImage")}
     assert pulled["app-image"] == stack_config(stack)["openmrs-cluster:app"]["image"]
 
@@ -267,5 +283,5 @@ def test_app_build_replaces_the_pulled_image():
 
 def test_nodes_wait_for_the_database_and_the_shared_folders(graph):
     node = graph.named("app-1")
-    assert graph.named("db-primary").urn in node.dependencies
+    assert graph.named("db-monitor").urn in node.dependencies  # healthy once a writer is at the address
     assert graph.named("files-ownership").urn in node.dependencies or graph.named("files").urn in node.dependencies

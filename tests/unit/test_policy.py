@@ -182,9 +182,9 @@ BREAKS = {
         ("internet-reaches-only-the-balancer", open_database_to_the_internet),
     ],
     "local": [
-        ("no-privileged-container", set_input(rules.CONTAINER, "privileged", True, name="db-primary")),
+        ("no-privileged-container", set_input(rules.CONTAINER, "privileged", True, name="db-1")),
         ("database-port-not-published", set_input(rules.CONTAINER, "ports", [{"internal": 3306, "external": 3306}],
-                                                  name="db-primary")),
+                                                  name="db-1")),
         ("no-plaintext-secret-in-environment", edit_node_env(
             lambda envs: [e for e in envs if not e.startswith("OMRS_ADMIN_USER_PASSWORD=")] + ["OMRS_ADMIN_USER_PASSWORD=Admin123"])),
         ("module-web-admin-off", edit_node_env(

@@ -14,6 +14,7 @@ from program import is_secret, run_program, stack_config, unwrap, with_overrides
 
 APACHE_CONFIG = "/etc/apache2/openmrs-balancer.conf"
 KEEPALIVED_CONFIG = "/etc/keepalived/keepalived.conf"
+MARIADB_CONFIG = "/etc/mysql/mariadb.conf.d/90-openmrs-cluster.cnf"
 
 
 def uploaded(graph, container: str) -> dict[str, str]:
@@ -57,9 +58,9 @@ def mariadb_accepts(path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True)
 
 
-@pytest.mark.parametrize("server", ["db-primary", "db-replica"])
+@pytest.mark.parametrize("server", ["db-1", "db-2"])
 def test_mariadb_accepts_each_servers_config(tmp_path, graph, server):
-    (content,) = uploaded(graph, server).values()
+    content = uploaded(graph, server)[MARIADB_CONFIG]
     path = tmp_path / "my.cnf"
     path.write_text(content)
     check = mariadb_accepts(path)
@@ -67,14 +68,18 @@ def test_mariadb_accepts_each_servers_config(tmp_path, graph, server):
     # After its options, --help --verbose lists every variable with the value the server would run with.
     table = check.stdout.split("Variables (--variable-name=value)", 1)[1]
     variables = dict(re.findall(r"^(\S+) +(\S+)$", table, re.M))
-    assert variables["server-id"] == ("1" if server == "db-primary" else "2")
+    assert variables["server-id"] == server.removeprefix("db-")
     assert variables["gtid-strict-mode"] == "TRUE" and variables["log-slave-updates"] == "TRUE"
-    assert variables["read-only"] == ("TRUE" if server == "db-replica" else "FALSE")
+    # Fenced at every start: read-only and not replicating until the monitor decides.
+    assert variables["read-only"] == "TRUE" and variables["skip-slave-start"] == "TRUE"
+    assert variables["rpl-semi-sync-master-enabled"] == variables["rpl-semi-sync-slave-enabled"] == "TRUE"
+    assert variables["rpl-semi-sync-master-wait-point"] == "AFTER_SYNC"
+    assert variables["rpl-semi-sync-master-timeout"] == "2000"
     assert variables["character-set-server"] == "utf8mb4"
 
 
 def test_mariadb_rejects_an_unknown_option(tmp_path, graph):
-    (content,) = uploaded(graph, "db-primary").values()
+    content = uploaded(graph, "db-1")[MARIADB_CONFIG]
     path = tmp_path / "my.cnf"
     path.write_text(content + "gtid_strictest_mode = ON\n")
     check = mariadb_accepts(path)
@@ -145,11 +150,19 @@ def keepalived_complaints(path) -> str:
     return check.stderr
 
 
-@pytest.mark.parametrize("balancer", ["lb-apache", "lb-apache-2"])
-def test_keepalived_accepts_each_balancers_config(tmp_path, graph, keepalived_interface_file, balancer):
+@pytest.mark.parametrize("member", ["lb-apache", "lb-apache-2", "db-1", "db-2"])
+def test_keepalived_accepts_each_pair_members_config(tmp_path, graph, keepalived_interface_file, member):
     path = tmp_path / "keepalived.conf"
-    path.write_text(uploaded(graph, balancer)[KEEPALIVED_CONFIG])
+    path.write_text(uploaded(graph, member)[KEEPALIVED_CONFIG])
     assert keepalived_complaints(path) == ""
+
+
+@pytest.mark.parametrize("member", ["lb-apache", "db-1"])
+def test_the_keepalived_start_script_is_valid_shell(tmp_path, graph, member):
+    path = tmp_path / "start-keepalived"
+    path.write_text(uploaded(graph, member)["/usr/local/bin/start-keepalived"])
+    check = subprocess.run(["sh", "-n", str(path)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
 
 
 def test_keepalived_rejects_a_broken_config(tmp_path, graph, keepalived_interface_file):

@@ -1,0 +1,52 @@
+"""keepalived for a local pair that shares a virtual address (the balancers, the database servers): the
+rendered configuration and the start script, uploaded into each member's container.
+
+Each image's entrypoint runs /usr/local/bin/start-keepalived as root when it is present, then drops to
+its server's own user; keepalived keeps NET_ADMIN (to hold the address) and NET_RAW (VRRP packets)."""
+from dataclasses import dataclass
+
+import pulumi_docker as docker
+
+from ..render import render
+
+CONFIG_FILE = "/etc/keepalived/keepalived.conf"
+START_SCRIPT = "/usr/local/bin/start-keepalived"
+RUN_DIRECTORY = "/run/keepalived"
+CAPABILITIES = ["NET_ADMIN", "NET_RAW"]
+
+
+@dataclass(frozen=True)
+class VrrpPair:
+    name: str  # the VRRP instance
+    addresses: tuple[str, str]
+    virtual_address: str
+    prefix_length: int
+    virtual_router_id: int
+    advert_seconds: int
+    check_name: str
+    check_command: str  # passes only on a member that may hold the address
+    script_user: str
+    fall: int = 2
+    rise: int = 2
+
+    def uploads(self, index: int, router_name: str, priority: int) -> list[docker.ContainerUploadArgs]:
+        config = render(
+            "keepalived.conf",
+            router_name=router_name, instance_name=self.name, script_user=self.script_user,
+            check_name=self.check_name, check_command=self.check_command, fall=self.fall, rise=self.rise,
+            interface_file=f"{RUN_DIRECTORY}/interface.conf", virtual_router_id=self.virtual_router_id,
+            priority=priority, advert_seconds=self.advert_seconds, own_address=self.addresses[index],
+            peer_address=self.addresses[1 - index], virtual_address=self.virtual_address,
+            prefix_length=self.prefix_length,
+        )
+        start = render(
+            "start-keepalived.sh", own_address=self.addresses[index], interface_file=f"{RUN_DIRECTORY}/interface.conf",
+            config_file=CONFIG_FILE, pid_directory=RUN_DIRECTORY,
+        )
+        return [docker.ContainerUploadArgs(file=CONFIG_FILE, content=config),
+                docker.ContainerUploadArgs(file=START_SCRIPT, content=start, executable=True)]
+
+    @staticmethod
+    def running_check() -> str:
+        """A shell test, for the container's health check, that keepalived's VRRP process still runs."""
+        return f"kill -0 $(cat {RUN_DIRECTORY}/vrrp.pid)"

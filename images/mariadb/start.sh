@@ -1,0 +1,43 @@
+#!/bin/bash
+# First start: create the system tables, the application database and the accounts, with binary logging
+# off so that none of it is replicated: both servers start identical, and the one the monitor makes a
+# replica follows the writer from the writer's first GTID.
+set -euo pipefail
+
+: "${MARIADB_ROOT_PASSWORD:?}" "${MARIADB_DATABASE:?}" "${MARIADB_USER:?}" "${MARIADB_PASSWORD:?}"
+: "${MARIADB_REPLICATION_USER:?}" "${MARIADB_REPLICATION_PASSWORD:?}" "${MARIADB_MONITOR_USER:?}" "${MARIADB_MONITOR_PASSWORD:?}"
+
+sql_string() { printf "'%s'" "${1//\'/\'\'}"; }
+
+initialised=/var/lib/mysql/.openmrs-cluster-initialised
+if [ -d /var/lib/mysql/mysql ] && [ ! -f "$initialised" ]; then
+  echo "/var/lib/mysql holds a first start that did not finish; remove the volume to start again" >&2
+  exit 1
+fi
+
+if [ ! -f "$initialised" ]; then
+  echo "initialising the data directory"
+  # The mysql OS user gets a password-less socket account, for the health check and for operators.
+  mariadb-install-db --skip-test-db --datadir=/var/lib/mysql \
+    --auth-root-authentication-method=socket --auth-root-socket-user=mysql >/dev/null
+  socket=/run/mysqld/init.sock
+  mariadbd --skip-networking --skip-log-bin --skip-slave-start --socket="$socket" &
+  pid=$!
+  for _ in $(seq 60); do mariadb-admin --socket="$socket" ping >/dev/null 2>&1 && break; sleep 1; done
+
+  mariadb --socket="$socket" <<SQL
+ALTER USER root@localhost IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD($(sql_string "$MARIADB_ROOT_PASSWORD"));
+CREATE DATABASE \`$MARIADB_DATABASE\` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci;
+CREATE USER $(sql_string "$MARIADB_USER")@'%' IDENTIFIED BY $(sql_string "$MARIADB_PASSWORD");
+GRANT ALL ON \`$MARIADB_DATABASE\`.* TO $(sql_string "$MARIADB_USER")@'%';
+CREATE USER $(sql_string "$MARIADB_REPLICATION_USER")@'%' IDENTIFIED BY $(sql_string "$MARIADB_REPLICATION_PASSWORD");
+GRANT REPLICATION SLAVE, REPLICATION CLIENT, SLAVE MONITOR ON *.* TO $(sql_string "$MARIADB_REPLICATION_USER")@'%';
+CREATE USER $(sql_string "$MARIADB_MONITOR_USER")@'%' IDENTIFIED BY $(sql_string "$MARIADB_MONITOR_PASSWORD");
+GRANT READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN, SLAVE MONITOR, BINLOG MONITOR, RELOAD ON *.* TO $(sql_string "$MARIADB_MONITOR_USER")@'%';
+SQL
+  mariadb-admin --socket="$socket" shutdown
+  wait "$pid"
+  touch "$initialised"
+fi
+
+exec mariadbd

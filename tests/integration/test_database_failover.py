@@ -1,0 +1,163 @@
+"""The database pair under a writer that logs every acknowledged commit: the writer server is killed three
+times in a row, alternating servers; each time the monitor promotes the replica, writes succeed again,
+the killed server rejoins as a replica without divergence, and no acknowledged commit is lost.
+
+Its own deployment (stack "dbfail"), since it kills the database.
+"""
+import statistics
+import threading
+import time
+import uuid
+
+import docker.errors
+import pytest
+import requests
+
+from local_cluster import deployed, wait_for
+
+pytestmark = pytest.mark.docker
+KILLS = 3
+
+
+class Writer(threading.Thread):
+    """Inserts unique ids through the application, one after another, logging each with its outcome.
+    Bounded: it stops on request, or after `limit_seconds`."""
+
+    def __init__(self, url: str, limit_seconds: float = 600):
+        super().__init__(daemon=True)
+        self.url, self.limit_seconds = url, limit_seconds
+        self.log: list[tuple[float, float, str, int]] = []  # (sent, answered, id, HTTP status or 0)
+        self.halt, self.paused = threading.Event(), threading.Event()
+
+    def run(self):
+        deadline = time.monotonic() + self.limit_seconds
+        with requests.Session() as http:
+            while not self.halt.is_set() and time.monotonic() < deadline:
+                if self.paused.is_set():
+                    time.sleep(0.05)
+                    continue
+                row, sent = uuid.uuid4().hex, time.time()
+                try:
+                    status = http.post(f"{self.url}/rows", params={"id": row}, timeout=10).status_code
+                except requests.RequestException:
+                    status = 0
+                self.log.append((sent, time.time(), row, status))
+                time.sleep(0.02)
+
+    def acknowledged(self) -> list[str]:
+        return [row for _, _, row, status in self.log if status == 200]
+
+    def stop(self):
+        self.halt.set()
+        self.join()
+
+
+class WriterSampler(threading.Thread):
+    """Every 0.25 s: which servers answer as writers (read_only off)."""
+
+    def __init__(self, cluster, limit_seconds: float = 600):
+        super().__init__(daemon=True)
+        self.cluster, self.limit_seconds = cluster, limit_seconds
+        self.samples: list[list[str]] = []
+        self.halt = threading.Event()
+
+    def run(self):
+        deadline = time.monotonic() + self.limit_seconds
+        while not self.halt.is_set() and time.monotonic() < deadline:
+            self.samples.append(self.cluster.writers())
+            time.sleep(0.25)
+
+    def stop(self):
+        self.halt.set()
+        self.join()
+
+
+def monitor_log(cluster) -> str:
+    return cluster.deployer.logs(cluster.graph.named("db-monitor").plain("name"), tail=30)
+
+
+@pytest.fixture(scope="module")
+def failover_cluster(docker_client):
+    with deployed(docker_client, stack="dbfail", subnet="10.213.92.0/24") as cluster:
+        yield cluster
+
+
+def semi_sync_with_a_replica(cluster, writer: str) -> bool:
+    status = cluster.database_query(
+        writer, "SHOW STATUS WHERE Variable_name IN ('Rpl_semi_sync_master_status', 'Rpl_semi_sync_master_clients')")
+    return dict(line.split("\t") for line in status.splitlines()) == {
+        "Rpl_semi_sync_master_status": "ON", "Rpl_semi_sync_master_clients": "1"}
+
+
+def position(cluster, server: str) -> str:
+    return cluster.database_query(server, "SELECT @@global.gtid_current_pos")
+
+
+def replica_caught_up_without_errors(cluster, replica: str, writer: str) -> bool:
+    try:
+        status = cluster.exec(replica, "mariadb", "-e", "SHOW SLAVE STATUS\\G", user="mysql")
+    except docker.errors.APIError:  # not running yet
+        return False
+    running = "Slave_IO_Running: Yes" in status and "Slave_SQL_Running: Yes" in status
+    return running and f"Master_Host: {cluster.address_of_container(writer)}" in status and \
+        position(cluster, replica) == position(cluster, writer)
+
+
+def test_three_writer_kills_lose_no_acknowledged_commit(failover_cluster, docker_client, figures):
+    cluster = failover_cluster
+    writer_stream, sampler = Writer(cluster.url), WriterSampler(cluster)
+    recoveries, rejoins, killed = [], [], []
+    writer_stream.start()
+    sampler.start()
+    try:
+        for _ in range(KILLS):
+            (writer,) = wait_for(lambda: (w := cluster.writers()) and len(w) == 1 and w, timeout=30, poll=0.2)
+            (replica,) = set(cluster.databases) - {writer}
+            assert wait_for(lambda: semi_sync_with_a_replica(cluster, writer), timeout=60, poll=0.2), \
+                f"{writer} has no semi-synchronous replica"
+            time.sleep(2)
+            killed_at = time.time()
+            docker_client.containers.get(writer).kill()
+            docker_client.containers.get(writer).wait(timeout=30)
+            dead_at = time.time()  # a write sent before this may still have reached the killed server
+            killed.append(writer)
+            recovered = wait_for(lambda: next((done for sent, done, _, status in writer_stream.log
+                                               if sent > dead_at and status == 200), None), timeout=120, poll=0.1)
+            assert recovered, f"writes never succeeded again after {writer} was killed:\n{monitor_log(cluster)}"
+            recoveries.append(recovered - killed_at)
+            assert cluster.writers() == [replica]
+
+            restarted_at = time.time()
+            container = docker_client.containers.get(writer)
+            container.reload()
+            if container.status != "running":
+                container.start()
+            writer_stream.paused.set()  # so that the positions can meet
+            assert wait_for(lambda: replica_caught_up_without_errors(cluster, writer, replica), timeout=120, poll=0.5), \
+                cluster.exec(writer, "mariadb", "-e", "SHOW SLAVE STATUS\\G", user="mysql")
+            rejoins.append(time.time() - restarted_at)
+            writer_stream.paused.clear()
+    finally:
+        writer_stream.stop()
+        sampler.stop()
+
+    assert killed[0] != killed[1] and killed[1] != killed[2]  # the kills alternated between the servers
+    assert all(len(writers) <= 1 for writers in sampler.samples), "two servers were writers at once"
+    acknowledged = writer_stream.acknowledged()
+    (final_writer,) = cluster.writers()
+    (final_replica,) = set(cluster.databases) - {final_writer}
+    assert wait_for(lambda: replica_caught_up_without_errors(cluster, final_replica, final_writer), timeout=60, poll=0.5)
+    for server in (final_writer, final_replica):
+        stored = set(cluster.database_query(server, "SELECT id FROM openmrs.standin_rows").split())
+        lost = [row for row in acknowledged if row not in stored]
+        assert not lost, f"{len(lost)} acknowledged commits missing on {server}: {lost[:5]}"
+    failed = [entry for entry in writer_stream.log if entry[3] != 200]
+    failover = cluster.config["openmrs-cluster:database"]["failover"]
+    figures["database writer killed -> writes succeed again (through the application)"] = (
+        f"median {statistics.median(recoveries):.1f} s, {', '.join(f'{r:.1f}' for r in recoveries)} s "
+        f"(the monitor checks every {failover['interval_seconds']} s, fails over after {failover['fails']} unanswered)")
+    figures["database failovers"] = (
+        f"{KILLS} kills alternating servers; {len(acknowledged)} commits acknowledged, 0 lost; "
+        f"{len(failed)} of {len(writer_stream.log)} writes failed during the outages; never two writers "
+        f"({len(sampler.samples)} samples); killed server back as a caught-up replica in "
+        f"{', '.join(f'{r:.1f}' for r in rejoins)} s, no replication error")
