@@ -35,6 +35,13 @@ def _ipv4_network(value: str, example: str, prefixes: range, size_rule: str) -> 
     return value
 
 
+def _matching(value: str, pattern: str, rule: str) -> str:
+    """`value` if it matches `pattern` whole; otherwise the error says the `rule`."""
+    if not re.fullmatch(pattern, value):
+        raise ValueError(rule)
+    return value
+
+
 def _ipv4_address(value: str, example: str) -> str:
     try:
         ipaddress.IPv4Address(value)
@@ -123,9 +130,7 @@ class AppConfig(_Section):
     @field_validator("context_path")
     @classmethod
     def _context_path(cls, path: str) -> str:
-        if not re.fullmatch(r"/[A-Za-z0-9_-]+", path):
-            raise ValueError("must be one path segment such as /openmrs")
-        return path
+        return _matching(path, r"/[A-Za-z0-9_-]+", "must be one path segment such as /openmrs")
 
 
 class BalancerConfig(_Section):
@@ -170,9 +175,8 @@ class DatabaseConfig(_Section):
     @field_validator("name", "user")
     @classmethod
     def _identifier(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,31}", value):
-            raise ValueError("must start with a letter and hold only letters, digits and _ (at most 32)")
-        return value
+        return _matching(value, r"[A-Za-z][A-Za-z0-9_]{0,31}",
+                         "must start with a letter and hold only letters, digits and _ (at most 32)")
 
 
 class DrbdHost(_Section):
@@ -185,16 +189,14 @@ class DrbdHost(_Section):
     @field_validator("name")
     @classmethod
     def _host_name(cls, name: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]{0,62}", name):
-            raise ValueError("must be the host's name as `uname -n` prints it, such as files-a")
-        return name
+        return _matching(name, r"[A-Za-z0-9][A-Za-z0-9.-]{0,62}",
+                         "must be the host's name as `uname -n` prints it, such as files-a")
 
     @field_validator("disk")
     @classmethod
     def _block_device(cls, disk: str) -> str:
-        if not re.fullmatch(r"/dev/[A-Za-z0-9/_.-]+", disk):
-            raise ValueError("must be the backing block device's path, such as /dev/vg0/openmrs-files")
-        return disk
+        return _matching(disk, r"/dev/[A-Za-z0-9/_.-]+",
+                         "must be the backing block device's path, such as /dev/vg0/openmrs-files")
 
     @field_validator("address")
     @classmethod
@@ -221,7 +223,19 @@ class DrbdConfig(_Section):
 
 class StorageConfig(_Section):
     shared_folders: list[str] = ["complex_obs", "attachments", "storage"]
+    # Local: a GlusterFS volume on three storage servers (two copies and an arbiter), or plain volumes.
+    replicated: bool = True
+    # How long the client waits for a storage server that stopped answering before it goes on without it.
+    ping_timeout_seconds: int = Field(10, ge=2, le=42)
+    # Local: where on the Docker host the client's mount lives; nodes bind its folders from there.
+    host_directory: str = "/var/lib/openmrs-cluster"
     drbd: Optional[DrbdConfig] = None
+
+    @field_validator("host_directory")
+    @classmethod
+    def _absolute_directory(cls, directory: str) -> str:
+        return _matching(directory, r"(/[A-Za-z0-9._-]+)+",
+                         "must be an absolute directory path on the Docker host, such as /var/lib/openmrs-cluster")
 
     @field_validator("shared_folders")
     @classmethod

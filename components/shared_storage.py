@@ -25,10 +25,12 @@ class SharedStorageArgs:
 
 
 class SharedMount(NamedTuple):
-    """One shared folder: `source` is the platform's volume, `container_path` where nodes see it."""
+    """One shared folder: `source` is the platform's volume (or, for a bind, the path on the Docker host),
+    `container_path` where nodes see it."""
 
     source: pulumi.Output[str]
     container_path: str
+    kind: str = "volume"  # or "bind"
 
     @property
     def folder(self) -> str:

@@ -44,7 +44,7 @@ APPLIED_INPUTS = {
     CONTAINER: {
         "name", "hostname", "image", "envs", "command", "uploads", "volumes", "mounts", "networksAdvanced",
         "networkMode", "ports", "healthcheck", "capabilities", "restart", "memory", "stopTimeout", "wait",
-        "waitTimeout", "mustRun", "attach", "destroyGraceSeconds",
+        "waitTimeout", "mustRun", "attach", "destroyGraceSeconds", "devices", "securityOpts",
     },
 }
 
@@ -256,10 +256,15 @@ class Deployer:
         name = inputs["name"]
         networks = inputs.get("networksAdvanced", [])
         host_config = api.create_host_config(
-            binds={v["volumeName"]: {"bind": v["containerPath"], "mode": "ro" if v.get("readOnly") else "rw"}
+            # A host path takes precedence over a volume name, as in the provider.
+            binds={v.get("hostPath") or v["volumeName"]: {"bind": v["containerPath"], "mode": "ro" if v.get("readOnly") else "rw"}
                    for v in inputs.get("volumes", [])} or None,
-            mounts=[docker.types.Mount(m["target"], m["source"], type=m["type"], read_only=m.get("readOnly", False))
+            mounts=[docker.types.Mount(m["target"], m["source"], type=m["type"], read_only=m.get("readOnly", False),
+                                       propagation=m.get("bindOptions", {}).get("propagation"))
                     for m in inputs.get("mounts", [])] or None,
+            devices=[f"{d['hostPath']}:{d.get('containerPath', d['hostPath'])}:{d.get('permissions', 'rwm')}"
+                     for d in inputs.get("devices", [])] or None,
+            security_opt=inputs.get("securityOpts"),
             port_bindings={p["internal"]: (p.get("ip", "0.0.0.0"), p["external"]) for p in inputs.get("ports", [])} or None,
             cap_drop=inputs.get("capabilities", {}).get("drops"),
             cap_add=inputs.get("capabilities", {}).get("adds"),
@@ -323,9 +328,12 @@ class Deployer:
     def destroy(self) -> list[str]:
         """Removes every container, network and volume this deployment made; returns what it could not."""
         leftovers = []
+        grace = {r.plain("name"): r.plain("destroyGraceSeconds") for r in self.resources if r.type == CONTAINER}
         for type_, name in reversed(self.created):
             try:
                 if type_ == CONTAINER:
+                    if grace.get(name):  # as the provider: stop first, so that the container can clean up
+                        self.client.api.stop(name, timeout=int(grace[name]))
                     self.client.api.remove_container(name, force=True, v=False)
                 elif type_ == NETWORK:
                     self.client.api.remove_network(name)

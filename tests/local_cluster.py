@@ -41,46 +41,61 @@ def wait_for(condition, timeout: float, poll: float = 0.05):
     return None
 
 
-class RequestStream(threading.Thread):
-    """Session-less requests one after another, each logged with its time, status and serving node.
+class BoundedLoop(threading.Thread):
+    """A test's background loop: `step()`, then a pause, until `stop()` or for at most `limit_seconds`.
+    Its HTTP client (`self.http`) keeps connections, as a browser does."""
 
-    Like a browser, it resends an idempotent GET once when a reused connection closes without any
-    response (RFC 9112 section 9.3.1): Apache does that on purpose when a stopping node resets a request it
-    had already accepted. Resends are counted and reported, never hidden. Bounded: it stops on request,
-    or after `limit_seconds`."""
-
-    def __init__(self, url: str, limit_seconds: float = 120):
+    def __init__(self, limit_seconds: float, pause: float):
         super().__init__(daemon=True)
-        self.url, self.limit_seconds = url, limit_seconds
-        self.log: list[tuple[float, int, str]] = []  # (sent at, HTTP status or 0, route or error)
-        self.resent = 0
+        self.limit_seconds, self.pause = limit_seconds, pause
         self.halt = threading.Event()
+        self.http = requests.Session()
 
-    def _get(self, http: requests.Session) -> requests.Response:
-        try:
-            return http.get(self.url, timeout=10)
-        except requests.ConnectionError as error:
-            if "without response" not in str(error):
-                raise
-            self.resent += 1
-            return http.get(self.url, timeout=10)
+    def step(self) -> None:
+        raise NotImplementedError
 
     def run(self):
         deadline = time.monotonic() + self.limit_seconds
-        with requests.Session() as http:
-            while not self.halt.is_set() and time.monotonic() < deadline:
-                sent = time.monotonic()
-                try:
-                    response = self._get(http)
-                    route = response.json()["route"] if response.ok else ""
-                    self.log.append((sent, response.status_code, route))
-                except requests.RequestException as error:
-                    self.log.append((sent, 0, repr(error)))
-                time.sleep(0.02)
+        while not self.halt.is_set() and time.monotonic() < deadline:
+            self.step()
+            time.sleep(self.pause)
 
     def stop(self):
         self.halt.set()
         self.join()
+        self.http.close()
+
+
+class RequestStream(BoundedLoop):
+    """Session-less requests one after another, each logged with its time, status and serving node.
+
+    Like a browser, it resends an idempotent GET once when a reused connection closes without any
+    response (RFC 9112 section 9.3.1): Apache does that on purpose when a stopping node resets a request it
+    had already accepted. Resends are counted and reported, never hidden."""
+
+    def __init__(self, url: str, limit_seconds: float = 120):
+        super().__init__(limit_seconds, pause=0.02)
+        self.url = url
+        self.log: list[tuple[float, int, str]] = []  # (sent at, HTTP status or 0, route or error)
+        self.resent = 0
+
+    def _get(self) -> requests.Response:
+        try:
+            return self.http.get(self.url, timeout=10)
+        except requests.ConnectionError as error:
+            if "without response" not in str(error):
+                raise
+            self.resent += 1
+            return self.http.get(self.url, timeout=10)
+
+    def step(self):
+        sent = time.monotonic()
+        try:
+            response = self._get()
+            route = response.json()["route"] if response.ok else ""
+            self.log.append((sent, response.status_code, route))
+        except requests.RequestException as error:
+            self.log.append((sent, 0, repr(error)))
 
     def failures(self) -> list[tuple[float, int, str]]:
         return [entry for entry in self.log if entry[1] != 200]

@@ -101,7 +101,9 @@ def build(
         address = network.app_node_address(index)
         environment = node_environment(args, route, admin_password)
         mounts = [
-            docker.ContainerMountArgs(type="volume", source=mount.source, target=mount.container_path)
+            docker.ContainerMountArgs(
+                type=mount.kind, source=mount.source, target=mount.container_path,
+                bind_options=docker.ContainerMountBindOptionsArgs(propagation="rslave") if mount.kind == "bind" else None)
             for mount in args.storage.mounts
         ]
         rollout_settings = {

@@ -13,6 +13,8 @@ from ..config import ClusterConfig
 DATABASE_HOSTS = (10, 11)
 DATABASE_VIRTUAL_HOST = 12  # held by the writer of the pair
 DATABASE_MONITOR_HOST = 13
+STORAGE_HOSTS = (41, 42, 43)  # the last holds the arbiter brick
+STORAGE_CLIENT_HOST = 44
 BALANCER_HOSTS = (20, 21)
 BALANCER_VIRTUAL_HOST = 30  # held by one balancer of the pair at a time
 FIRST_APP_HOST = 101

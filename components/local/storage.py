@@ -1,18 +1,129 @@
-"""The local shared storage: a named volume per shared folder, handed to uid 1001 before any node starts."""
+"""The local shared storage. Replicated (the default): a GlusterFS volume on three storage servers, two
+holding the files and the third an arbiter, mounted once through FUSE by a client container and bound
+into every node from the Docker host. Otherwise: a named volume per shared folder.
+
+Why GlusterFS: DRBD needs a kernel module that containers cannot load. A replica-3-arbiter-1 volume keeps
+the same promise with user-space servers from Debian: a write completes on both copies, the volume goes
+on with any two of the three servers (the arbiter breaks ties, so there is no split brain), and a server
+that comes back is healed by the others. The official OpenMRS image has no Gluster client, so one client
+container mounts the volume and Docker shares its mount with the host (bind propagation rshared); the
+Docker host's / must be a shared mount, as systemd makes it.
+"""
 import pulumi
 import pulumi_docker as docker
 
 from ..shared_storage import DATA_DIRECTORY, OPENMRS_UID, SharedMount, SharedStorageArgs
+from . import images
+from .network import STORAGE_CLIENT_HOST, STORAGE_HOSTS
+
+VOLUME = "openmrs"
+BRICK = "/bricks/openmrs"
+CLIENT_MOUNT_PARENT = "/mnt/cluster"  # the client mounts the volume at <parent>/files
 
 
 def build(component: pulumi.ComponentResource, name: str, args: SharedStorageArgs) -> tuple[list[SharedMount], None]:
+    if args.cluster.storage.replicated:
+        return replicated(component, name, args), None
+    return volumes(component, name, args), None
+
+
+def replicated(component: pulumi.ComponentResource, name: str, args: SharedStorageArgs) -> list[SharedMount]:
+    network = args.network.platform_network
+    storage = args.cluster.storage
+    child = pulumi.ResourceOptions(parent=component)
+    image = images.build_image(f"{name}-image", "images/glusterfs", "openmrs-cluster/glusterfs", component)
+    addresses = [network.address(host) for host in STORAGE_HOSTS]
+    # glusterd marks bricks with trusted.* extended attributes (SYS_ADMIN) and works on files of every
+    # owner as root (CHOWN, DAC_OVERRIDE, FOWNER).
+    server_capabilities = ["SYS_ADMIN", "CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID"]
+    servers = []
+    for index, address in enumerate(addresses):
+        logical = f"{name}-{index + 1}"
+        state = docker.Volume(f"{logical}-state", name=network.container_name(f"{logical}-state"), opts=child)
+        brick = docker.Volume(f"{logical}-brick", name=network.container_name(f"{logical}-brick"), opts=child)
+        first = index == 0
+        envs = [f"VOLUME={VOLUME}"]
+        if first:  # the first server joins the others and creates the volume
+            envs += [f"PEERS={' '.join(addresses[1:])}",
+                     f"VOLUME_BRICKS={' '.join(f'{peer}:{BRICK}' for peer in addresses)}",
+                     f"PING_TIMEOUT={storage.ping_timeout_seconds}"]
+        ready = (f"gluster --mode=script volume info {VOLUME} | grep -q 'Status: Started'" if first
+                 else "gluster --mode=script pool list >/dev/null")
+        servers.append(docker.Container(
+            logical,
+            **network.identity(logical),
+            image=image.image_name,
+            command=["/usr/local/bin/storage-server"],
+            envs=envs,
+            volumes=[docker.ContainerVolumeArgs(volume_name=state.name, container_path="/var/lib/glusterd"),
+                     docker.ContainerVolumeArgs(volume_name=brick.name, container_path="/bricks")],
+            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network.private.name, ipv4_address=address)],
+            healthcheck=docker.ContainerHealthcheckArgs(
+                tests=["CMD-SHELL", ready], interval="2s", timeout="5s", retries=5, start_period="60s"),
+            capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=server_capabilities),
+            restart="unless-stopped",
+            # Healthy: glusterd answers; on the first server, the volume has started too.
+            wait=True,
+            wait_timeout=180,
+            opts=child,
+        ))
+
+    host_directory = f"{storage.host_directory}/{network.resource_prefix}"
+    # Docker binds only an existing host directory with propagation options; this one-shot container,
+    # a plain bind, makes it.
+    base = docker.RemoteImage(f"{name}-base-image", name="debian:bookworm-slim", keep_locally=True, opts=child)
+    directory = docker.Container(
+        f"{name}-host-directory",
+        name=network.container_name(f"{name}-host-directory"),
+        image=base.image_id,
+        command=["mkdir", "-p", f"/host{host_directory}"],
+        volumes=[docker.ContainerVolumeArgs(host_path=storage.host_directory, container_path=f"/host{storage.host_directory}")],
+        network_mode="none",
+        capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
+        must_run=False,
+        attach=True,
+        opts=child,
+    )
+    folders = storage.shared_folders
+    logical = f"{name}-client"
+    client_ready = " && ".join([f"grep -q ' {CLIENT_MOUNT_PARENT}/files fuse.glusterfs ' /proc/mounts"]
+                               + [f"test -d {CLIENT_MOUNT_PARENT}/files/{folder}" for folder in folders])
+    docker.Container(
+        logical,
+        **network.identity(logical),
+        image=image.image_name,
+        command=["/usr/local/bin/storage-mount"],
+        envs=[f"VOLUME={VOLUME}", f"SERVERS={' '.join(addresses)}", f"FOLDERS={' '.join(folders)}",
+              f"OWNER={OPENMRS_UID}:0"],
+        mounts=[docker.ContainerMountArgs(
+            type="bind", source=host_directory, target=CLIENT_MOUNT_PARENT,
+            bind_options=docker.ContainerMountBindOptionsArgs(propagation="rshared"))],
+        devices=[docker.ContainerDeviceArgs(host_path="/dev/fuse", container_path="/dev/fuse")],
+        networks_advanced=[docker.ContainerNetworksAdvancedArgs(
+            name=network.private.name, ipv4_address=network.address(STORAGE_CLIENT_HOST))],
+        healthcheck=docker.ContainerHealthcheckArgs(
+            tests=["CMD-SHELL", client_ready], interval="2s", timeout="5s", retries=5, start_period="60s"),
+        # Mounting needs SYS_ADMIN and, where AppArmor runs, a profile that allows mount; chown the folders.
+        capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=["SYS_ADMIN", "CHOWN"]),
+        security_opts=["apparmor=unconfined"],
+        restart="unless-stopped",
+        # A stop lets the client unmount; a kill would leave a dead mount on the host.
+        destroy_grace_seconds=30,
+        wait=True,
+        wait_timeout=180,
+        opts=pulumi.ResourceOptions(parent=component, depends_on=[*servers, directory]),
+    )
+    # Nodes bind the folders inside the mount; rslave: they see what the host sees.
+    return [SharedMount(source=f"{host_directory}/files/{folder}", container_path=f"{DATA_DIRECTORY}/{folder}",
+                        kind="bind") for folder in folders]
+
+
+def volumes(component: pulumi.ComponentResource, name: str, args: SharedStorageArgs) -> list[SharedMount]:
     network = args.network.platform_network
     child = pulumi.ResourceOptions(parent=component)
     folders = args.cluster.storage.shared_folders
-    volumes = {
-        folder: docker.Volume(
-            f"{name}-{folder}", name=network.container_name(f"{name}-{folder}"), opts=child
-        )
+    shared = {
+        folder: docker.Volume(f"{name}-{folder}", name=network.container_name(f"{name}-{folder}"), opts=child)
         for folder in folders
     }
     # A new volume belongs to root; this one-shot container gives it to the OpenMRS user, then exits.
@@ -24,15 +135,11 @@ def build(component: pulumi.ComponentResource, name: str, args: SharedStorageArg
         command=["chown", f"{OPENMRS_UID}:0"] + [f"/shared/{folder}" for folder in folders],
         volumes=[
             docker.ContainerVolumeArgs(volume_name=volume.name, container_path=f"/shared/{folder}")
-            for folder, volume in volumes.items()
+            for folder, volume in shared.items()
         ],
         network_mode="none",
         must_run=False,
         attach=True,
         opts=child,
     )
-    mounts = [
-        SharedMount(source=volume.name, container_path=f"{DATA_DIRECTORY}/{folder}")
-        for folder, volume in volumes.items()
-    ]
-    return mounts, None
+    return [SharedMount(source=volume.name, container_path=f"{DATA_DIRECTORY}/{folder}") for folder, volume in shared.items()]

@@ -9,6 +9,12 @@ from local_cluster import deployed
 FIGURES: dict[str, str] = {}
 
 
+def pytest_collection_modifyitems(items):
+    """Tests with a deployment of their own first, then those of the shared one: so that two clusters
+    never run at once on the machine's 2 cores (each module tears its own down when it ends)."""
+    items.sort(key=lambda item: "local_cluster" in item.fixturenames)
+
+
 def pytest_terminal_summary(terminalreporter):
     if FIGURES:
         terminalreporter.section("measured figures")

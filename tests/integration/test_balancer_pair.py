@@ -1,11 +1,10 @@
 """The balancer pair: a client inside the private network sends a steady request stream to the virtual
 address, the balancer holding it is killed, and the other takes over, never with both holding it."""
-import threading
 import time
 
 import pytest
 
-from local_cluster import wait_for
+from local_cluster import BoundedLoop, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -22,24 +21,16 @@ done
 """
 
 
-class HolderSampler(threading.Thread):
-    """Every 0.1 s, which balancers hold the virtual address (bounded by `limit_seconds`)."""
+class HolderSampler(BoundedLoop):
+    """Every 0.1 s, which balancers hold the virtual address."""
 
     def __init__(self, cluster, limit_seconds: float = 120):
-        super().__init__(daemon=True)
-        self.cluster, self.limit_seconds = cluster, limit_seconds
+        super().__init__(limit_seconds, pause=0.1)
+        self.cluster = cluster
         self.samples: list[tuple[float, set[str]]] = []
-        self.halt = threading.Event()
 
-    def run(self):
-        deadline = time.monotonic() + self.limit_seconds
-        while not self.halt.is_set() and time.monotonic() < deadline:
-            self.samples.append((time.time(), self.cluster.holders_of_the_virtual_address()))
-            time.sleep(0.1)
-
-    def stop(self):
-        self.halt.set()
-        self.join()
+    def step(self):
+        self.samples.append((time.time(), self.cluster.holders_of_the_virtual_address()))
 
 
 def one_holder(cluster) -> str | None:

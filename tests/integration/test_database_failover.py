@@ -13,63 +13,45 @@ import docker.errors
 import pytest
 import requests
 
-from local_cluster import deployed, wait_for
+from local_cluster import BoundedLoop, deployed, wait_for
 
 pytestmark = pytest.mark.docker
 KILLS = 3
 
 
-class Writer(threading.Thread):
-    """Inserts unique ids through the application, one after another, logging each with its outcome.
-    Bounded: it stops on request, or after `limit_seconds`."""
+class Writer(BoundedLoop):
+    """Inserts unique ids through the application, one after another, logging each with its outcome."""
 
     def __init__(self, url: str, limit_seconds: float = 600):
-        super().__init__(daemon=True)
-        self.url, self.limit_seconds = url, limit_seconds
+        super().__init__(limit_seconds, pause=0.02)
+        self.url = url
         self.log: list[tuple[float, float, str, int]] = []  # (sent, answered, id, HTTP status or 0)
-        self.halt, self.paused = threading.Event(), threading.Event()
+        self.paused = threading.Event()
 
-    def run(self):
-        deadline = time.monotonic() + self.limit_seconds
-        with requests.Session() as http:
-            while not self.halt.is_set() and time.monotonic() < deadline:
-                if self.paused.is_set():
-                    time.sleep(0.05)
-                    continue
-                row, sent = uuid.uuid4().hex, time.time()
-                try:
-                    status = http.post(f"{self.url}/rows", params={"id": row}, timeout=10).status_code
-                except requests.RequestException:
-                    status = 0
-                self.log.append((sent, time.time(), row, status))
-                time.sleep(0.02)
+    def step(self):
+        if self.paused.is_set():
+            return
+        row, sent = uuid.uuid4().hex, time.time()
+        try:
+            status = self.http.post(f"{self.url}/rows", params={"id": row}, timeout=10).status_code
+        except requests.RequestException:
+            status = 0
+        self.log.append((sent, time.time(), row, status))
 
     def acknowledged(self) -> list[str]:
         return [row for _, _, row, status in self.log if status == 200]
 
-    def stop(self):
-        self.halt.set()
-        self.join()
 
-
-class WriterSampler(threading.Thread):
+class WriterSampler(BoundedLoop):
     """Every 0.25 s: which servers answer as writers (read_only off)."""
 
     def __init__(self, cluster, limit_seconds: float = 600):
-        super().__init__(daemon=True)
-        self.cluster, self.limit_seconds = cluster, limit_seconds
+        super().__init__(limit_seconds, pause=0.25)
+        self.cluster = cluster
         self.samples: list[list[str]] = []
-        self.halt = threading.Event()
 
-    def run(self):
-        deadline = time.monotonic() + self.limit_seconds
-        while not self.halt.is_set() and time.monotonic() < deadline:
-            self.samples.append(self.cluster.writers())
-            time.sleep(0.25)
-
-    def stop(self):
-        self.halt.set()
-        self.join()
+    def step(self):
+        self.samples.append(self.cluster.writers())
 
 
 def monitor_log(cluster) -> str:

@@ -6,14 +6,13 @@ Its own deployment (stack "rolling"), since it replaces every node.
 """
 import hashlib
 import re
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from components.checksums import checksum
-from local_cluster import NODES, RequestStream, deployed
+from local_cluster import NODES, BoundedLoop, RequestStream, deployed
 from program import run_program, with_overrides
 
 pytestmark = pytest.mark.docker
@@ -98,24 +97,16 @@ def test_the_first_node_is_ready_before_the_next_one_starts(rolling_cluster):
         assert started > previous_ready, f"node{index} started at {started}, before node{index - 1} was ready ({previous_ready})"
 
 
-class Sampler(threading.Thread):
+class Sampler(BoundedLoop):
     """Every 0.25 s: which nodes the balancer has in service and which Docker reports healthy."""
 
     def __init__(self, cluster, limit_seconds: float = 600):
-        super().__init__(daemon=True)
-        self.cluster, self.limit_seconds = cluster, limit_seconds
+        super().__init__(limit_seconds, pause=0.25)
+        self.cluster = cluster
         self.samples: list[tuple[set[str], set[str]]] = []
-        self.halt = threading.Event()
 
-    def run(self):
-        deadline = time.monotonic() + self.limit_seconds
-        while not self.halt.is_set() and time.monotonic() < deadline:
-            self.samples.append((self.cluster.in_service(), self.cluster.healthy_nodes()))
-            time.sleep(0.25)
-
-    def stop(self):
-        self.halt.set()
-        self.join()
+    def step(self):
+        self.samples.append((self.cluster.in_service(), self.cluster.healthy_nodes()))
 
 
 def test_a_new_release_rolls_one_node_at_a_time_without_a_failed_request(rolling_cluster, releases, figures):

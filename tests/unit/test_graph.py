@@ -62,11 +62,11 @@ def test_every_stack_file_is_tested():
 
 def test_the_cluster_is_the_five_components_and_their_children(graph, stack):
     nodes = stack_config(stack)["openmrs-cluster:app"]["nodes"]
-    folders = len(stack_config(stack)["openmrs-cluster:storage"]["shared_folders"])
     counts = Counter(r.type for r in graph.registrations)
     assert {t for t in counts if t.startswith("openmrs:")} == COMPONENTS
-    assert counts[CONTAINER] == 3 + nodes + 2 + 1  # database pair and monitor, nodes, balancer pair, volume ownership
-    assert counts["docker:index/volume:Volume"] == 2 + folders
+    # database pair and monitor, nodes, balancer pair, three storage servers, their client and its host directory
+    assert counts[CONTAINER] == 3 + nodes + 2 + 5
+    assert counts["docker:index/volume:Volume"] == 2 + 3 * 2  # a volume per database; state and brick per storage server
     assert counts["docker:index/network:Network"] == 2
     assert counts["random:index/randomPassword:RandomPassword"] == 5  # root, app, replication, monitor, admin
 
@@ -256,20 +256,57 @@ def test_given_passwords_are_used_and_stay_secret():
     assert "db-password" not in {r.name for r in graph.registrations}  # not generated when given
 
 
+# Each container's added capabilities, and why; every other container drops them all.
+ADDED_CAPABILITIES = {
+    # setpriv starts Apache or MariaDB as its user; keepalived moves the virtual address with VRRP packets.
+    **{name: ["SETUID", "SETGID", "NET_ADMIN", "NET_RAW"] for name in ("lb-apache", "lb-apache-2", "db-1", "db-2")},
+    # glusterd marks bricks with trusted.* attributes and works on every owner's files as root.
+    **{name: ["SYS_ADMIN", "CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID"] for name in ("files-1", "files-2", "files-3")},
+    "files-client": ["SYS_ADMIN", "CHOWN"],  # the FUSE mount, and the shared folders handed to uid 1001
+}
+
+
 def test_containers_drop_every_capability_and_none_is_privileged(graph):
     for registration in graph.of_type(CONTAINER):
         assert not registration.plain("privileged")
-        if registration.name.startswith("lb-apache") or registration.name in ("db-1", "db-2"):
-            # setpriv starts Apache or MariaDB as its user; keepalived moves the virtual address with VRRP packets.
-            assert registration.plain("capabilities") == {"drops": ["ALL"], "adds": ["SETUID", "SETGID", "NET_ADMIN", "NET_RAW"]}
-        elif registration.name != "files-ownership":  # chown needs CAP_CHOWN, once, with no network
-            assert registration.plain("capabilities") == {"drops": ["ALL"]}
-    assert graph.named("files-ownership").plain("networkMode") == "none"
+        expected = {"drops": ["ALL"], "adds": ADDED_CAPABILITIES[registration.name]} \
+            if registration.name in ADDED_CAPABILITIES else {"drops": ["ALL"]}
+        assert registration.plain("capabilities") == expected, registration.name
+
+
+def test_shared_files_are_a_replicated_volume_mounted_once_and_bound_into_every_node(graph):
+    servers = [graph.named(f"files-{index}") for index in (1, 2, 3)]
+    addresses = [server.plain("networksAdvanced")[0]["ipv4Address"] for server in servers]
+    bootstrap = env_of(servers[0])
+    assert bootstrap["VOLUME_BRICKS"].split() == [f"{address}:/bricks/openmrs" for address in addresses]
+    assert bootstrap["PEERS"].split() == addresses[1:]
+    client = graph.named("files-client")
+    (parent,) = client.plain("mounts")
+    assert (parent["type"], parent["target"], parent["bindOptions"]) == ("bind", "/mnt/cluster", {"propagation": "rshared"})
+    assert client.plain("devices") == [{"hostPath": "/dev/fuse", "containerPath": "/dev/fuse"}]
+    assert env_of(client)["SERVERS"].split() == addresses  # any server hands out the volume
+    assert {s.urn for s in servers} <= client.dependencies
+    for node in (r for r in graph.of_type(CONTAINER) if re.fullmatch(r"app-\d+", r.name)):
+        for mount in node.plain("mounts"):
+            folder = mount["target"].rsplit("/", 1)[1]
+            assert mount == {"type": "bind", "source": f"{parent['source']}/files/{folder}",
+                             "target": f"/openmrs/data/{folder}", "bindOptions": {"propagation": "rslave"}}
+
+
+def test_unreplicated_storage_is_a_volume_per_folder_handed_to_the_openmrs_user():
+    graph = run_program("local", with_overrides(stack_config("local"), storage={"replicated": False}))
+    assert not [r for r in graph.registrations if r.name.startswith("files-") and r.name[6:].isdigit()]
+    ownership = graph.named("files-ownership")
+    assert ownership.plain("networkMode") == "none" and ownership.plain("command")[:2] == ["chown", "1001:0"]
+    assert ownership.plain("capabilities") is None  # chown needs CAP_CHOWN, once, with no network
+    for mount in graph.named("app-1").plain("mounts"):
+        assert mount["type"] == "volume" and "bindOptions" not in mount
 
 
 def test_images_are_built_from_the_repository_or_pulled_by_name(graph, stack):
     built = {r.name: r.plain("build")["context"] for r in graph.of_type("docker:index/image:Image")}
-    assert built == {"db-image": "images/mariadb", "db-monitor-image": "images/db-monitor", "lb-image": "images/httpd"}
+    assert built == {"db-image": "images/mariadb", "db-monitor-image": "images/db-monitor", "lb-image": "images/httpd",
+                     "files-image": "images/glusterfs"}
     pulled = {r.name: r.plain("name") for r in graph.of_type("docker:index/remoteImage:RemoteImage")}
     assert pulled["app-image"] == stack_config(stack)["openmrs-cluster:app"]["image"]
 
@@ -284,4 +321,4 @@ def test_app_build_replaces_the_pulled_image():
 def test_nodes_wait_for_the_database_and_the_shared_folders(graph):
     node = graph.named("app-1")
     assert graph.named("db-monitor").urn in node.dependencies  # healthy once a writer is at the address
-    assert graph.named("files-ownership").urn in node.dependencies or graph.named("files").urn in node.dependencies
+    assert graph.named("files-client").urn in node.dependencies

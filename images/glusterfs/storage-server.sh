@@ -1,0 +1,22 @@
+#!/bin/sh
+# A storage server: glusterd with its brick at /bricks/openmrs. On the first server (VOLUME_BRICKS set) it
+# also joins the peers and creates and starts the volume, once: a replica on every brick, the last one an
+# arbiter (it keeps names and metadata only, and breaks ties, so that two servers always make a majority).
+set -eu
+glusterd -N --log-file=- &
+glusterd_pid=$!
+trap 'kill -TERM "$glusterd_pid"' TERM INT
+until gluster --mode=script pool list >/dev/null 2>&1; do sleep 1; done
+
+if [ -n "${VOLUME_BRICKS:-}" ] && ! gluster --mode=script volume info "$VOLUME" >/dev/null 2>&1; then
+  for peer in $PEERS; do
+    until gluster --mode=script peer probe "$peer" >/dev/null 2>&1; do sleep 1; done
+  done
+  until [ "$(gluster --mode=script pool list | grep -c Connected)" -gt "$(echo $PEERS | wc -w)" ]; do sleep 1; done
+  # "force": the bricks are directories of Docker volumes, not dedicated file systems.
+  gluster --mode=script volume create "$VOLUME" replica 3 arbiter 1 $VOLUME_BRICKS force
+  # A server that stops answering is given up after PING_TIMEOUT seconds, not Gluster's default 42.
+  gluster --mode=script volume set "$VOLUME" network.ping-timeout "$PING_TIMEOUT"
+  gluster --mode=script volume start "$VOLUME"
+fi
+wait "$glusterd_pid"

@@ -1,0 +1,73 @@
+"""The replicated shared files: a writer creates files through the application while a storage server is
+killed; writes go on, every acknowledged file is readable, and the server catches up when it returns."""
+import re
+import time
+import uuid
+
+import pytest
+import requests
+
+from local_cluster import BoundedLoop, wait_for
+
+pytestmark = pytest.mark.docker
+
+
+class FileWriter(BoundedLoop):
+    """Creates files through the application, one after another, logging each with its outcome."""
+
+    def __init__(self, url: str, limit_seconds: float = 300):
+        super().__init__(limit_seconds, pause=0.02)
+        self.url = url
+        self.log: list[tuple[float, float, str, int]] = []  # (sent, answered, name, HTTP status or 0)
+
+    def step(self):
+        name, sent = f"obs-{uuid.uuid4().hex}.txt", time.time()
+        try:
+            status = self.http.post(f"{self.url}/files", params={"name": name, "content": name}, timeout=30).status_code
+        except requests.RequestException:
+            status = 0
+        self.log.append((sent, time.time(), name, status))
+
+
+def healed(cluster, server: str) -> bool:
+    """No file waits for healing on any brick, as the volume reports it."""
+    info = cluster.exec(server, "gluster", "--mode=script", "volume", "heal", "openmrs", "info")
+    counts = re.findall(r"Number of entries: (\d+)", info)
+    return len(counts) == 3 and set(counts) == {"0"}
+
+
+def test_a_killed_storage_server_loses_no_file_and_catches_up(local_cluster, docker_client, figures):
+    cluster = local_cluster
+    killed, survivor = (cluster.graph.named(name).plain("name") for name in ("files-1", "files-2"))
+    writer = FileWriter(cluster.url)
+    writer.start()
+    try:
+        time.sleep(2)
+        killed_at = time.time()
+        docker_client.containers.get(killed).kill()
+        time.sleep(8)
+        written_while_down = sum(1 for sent, _, _, status in writer.log if sent > killed_at and status == 200)
+        restarted_at = time.time()
+        docker_client.containers.get(killed).start()
+        time.sleep(2)
+    finally:
+        writer.stop()
+    assert written_while_down > 0, "no file was written while the storage server was down"
+    caught_up = wait_for(lambda: healed(cluster, survivor), timeout=180, poll=1)
+    recovery = time.time() - restarted_at
+    assert caught_up, cluster.exec(survivor, "gluster", "--mode=script", "volume", "heal", "openmrs", "info")
+
+    acknowledged = [name for _, _, name, status in writer.log if status == 200]
+    failed = [entry for entry in writer.log if entry[3] != 200]
+    with requests.Session() as http:
+        unreadable = [name for name in acknowledged
+                      if http.get(f"{cluster.url}/files", params={"name": name}, timeout=10).text != name]
+    on_the_returned_brick = set(cluster.exec(killed, "ls", "/bricks/openmrs/complex_obs").split())
+    assert not unreadable, f"{len(unreadable)} acknowledged files unreadable: {unreadable[:5]}"
+    assert set(acknowledged) <= on_the_returned_brick, "the returned server is missing acknowledged files"
+    assert not failed, f"{len(failed)} of {len(writer.log)} writes failed: {failed[:5]}"
+    slowest = max(done - sent for sent, done, _, _ in writer.log)
+    figures["storage server killed under writes"] = (
+        f"{len(acknowledged)} files written ({written_while_down} while it was down), {len(failed)} failed, "
+        f"slowest write {slowest:.2f} s; 0 lost, each read back through the application")
+    figures["storage server back -> healed, every file on its brick"] = f"{recovery:.1f} s"
