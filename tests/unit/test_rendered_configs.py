@@ -72,6 +72,7 @@ def test_mariadb_accepts_each_servers_config(tmp_path, graph, server):
     assert variables["gtid-strict-mode"] == "TRUE" and variables["log-slave-updates"] == "TRUE"
     # Fenced at every start: read-only and not replicating until the monitor decides.
     assert variables["read-only"] == "TRUE" and variables["skip-slave-start"] == "TRUE"
+    assert variables["init-rpl-role"] == "SLAVE"  # crash recovery cuts what no replica acknowledged
     assert variables["rpl-semi-sync-master-enabled"] == variables["rpl-semi-sync-slave-enabled"] == "TRUE"
     assert variables["rpl-semi-sync-master-wait-point"] == "AFTER_SYNC"
     assert variables["rpl-semi-sync-master-timeout"] == "2000"
