@@ -1,5 +1,6 @@
 """The figures users choose a cluster by, from one command (`scripts/bench`): balancer overhead per
-scheduling method, heartbeat detection and recovery, node loss under load, the program's own speed and
+scheduling method, heartbeat detection and recovery, each failover under load (a node, the balancer
+holding the virtual address, the database writer, a storage server), the program's own speed and
 bring-up time. Writes bench/results/latest.{md,json} and timeline.png.
 
 Load comes from Debian's `hey` in a container on the cluster's private network; every run is bounded
@@ -24,7 +25,9 @@ LOAD_SECONDS = 10
 CONCURRENCY = 16
 HEARTBEAT_TRIALS = 5
 KILL_TRIALS = 3
-KILL_RATE = 100  # requests per second while a node is killed
+KILL_RATE = 100  # requests per second while a node or a balancer is killed
+WRITE_RATE = 40  # database or file writes per second while the database writer or a storage server is killed
+FAULT_LOAD_SECONDS = 20
 KILL_AT = 5.0  # seconds into the load
 
 
@@ -75,25 +78,77 @@ def heartbeat_trial(cluster, route: str = "node2") -> tuple[float, float]:
     return detection, time.monotonic() - healthy
 
 
-def kill_trial(cluster, client, image: str, route: str = "node2") -> dict:
-    """Session-less load at KILL_RATE/s; a node is killed (SIGKILL) KILL_AT seconds in."""
-    total = KILL_RATE * 3 * int(KILL_AT)
-    url = f"http://{cluster.address_of('lb-apache')}:8080/openmrs/whoami"
-    load = hey(client, image, cluster.private_network, "-n", str(total), "-c", "4", "-q", str(KILL_RATE // 4),
+def under_load(cluster, client, image: str, url: str, rate: int, fault, post: bool = False) -> dict:
+    """hey at `rate` requests/s for FAULT_LOAD_SECONDS; `fault()` runs KILL_AT seconds in. Each request's
+    offset and status, the fault's offset, and the failed requests (errors and non-200 answers)."""
+    total = rate * FAULT_LOAD_SECONDS
+    method = ["-m", "POST"] if post else []
+    load = hey(client, image, cluster.private_network, "-n", str(total), "-c", "4", "-q", str(rate / 4), *method,
                "-o", "csv", url, detach=True)
     started = time.monotonic()
     time.sleep(KILL_AT)
-    killed_at = time.monotonic() - started
-    cluster.client.containers.get(cluster.nodes[route]).kill()
-    load.wait(timeout=120)
-    rows = [(float(r["offset"]), int(r["status-code"])) for r in csv.DictReader(io.StringIO(load.logs(stderr=False).decode()))]
+    fault_at = time.monotonic() - started
+    detail = fault()
+    load.wait(timeout=FAULT_LOAD_SECONDS * 4 + 60)
+    records = list(csv.DictReader(io.StringIO(load.logs(stderr=False).decode())))
     load.remove()
+    rows = [(float(r["offset"]), int(r["status-code"])) for r in records]
     failed = [offset for offset, status in rows if status != 200]
-    cluster.client.containers.get(cluster.nodes[route]).start()
-    assert wait_for(cluster.all_members_in, timeout=90, poll=0.2), "the killed node never came back"
-    return {"rows": rows, "killed_at": killed_at, "sent": total, "answered": len(rows),
+    return {"rows": rows, "fault_at": fault_at, "sent": total, "answered": len(rows),
+            "slowest_s": round(max(float(r["response-time"]) for r in records), 2),
             "failed": len(failed) + (total - len(rows)),
-            "outage_seconds": round(max(failed) - min(failed), 3) if failed else 0.0}
+            "outage_seconds": round(max(failed) - min(failed), 3) if failed else 0.0,
+            "recovered_after_s": round(max(failed) - fault_at, 2) if failed else 0.0, **(detail or {})}
+
+
+def node_kill_trial(cluster, client, image: str, route: str = "node2") -> dict:
+    url = f"http://{cluster.address_of('lb-apache')}:8080/openmrs/whoami"
+    node = cluster.client.containers.get(cluster.nodes[route])
+    trial = under_load(cluster, client, image, url, KILL_RATE, node.kill)
+    node.start()
+    assert wait_for(cluster.all_members_in, timeout=90, poll=0.2), "the killed node never came back"
+    return trial
+
+
+def balancer_takeover_trial(cluster, client, image: str) -> dict:
+    """The balancer holding the virtual address is killed under load sent to that address."""
+    holder = wait_for(lambda: (h := cluster.holders_of_the_virtual_address()) and len(h) == 1 and next(iter(h)), timeout=30)
+    (standby,) = set(cluster.balancers) - {holder}
+
+    def kill_holder() -> dict:
+        killed = time.monotonic()
+        cluster.client.containers.get(holder).kill()
+        assert wait_for(lambda: cluster.holders_of_the_virtual_address() == {standby}, timeout=30, poll=0.05)
+        return {"takeover_s": round(time.monotonic() - killed, 2)}
+
+    trial = under_load(cluster, client, image, f"http://{cluster.virtual_address}:8080/openmrs/whoami", KILL_RATE, kill_holder)
+    cluster.client.containers.get(holder).start()
+    assert wait_for(lambda: cluster.deployer.health(holder) == "healthy", timeout=60, poll=0.5)
+    return trial
+
+
+def database_failover_trial(cluster, client, image: str) -> dict:
+    """The database writer is killed under writes through the application; it then rejoins as a replica."""
+    (writer,) = wait_for(lambda: (w := cluster.writers()) and len(w) == 1 and w, timeout=60, poll=0.2)
+    (replica,) = set(cluster.databases) - {writer}
+    assert wait_for(lambda: cluster.semi_sync_with_a_replica(writer), timeout=60, poll=0.2)
+    url = f"http://{cluster.address_of('lb-apache')}:8080/openmrs/rows"
+    trial = under_load(cluster, client, image, url, WRITE_RATE, cluster.client.containers.get(writer).kill, post=True)
+    cluster.client.containers.get(writer).start()
+    assert wait_for(lambda: cluster.caught_up_replica(writer, replica), timeout=120, poll=0.5)
+    return trial
+
+
+def storage_failover_trial(cluster, client, image: str) -> dict:
+    """A storage server is killed under file writes through the application; then it returns and heals."""
+    server = cluster.client.containers.get(cluster.graph.named("files-1").plain("name"))
+    trial = under_load(cluster, client, image, f"http://{cluster.address_of('lb-apache')}:8080/openmrs/files",
+                       WRITE_RATE, server.kill, post=True)
+    restarted = time.monotonic()
+    server.start()
+    assert wait_for(cluster.storage_healed, timeout=300, poll=1), "the storage server never caught up"
+    trial["healed_after_restart_s"] = round(time.monotonic() - restarted, 1)
+    return trial
 
 
 def program_figures() -> dict:
@@ -111,35 +166,51 @@ def program_figures() -> dict:
     return {"mocked_graph_seconds": graphs, "unit_suite_seconds": round(time.monotonic() - started, 1)}
 
 
-def timeline_png(trial: dict, path: Path) -> None:
+def timeline_png(panels: list[tuple[str, str, dict]], path: Path) -> None:
+    """One panel per (title, fault label, trial): answered and failed requests per 100 ms."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    buckets = int(max(offset for offset, _ in trial["rows"]) * 10) + 1
-    ok, bad = [0] * buckets, [0] * buckets
-    for offset, status in trial["rows"]:
-        (ok if status == 200 else bad)[int(offset * 10)] += 1
-    seconds = [b / 10 for b in range(buckets)]
-    figure, axis = plt.subplots(figsize=(10, 3.5))
-    axis.bar(seconds, ok, width=0.1, align="edge", color="#2a9d8f", label="answered 200")
-    axis.bar(seconds, bad, width=0.1, align="edge", bottom=ok, color="#e63946", label="failed")
-    axis.axvline(trial["killed_at"], color="black", linestyle="--", label="node killed (SIGKILL)")
-    axis.set_xlabel("seconds into the load")
-    axis.set_ylabel("requests per 100 ms")
-    axis.set_title(f"One node killed under {KILL_RATE} requests/s through the balancer "
-                   f"({trial['failed']} of {trial['sent']} failed)")
-    axis.set_ylim(0, max(a + b for a, b in zip(ok, bad)) * 1.5)
-    axis.legend(loc="upper right", ncol=3)
+    figure, axes = plt.subplots(len(panels), 1, figsize=(10, 3.2 * len(panels)))
+    for axis, (title, fault, trial) in zip(axes, panels):
+        buckets = int(max(offset for offset, _ in trial["rows"]) * 10) + 1
+        ok, bad = [0] * buckets, [0] * buckets
+        for offset, status in trial["rows"]:
+            (ok if status == 200 else bad)[int(offset * 10)] += 1
+        seconds = [b / 10 for b in range(buckets)]
+        axis.bar(seconds, ok, width=0.1, align="edge", color="#2a9d8f", label="answered 200")
+        axis.bar(seconds, bad, width=0.1, align="edge", bottom=ok, color="#e63946", label="failed")
+        axis.axvline(trial["fault_at"], color="black", linestyle="--", label=fault)
+        axis.set_xlabel("seconds into the load")
+        axis.set_ylabel("requests per 100 ms")
+        axis.set_title(f"{title} ({trial['failed']} of {trial['sent']} failed)")
+        axis.set_ylim(0, max(a + b for a, b in zip(ok, bad)) * 1.5)
+        axis.legend(loc="upper right", ncol=3)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
 
 
+def median_of(trials: list[dict], key: str):
+    return statistics.median(trial[key] for trial in trials)
+
+
+def failover_summary(trials: list[dict], *keys: str) -> dict:
+    """Medians over the trials, and each trial's figures, without the per-request rows."""
+    summary = {"sent_per_trial": trials[0]["sent"], "failed_median": median_of(trials, "failed"),
+               "failed_per_trial": [t["failed"] for t in trials], "slowest_s_median": median_of(trials, "slowest_s")}
+    for key in keys:
+        summary[f"{key}_median"] = median_of(trials, key)
+        summary[f"{key}_per_trial"] = [t[key] for t in trials]
+    return summary
+
+
 def markdown(results: dict) -> str:
-    hb = results["heartbeat"]
+    hb, failovers = results["heartbeat"], results["failovers"]
     lines = [
         f"Measured {results['measured_at']} on {results['machine']}; 3 stand-in nodes, heartbeat "
-        f"{hb['interval_seconds']} s / {hb['fails']} fails / {hb['passes']} passes.",
+        f"{hb['interval_seconds']} s / {hb['fails']} fails / {hb['passes']} passes; each failover under load "
+        f"from `hey`, {KILL_TRIALS} trials, the fault {KILL_AT:.0f} s into {FAULT_LOAD_SECONDS} s of load.",
         "",
         "| figure | value |",
         "|---|---|",
@@ -150,15 +221,29 @@ def markdown(results: dict) -> str:
                      f"{through['requests_per_second']} / {direct['requests_per_second']} (ratio {figures['throughput_ratio']}) |")
         lines.append(f"| {method}: p50 / p99 latency, through vs direct | {through['p50_ms']} / {through['p99_ms']} ms vs "
                      f"{direct['p50_ms']} / {direct['p99_ms']} ms |")
+    node, pair, database, storage = (failovers[k] for k in ("node_killed", "balancer_killed", "database_writer_killed",
+                                                            "storage_server_killed"))
     lines += [
         f"| heartbeat detection, median of {HEARTBEAT_TRIALS} (no traffic) | {hb['detection_median_s']} s "
         f"(bound 2 × interval × fails + 1 = {hb['detection_bound_s']} s) |",
         f"| heartbeat recovery from node healthy, median of {HEARTBEAT_TRIALS} | {hb['recovery_median_s']} s "
         f"(bound 2 × interval × passes + 1 = {hb['recovery_bound_s']} s) |",
-        f"| node killed under {KILL_RATE} req/s, median of {KILL_TRIALS}: failed requests | {results['node_loss']['failed_median']} "
-        f"of {results['node_loss']['sent']} |",
-        f"| node killed: outage window, median | {results['node_loss']['outage_median_s']} s |",
-        "| balancer takeover, database failover, storage failover | not built yet (issue 5) |",
+        f"| node killed (SIGKILL) under {KILL_RATE} req/s: failed requests, median (per trial) | "
+        f"{node['failed_median']} of {node['sent_per_trial']} ({', '.join(map(str, node['failed_per_trial']))}) |",
+        f"| balancer holding the virtual address killed under {KILL_RATE} req/s to that address: the standby holds it "
+        f"after, median | {pair['takeover_s_median']} s ({', '.join(map(str, pair['takeover_s_per_trial']))}) |",
+        f"| balancer killed: failed requests, median (per trial); slowest request, median | {pair['failed_median']} of "
+        f"{pair['sent_per_trial']} ({', '.join(map(str, pair['failed_per_trial']))}); {pair['slowest_s_median']} s |",
+        f"| database writer killed under {WRITE_RATE} writes/s through the application: writes succeed again after, "
+        f"median | {database['recovered_after_s_median']} s ({', '.join(map(str, database['recovered_after_s_per_trial']))}) |",
+        f"| database writer killed: failed writes, median (per trial) | {database['failed_median']} of "
+        f"{database['sent_per_trial']} ({', '.join(map(str, database['failed_per_trial']))}) |",
+        f"| storage server killed under {WRITE_RATE} file writes/s through the application: failed writes, median "
+        f"(per trial); slowest write, median | {storage['failed_median']} of {storage['sent_per_trial']} "
+        f"({', '.join(map(str, storage['failed_per_trial']))}); {storage['slowest_s_median']} s |",
+        f"| storage server restarted: healed, every file on its brick, after, median | "
+        f"{storage['healed_after_restart_s_median']} s ({', '.join(map(str, storage['healed_after_restart_s_per_trial']))}) |",
+        "| node loss with replicated sessions | not built: sessions are sticky, in Tomcat memory |",
     ]
     for kind, seconds in results["bring_up_seconds"].items():
         lines.append(f"| bring-up ({kind}) until every member serves | {seconds} s |")
@@ -183,8 +268,9 @@ def main() -> None:
     results = {"measured_at": time.strftime("%Y-%m-%d"), "machine": f"{subprocess.getoutput('nproc')} cores",
                "heartbeat": dict(HEARTBEAT), "balancer_overhead": {}, "bring_up_seconds": {}}
     for scheduling in ("round_robin", "by_busyness"):
-        with deployed(client, stack="bench", subnet="10.213.91.0/24", scheduling=scheduling) as cluster:
-            kind = "cold" if cluster.built_images else "warm"
+        with deployed(client, stack="bench", subnet="10.213.93.0/24", scheduling=scheduling) as cluster:
+            kind = ("cold" if options.cold else "warm" if not cluster.built_images
+                    else "after building " + ", ".join(cluster.built_images))
             results["bring_up_seconds"].setdefault(kind, round(cluster.timings["serving"], 1))
             results["balancer_overhead"][scheduling] = overhead(cluster, client, image)
             if scheduling != "round_robin":
@@ -195,12 +281,21 @@ def main() -> None:
                 detection_median_s=round(statistics.median(t[0] for t in trials), 2),
                 recovery_median_s=round(statistics.median(t[1] for t in trials), 2),
                 detection_bound_s=2 * interval * fails + 1, recovery_bound_s=2 * interval * passes + 1)
-            kills = [kill_trial(cluster, client, image) for _ in range(KILL_TRIALS)]
-            timeline_png(kills[0], RESULTS / "timeline.png")
-            results["node_loss"] = {"sent": kills[0]["sent"],
-                                    "failed_median": statistics.median(k["failed"] for k in kills),
-                                    "outage_median_s": statistics.median(k["outage_seconds"] for k in kills),
-                                    "failed_per_trial": [k["failed"] for k in kills]}
+            trials = {name: [trial(cluster, client, image) for _ in range(KILL_TRIALS)] for name, trial in (
+                ("node_killed", node_kill_trial), ("balancer_killed", balancer_takeover_trial),
+                ("database_writer_killed", database_failover_trial), ("storage_server_killed", storage_failover_trial))}
+            timeline_png([
+                (f"One node killed under {KILL_RATE} requests/s through the balancer", "node killed (SIGKILL)",
+                 trials["node_killed"][0]),
+                (f"The database writer killed under {WRITE_RATE} writes/s through the application",
+                 "writer killed (SIGKILL)", trials["database_writer_killed"][0]),
+            ], RESULTS / "timeline.png")
+            results["failovers"] = {
+                "node_killed": failover_summary(trials["node_killed"], "outage_seconds"),
+                "balancer_killed": failover_summary(trials["balancer_killed"], "takeover_s"),
+                "database_writer_killed": failover_summary(trials["database_writer_killed"], "recovered_after_s"),
+                "storage_server_killed": failover_summary(trials["storage_server_killed"], "healed_after_restart_s"),
+            }
     results["program"] = program_figures()
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
     table = markdown(results)

@@ -199,6 +199,31 @@ class LocalCluster:
             server, "mariadb", "-e", "SHOW SLAVE STATUS\\G", user="mysql")]
         return replica
 
+    def semi_sync_with_a_replica(self, writer: str) -> bool:
+        """The writer waits for one replica's acknowledgement of every commit (semi-sync is on)."""
+        status = self.database_query(
+            writer, "SHOW STATUS WHERE Variable_name IN ('Rpl_semi_sync_master_status', 'Rpl_semi_sync_master_clients')")
+        return dict(line.split("\t") for line in status.splitlines()) == {
+            "Rpl_semi_sync_master_status": "ON", "Rpl_semi_sync_master_clients": "1"}
+
+    def caught_up_replica(self, replica: str, writer: str) -> bool:
+        """`replica` replicates from `writer` without error and has every transaction the writer has."""
+        try:
+            status = self.exec(replica, "mariadb", "-e", "SHOW SLAVE STATUS\\G", user="mysql")
+        except docker.errors.APIError:  # not running yet
+            return False
+        position = "SELECT @@global.gtid_current_pos"
+        return ("Slave_IO_Running: Yes" in status and "Slave_SQL_Running: Yes" in status
+                and f"Master_Host: {self.address_of_container(writer)}" in status
+                and self.database_query(replica, position) == self.database_query(writer, position))
+
+    def storage_healed(self) -> bool:
+        """Every storage server answers and reports no file waiting for healing."""
+        server = self.graph.named("files-2").plain("name")
+        info = self.exec(server, "gluster", "--mode=script", "volume", "heal", "openmrs", "info")
+        counts = re.findall(r"Number of entries: (\d+)", info)
+        return len(counts) == 3 and set(counts) == {"0"}
+
     def replica_query(self, sql: str) -> str:
         return self.database_query(self.replica(), sql)
 

@@ -9,7 +9,6 @@ import threading
 import time
 import uuid
 
-import docker.errors
 import pytest
 import requests
 
@@ -64,27 +63,6 @@ def failover_cluster(docker_client):
         yield cluster
 
 
-def semi_sync_with_a_replica(cluster, writer: str) -> bool:
-    status = cluster.database_query(
-        writer, "SHOW STATUS WHERE Variable_name IN ('Rpl_semi_sync_master_status', 'Rpl_semi_sync_master_clients')")
-    return dict(line.split("\t") for line in status.splitlines()) == {
-        "Rpl_semi_sync_master_status": "ON", "Rpl_semi_sync_master_clients": "1"}
-
-
-def position(cluster, server: str) -> str:
-    return cluster.database_query(server, "SELECT @@global.gtid_current_pos")
-
-
-def replica_caught_up_without_errors(cluster, replica: str, writer: str) -> bool:
-    try:
-        status = cluster.exec(replica, "mariadb", "-e", "SHOW SLAVE STATUS\\G", user="mysql")
-    except docker.errors.APIError:  # not running yet
-        return False
-    running = "Slave_IO_Running: Yes" in status and "Slave_SQL_Running: Yes" in status
-    return running and f"Master_Host: {cluster.address_of_container(writer)}" in status and \
-        position(cluster, replica) == position(cluster, writer)
-
-
 def test_three_writer_kills_lose_no_acknowledged_commit(failover_cluster, docker_client, figures):
     cluster = failover_cluster
     writer_stream, sampler = Writer(cluster.url), WriterSampler(cluster)
@@ -95,7 +73,7 @@ def test_three_writer_kills_lose_no_acknowledged_commit(failover_cluster, docker
         for _ in range(KILLS):
             (writer,) = wait_for(lambda: (w := cluster.writers()) and len(w) == 1 and w, timeout=30, poll=0.2)
             (replica,) = set(cluster.databases) - {writer}
-            assert wait_for(lambda: semi_sync_with_a_replica(cluster, writer), timeout=60, poll=0.2), \
+            assert wait_for(lambda: cluster.semi_sync_with_a_replica(writer), timeout=60, poll=0.2), \
                 f"{writer} has no semi-synchronous replica"
             time.sleep(2)
             killed_at = time.time()
@@ -115,7 +93,7 @@ def test_three_writer_kills_lose_no_acknowledged_commit(failover_cluster, docker
             if container.status != "running":
                 container.start()
             writer_stream.paused.set()  # so that the positions can meet
-            assert wait_for(lambda: replica_caught_up_without_errors(cluster, writer, replica), timeout=120, poll=0.5), \
+            assert wait_for(lambda: cluster.caught_up_replica(writer, replica), timeout=120, poll=0.5), \
                 cluster.exec(writer, "mariadb", "-e", "SHOW SLAVE STATUS\\G", user="mysql")
             rejoins.append(time.time() - restarted_at)
             writer_stream.paused.clear()
@@ -128,7 +106,7 @@ def test_three_writer_kills_lose_no_acknowledged_commit(failover_cluster, docker
     acknowledged = writer_stream.acknowledged()
     (final_writer,) = cluster.writers()
     (final_replica,) = set(cluster.databases) - {final_writer}
-    assert wait_for(lambda: replica_caught_up_without_errors(cluster, final_replica, final_writer), timeout=60, poll=0.5)
+    assert wait_for(lambda: cluster.caught_up_replica(final_replica, final_writer), timeout=60, poll=0.5)
     for server in (final_writer, final_replica):
         stored = set(cluster.database_query(server, "SELECT id FROM openmrs.standin_rows").split())
         lost = [row for row in acknowledged if row not in stored]

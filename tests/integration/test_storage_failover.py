@@ -1,6 +1,5 @@
 """The replicated shared files: a writer creates files through the application while a storage server is
 killed; writes go on, every acknowledged file is readable, and the server catches up when it returns."""
-import re
 import time
 import uuid
 
@@ -29,13 +28,6 @@ class FileWriter(BoundedLoop):
         self.log.append((sent, time.time(), name, status))
 
 
-def healed(cluster, server: str) -> bool:
-    """No file waits for healing on any brick, as the volume reports it."""
-    info = cluster.exec(server, "gluster", "--mode=script", "volume", "heal", "openmrs", "info")
-    counts = re.findall(r"Number of entries: (\d+)", info)
-    return len(counts) == 3 and set(counts) == {"0"}
-
-
 def test_a_killed_storage_server_loses_no_file_and_catches_up(local_cluster, docker_client, figures):
     cluster = local_cluster
     killed, survivor = (cluster.graph.named(name).plain("name") for name in ("files-1", "files-2"))
@@ -53,7 +45,7 @@ def test_a_killed_storage_server_loses_no_file_and_catches_up(local_cluster, doc
     finally:
         writer.stop()
     assert written_while_down > 0, "no file was written while the storage server was down"
-    caught_up = wait_for(lambda: healed(cluster, survivor), timeout=180, poll=1)
+    caught_up = wait_for(cluster.storage_healed, timeout=180, poll=1)
     recovery = time.time() - restarted_at
     assert caught_up, cluster.exec(survivor, "gluster", "--mode=script", "volume", "heal", "openmrs", "info")
 

@@ -1,6 +1,7 @@
 <%@ page trimDirectiveWhitespaces="true" contentType="text/plain" session="false" %><%@ include file="db.jspf" %><%
-    // POST ?name=&content= writes /openmrs/data/complex_obs/<name>; GET ?name= reads it back.
+    // POST ?name=&content= writes /openmrs/data/complex_obs/<name> (without a name, a new one); GET ?name= reads it back.
     String name = request.getParameter("name");
+    if (name == null && "POST".equals(request.getMethod())) name = "upload-" + java.util.UUID.randomUUID() + ".txt";
     if (name == null || !name.matches("[A-Za-z0-9._-]+")) { response.sendError(400, "name must be a plain file name"); return; }
     Path file = Paths.get("/openmrs/data/complex_obs").resolve(name);
     response.setHeader("X-Node-Route", route());
