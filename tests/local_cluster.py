@@ -171,9 +171,17 @@ class LocalCluster:
         return self.in_service() == set(self.nodes)
 
     def node_started(self, route: str) -> bool:
-        """Whether the node's own health check passes, asked inside the node."""
-        answer = self.exec(self.nodes[route], "curl", "-sS", f"http://localhost:8080{self.heartbeat['path']}")
-        return '"started": true' in answer
+        """Whether the node's own health check passes (200, as core's StartupFilter), asked inside the node."""
+        status = self.exec(self.nodes[route], "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
+                           f"http://localhost:8080{self.heartbeat['path']}")
+        return status == "200"
+
+    @property
+    def admin_password(self) -> str:
+        """OpenMRS's admin password, as the program gave it to the nodes (generated, secret)."""
+        (password,) = [env.split("=", 1)[1] for env in self.graph.named("app-1").plain("envs")
+                       if env.startswith("OMRS_ADMIN_USER_PASSWORD=")]
+        return password
 
     def balancer_complaints(self) -> list[str]:
         """The balancer's log lines about anything but a 200, to explain a failed request."""

@@ -13,7 +13,7 @@ import pulumi_aws as aws
 import pulumi_command as command
 
 from ..passwords import password
-from ..tomcat_pool import OFFICIAL_JAVA_SERVER_OPTS, PoolMember, TomcatPoolArgs
+from ..tomcat_pool import JAVA_SERVER_OPTS, PoolMember, TomcatPoolArgs
 from .app_image import app_image
 from .database import PASSWORD_KEY
 
@@ -39,7 +39,7 @@ def _container_definitions(args: TomcatPoolArgs, image: pulumi.Input[str], log_g
         environment = {
             "OMRS_DB": "mysql", "OMRS_DB_HOSTNAME": host, "OMRS_DB_PORT": port, "OMRS_DB_NAME": name,
             "OMRS_DB_USERNAME": user, "OMRS_MODULE_WEB_ADMIN": "false",
-            "OMRS_JAVA_SERVER_OPTS": OFFICIAL_JAVA_SERVER_OPTS,
+            "OMRS_JAVA_SERVER_OPTS": JAVA_SERVER_OPTS,
         }
         return json.dumps([{
             "name": CONTAINER,

@@ -20,7 +20,7 @@ from ..checksums import PROJECT_ROOT
 from ..passwords import password
 from ..release import Release
 from ..render import render
-from ..tomcat_pool import OFFICIAL_JAVA_SERVER_OPTS, PoolMember, TomcatPoolArgs, route_of
+from ..tomcat_pool import JAVA_SERVER_OPTS, PoolMember, TomcatPoolArgs, route_of
 from . import images
 
 SERVER_XML = "/usr/local/tomcat/conf/server.xml"
@@ -40,7 +40,7 @@ def node_environment(args: TomcatPoolArgs, route: str, admin_password: pulumi.Ou
         pulumi.Output.concat("OMRS_DB_PASSWORD=", database.password),
         pulumi.Output.concat("OMRS_ADMIN_USER_PASSWORD=", admin_password),
         "OMRS_MODULE_WEB_ADMIN=false",
-        f"OMRS_JAVA_SERVER_OPTS={OFFICIAL_JAVA_SERVER_OPTS} -DjvmRoute={route}",
+        f"OMRS_JAVA_SERVER_OPTS={JAVA_SERVER_OPTS} -DjvmRoute={route}",
     ]
 
 

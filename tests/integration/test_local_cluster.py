@@ -26,17 +26,30 @@ def test_round_robin_spreads_requests_evenly(local_cluster, figures):
     figures["round robin, 300 requests"] = dict(sorted(routes.items()))
 
 
+def test_the_login_answers_as_openmrs_and_refuses_a_wrong_password(local_cluster):
+    """What the O3 login page asks first: the REST session, unauthenticated; a wrong password stays so."""
+    with requests.Session() as browser:
+        anonymous = browser.get(f"{local_cluster.url}/ws/rest/v1/session", timeout=10)
+        wrong = browser.get(f"{local_cluster.url}/ws/rest/v1/session", auth=("admin", "Admin123"), timeout=10)
+    assert anonymous.json() == {"authenticated": False, "locale": "en_GB", "allowedLocales": ["en_GB"]}
+    assert wrong.json()["authenticated"] is False  # the cluster's generated password, never the image's default
+    assert "JSESSIONID" not in browser.cookies
+
+
 def test_every_request_of_a_session_reaches_the_node_that_logged_it_in(local_cluster, figures):
     login_routes = Counter()
-    for user in range(50):
+    for _ in range(50):
         with requests.Session() as browser:
-            login = browser.get(f"{local_cluster.url}/login", params={"user": f"user{user}"}, timeout=10).json()
-            assert login["session"].endswith("." + login["route"])  # Tomcat appends the jvmRoute
-            login_routes[login["route"]] += 1
+            login = browser.get(f"{local_cluster.url}/ws/rest/v1/session", auth=("admin", local_cluster.admin_password),
+                                timeout=10).json()
+            assert login["authenticated"] and login["user"]["username"] == "admin"
+            route = login["sessionId"].rsplit(".", 1)[1]  # Tomcat appends the jvmRoute
+            assert route in local_cluster.nodes
+            login_routes[route] += 1
             for request_number in range(1, 21):
                 answer = browser.get(f"{local_cluster.url}/whoami", timeout=10).json()
                 assert (answer["route"], answer["session"], answer["counter"]) == (
-                    login["route"], login["session"], request_number
+                    route, login["sessionId"], request_number
                 )
     assert set(login_routes) == set(local_cluster.nodes)  # sessions were spread, then stuck
     figures["sticky sessions, 50 x 20 requests"] = f"all on their node; logins per node {dict(sorted(login_routes.items()))}"

@@ -82,8 +82,10 @@ def test_every_node_runs_the_listed_modules_with_web_administration_off(rolling_
 
 
 def test_the_first_node_is_ready_before_the_next_one_starts(rolling_cluster):
-    """OpenMRS's first-time setup and migrations run on one node alone: each node's JVM started only
+    """OpenMRS's first-time setup and migrations run on one node alone: node 1 set the database up (the
+    stand-in's setup takes STANDIN_SETUP_SECONDS, under Liquibase's lock), and each node's JVM started only
     after the node before it was ready (times from the stand-in, by the database's clock)."""
+    assert rolling_cluster.replica_query("SELECT installed_by FROM openmrs.standin_schema") == "node1"
     rows = rolling_cluster.replica_query(
         "SELECT route, jvm_started, ready FROM openmrs.standin_starts ORDER BY route, jvm_started")
     first_start = {}

@@ -1,7 +1,9 @@
 #!/bin/sh
-# As the official image: modules and configuration are deleted and re-copied from the distribution at
-# every start; OMRS_JAVA_SERVER_OPTS becomes JAVA_OPTS (it carries -DjvmRoute), then catalina.sh run.
+# As the official image's startup.sh: wait for the database's port (wait-for-it -t 3600), delete and re-copy
+# modules and configuration from the distribution, OMRS_JAVA_SERVER_OPTS becomes JAVA_OPTS (it carries
+# -DjvmRoute), then catalina.sh run.
 set -eu
+wait-for-it -t 3600 "${OMRS_DB_HOSTNAME:-localhost}:${OMRS_DB_PORT:-3306}"
 rm -rf /openmrs/data/modules /openmrs/data/configuration
 cp -r /openmrs/distribution/openmrs_modules /openmrs/data/modules
 cp -r /openmrs/distribution/openmrs_config /openmrs/data/configuration

@@ -92,6 +92,8 @@ def test_each_node_has_a_unique_route_and_the_cluster_contract(graph, stack):
         (route,) = re.findall(r"-DjvmRoute=(\S+)", env["OMRS_JAVA_SERVER_OPTS"])
         routes.append(route)
         assert env["OMRS_JAVA_SERVER_OPTS"].startswith("-Dfile.encoding=UTF-8 -server")
+        # After a database failover the pool must not hand out connections to the server that died.
+        assert "-Dc3p0.testConnectionOnCheckout=true" in env["OMRS_JAVA_SERVER_OPTS"].split()
         assert env["OMRS_MODULE_WEB_ADMIN"] == "false"
         assert (env["OMRS_DB"], env["OMRS_DB_HOSTNAME"], env["OMRS_DB_PORT"]) == ("mariadb", writer, "3306")
         assert env["OMRS_DB_NAME"] == "openmrs" and env["OMRS_DB_USERNAME"] == "openmrs"

@@ -1,4 +1,5 @@
 <%@ page trimDirectiveWhitespaces="true" contentType="text/plain" session="false" %><%@ include file="db.jspf" %><%
+    if (refuseUntilStarted(application, response)) return;
     // POST ?name=&content= writes /openmrs/data/complex_obs/<name> (without a name, a new one); GET ?name= reads it back.
     String name = request.getParameter("name");
     if (name == null && "POST".equals(request.getMethod())) name = "upload-" + java.util.UUID.randomUUID() + ".txt";

@@ -1,4 +1,5 @@
 <%@ page trimDirectiveWhitespaces="true" contentType="application/json" session="false" %><%@ include file="db.jspf" %><%
+    if (refuseUntilStarted(application, response)) return;
     // The release this node runs, and the modules and configuration files it loaded, each with its sha256.
     Path release = Paths.get("/openmrs/distribution/cluster-release");
     out.print("{\"route\": " + json(route())

@@ -1,4 +1,5 @@
 <%@ page trimDirectiveWhitespaces="true" contentType="application/json" session="false" %><%@ include file="db.jspf" %><%
+    if (refuseUntilStarted(application, response)) return;
     // Which node answered, and the per-session counter (null without a session).
     jakarta.servlet.http.HttpSession existing = request.getSession(false);
     Integer counter = null;
