@@ -17,7 +17,7 @@ from pathlib import Path
 
 import docker
 
-from local_cluster import HEARTBEAT, deployed, wait_for
+from local_cluster import HEARTBEAT, deployed, docker_time, wait_for
 from program import PROJECT_ROOT, STACKS, run_program
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
@@ -85,20 +85,27 @@ def under_load(cluster, client, image: str, url: str, rate: int, fault, post: bo
     method = ["-m", "POST"] if post else []
     load = hey(client, image, cluster.private_network, "-n", str(total), "-c", "4", "-q", str(rate / 4), *method,
                "-o", "csv", url, detach=True)
-    started = time.monotonic()
     time.sleep(KILL_AT)
-    fault_at = time.monotonic() - started
+    fault_epoch = time.time()
     detail = fault()
     load.wait(timeout=FAULT_LOAD_SECONDS * 4 + 60)
+    load.reload()  # hey's offsets count from its own start, which is its container's
+    fault_at = fault_epoch - docker_time(load.attrs["State"]["StartedAt"])
     records = list(csv.DictReader(io.StringIO(load.logs(stderr=False).decode())))
     load.remove()
     rows = [(float(r["offset"]), int(r["status-code"])) for r in records]
+    answered_at = [(offset, offset + float(r["response-time"]), status) for (offset, status), r in zip(rows, records)]
     failed = [offset for offset, status in rows if status != 200]
     return {"rows": rows, "fault_at": fault_at, "sent": total, "answered": len(rows),
             "slowest_s": round(max(float(r["response-time"]) for r in records), 2),
             "failed": len(failed) + (total - len(rows)),
+            # requests already sent and not yet answered when the fault struck
+            "in_flight_at_fault": sum(1 for sent, done, _ in answered_at if sent <= fault_at < done),
             "outage_seconds": round(max(failed) - min(failed), 3) if failed else 0.0,
-            "recovered_after_s": round(max(failed) - fault_at, 2) if failed else 0.0, **(detail or {})}
+            # the first answer (200) to a request sent after the fault
+            "resumed_after_s": round(min((done for sent, done, status in answered_at
+                                          if sent > fault_at and status == 200), default=fault_at) - fault_at, 2),
+            **(detail or {})}
 
 
 def node_kill_trial(cluster, client, image: str, route: str = "node2") -> dict:
@@ -133,7 +140,18 @@ def database_failover_trial(cluster, client, image: str) -> dict:
     (replica,) = set(cluster.databases) - {writer}
     assert wait_for(lambda: cluster.semi_sync_with_a_replica(writer), timeout=60, poll=0.2)
     url = f"http://{cluster.address_of('lb-apache')}:8080/openmrs/rows"
-    trial = under_load(cluster, client, image, url, WRITE_RATE, cluster.client.containers.get(writer).kill, post=True)
+    killed_at = []
+
+    def kill_writer() -> dict:
+        killed_at.append(time.time())
+        cluster.client.containers.get(writer).kill()
+        return {"address_moved_at": cluster.address_moved_to(replica)}
+
+    trial = under_load(cluster, client, image, url, WRITE_RATE, kill_writer, post=True)
+    (decided_at, promoted_at), address_moved_at = cluster.promotion(killed_at[0], replica), trial.pop("address_moved_at")
+    trial.update(detected_s=round(decided_at - killed_at[0], 2), promoted_s=round(promoted_at - decided_at, 2),
+                 address_moved_s=round(address_moved_at - promoted_at, 2),
+                 pool_reconnected_s=round(trial["resumed_after_s"] - (address_moved_at - killed_at[0]), 2))
     cluster.client.containers.get(writer).start()
     assert wait_for(lambda: cluster.caught_up_replica(writer, replica), timeout=120, poll=0.5)
     return trial
@@ -234,10 +252,19 @@ def markdown(results: dict) -> str:
         f"after, median | {pair['takeover_s_median']} s ({', '.join(map(str, pair['takeover_s_per_trial']))}) |",
         f"| balancer killed: failed requests, median (per trial); slowest request, median | {pair['failed_median']} of "
         f"{pair['sent_per_trial']} ({', '.join(map(str, pair['failed_per_trial']))}); {pair['slowest_s_median']} s |",
-        f"| database writer killed under {WRITE_RATE} writes/s through the application: writes succeed again after, "
-        f"median | {database['recovered_after_s_median']} s ({', '.join(map(str, database['recovered_after_s_per_trial']))}) |",
-        f"| database writer killed: failed writes, median (per trial) | {database['failed_median']} of "
-        f"{database['sent_per_trial']} ({', '.join(map(str, database['failed_per_trial']))}) |",
+        f"| database writer killed under {WRITE_RATE} writes/s through the application: the first write sent after "
+        f"the kill answered after, median | {database['resumed_after_s_median']} s "
+        f"({', '.join(map(str, database['resumed_after_s_per_trial']))}) |",
+        f"| database writer killed, breakdown, median (per trial): detected / promoted / virtual address moved / "
+        f"first write answered through a new pooled connection | {database['detected_s_median']} / "
+        f"{database['promoted_s_median']} / {database['address_moved_s_median']} / "
+        f"{database['pool_reconnected_s_median']} s ("
+        + "; ".join(" / ".join(map(str, parts)) for parts in zip(
+            *(database[f"{key}_per_trial"] for key in ("detected_s", "promoted_s", "address_moved_s",
+                                                      "pool_reconnected_s")))) + ") |",
+        f"| database writer killed: failed writes, median (per trial); writes in flight at the kill (per trial) | "
+        f"{database['failed_median']} of {database['sent_per_trial']} ({', '.join(map(str, database['failed_per_trial']))}); "
+        f"{', '.join(map(str, database['in_flight_at_fault_per_trial']))} |",
         f"| storage server killed under {WRITE_RATE} file writes/s through the application: failed writes, median "
         f"(per trial); slowest write, median | {storage['failed_median']} of {storage['sent_per_trial']} "
         f"({', '.join(map(str, storage['failed_per_trial']))}); {storage['slowest_s_median']} s |",
@@ -293,7 +320,9 @@ def main() -> None:
             results["failovers"] = {
                 "node_killed": failover_summary(trials["node_killed"], "outage_seconds"),
                 "balancer_killed": failover_summary(trials["balancer_killed"], "takeover_s"),
-                "database_writer_killed": failover_summary(trials["database_writer_killed"], "recovered_after_s"),
+                "database_writer_killed": failover_summary(
+                    trials["database_writer_killed"], "resumed_after_s", "detected_s", "promoted_s",
+                    "address_moved_s", "pool_reconnected_s", "in_flight_at_fault"),
                 "storage_server_killed": failover_summary(trials["storage_server_killed"], "healed_after_restart_s"),
             }
     results["program"] = program_figures()

@@ -159,9 +159,10 @@ class BalancerConfig(_Section):
 
 
 class Failover(_Section):
-    """How the database monitor decides that the writer is gone: `fails` checks in a row unanswered."""
+    """How the database monitor decides that the writer is gone: `fails` checks in a row unanswered, each
+    given `interval_seconds` to answer (a server that answers takes milliseconds)."""
 
-    interval_seconds: int = Field(1, ge=1, le=60)
+    interval_seconds: float = Field(0.5, ge=0.2, le=60)
     fails: int = Field(3, ge=1, le=20)
 
 

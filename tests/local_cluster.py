@@ -3,6 +3,7 @@ the views of it that tests and benchmarks need. Shared by tests/integration and 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import ipaddress
 import json
 import re
@@ -28,6 +29,13 @@ def free_loopback_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def docker_time(stamp: str) -> float:
+    """Epoch seconds of a Docker time (RFC 3339 with up to nine fraction digits, "…T20:40:01.123456789Z")."""
+    whole, _, fraction = stamp.rstrip("Z").partition(".")
+    return (datetime.datetime.fromisoformat(whole).replace(tzinfo=datetime.timezone.utc).timestamp()
+            + float(f"0.{fraction or 0}"))
 
 
 def wait_for(condition, timeout: float, poll: float = 0.05):
@@ -231,6 +239,33 @@ class LocalCluster:
         info = self.exec(server, "gluster", "--mode=script", "volume", "heal", "openmrs", "info")
         counts = re.findall(r"Number of entries: (\d+)", info)
         return len(counts) == 3 and set(counts) == {"0"}
+
+    def promotion(self, killed_at: float, server: str) -> tuple[float, float]:
+        """When, after a kill at `killed_at` (epoch seconds), the monitor decided to make `server` the writer,
+        and when it was: from the monitor's log (UTC clock, milliseconds; it logs how long promoting took)."""
+        monitor = self.client.containers.get(self.graph.named("db-monitor").plain("name"))
+        address = self.address_of_container(server)
+        promoted = [line for line in monitor.logs(since=int(killed_at)).decode().splitlines()
+                    if f"promoted {address} " in line]
+        assert promoted, f"no promotion of {server} logged:\n{monitor.logs(tail=20).decode()}"
+        done = docker_time(promoted[-1].split()[0])
+        return done - float(re.search(r" in ([\d.]+) s:", promoted[-1])[1]), done
+
+    @property
+    def database_virtual_address(self) -> str:
+        """The address the database pair's writer holds (it is in the pair's keepalived file)."""
+        (config,) = [upload["content"] for upload in self.graph.named("db-1").plain("uploads")
+                     if upload["file"].endswith("keepalived.conf")]
+        return re.search(r"virtual_ipaddress \{\s*([\d.]+)/", config)[1]
+
+    def address_moved_to(self, server: str, timeout: float = 30) -> float | None:
+        """When (epoch seconds, polled every few tens of ms) `server` was seen holding the database's address."""
+        def holds() -> float | None:
+            with contextlib.suppress(docker.errors.APIError):
+                if f" {self.database_virtual_address}/" in self.exec(server, "ip", "-4", "-o", "addr", "show"):
+                    return time.time()
+            return None
+        return wait_for(holds, timeout=timeout, poll=0.01)
 
     def replica_query(self, sql: str) -> str:
         return self.database_query(self.replica(), sql)

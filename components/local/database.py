@@ -15,13 +15,14 @@ from ..passwords import password
 from ..render import render
 from . import images
 from .network import DATABASE_HOSTS, DATABASE_VIRTUAL_HOST, DATABASE_MONITOR_HOST
-from .vrrp import CAPABILITIES as VRRP_CAPABILITIES, VrrpPair
+from .vrrp import CAPABILITIES as VRRP_CAPABILITIES, FileCheck, VrrpPair
 
 MYSQL_PORT = 3306
 CONFIG_FILE = "/etc/mysql/mariadb.conf.d/90-openmrs-cluster.cnf"
 # Enough for 16 nodes at the 50 connections of OpenMRS's c3p0 pool, and the replication threads.
 MAX_CONNECTIONS = 850
 VIRTUAL_ROUTER_ID = 52  # the balancers' pair uses balancer.virtual_router_id (51 by default)
+ROLE_FILE = "/run/mysqld/read_only"  # images/mariadb: entrypoint.sh makes it, role-watch.sh keeps it
 
 
 def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -> MySQLPairOutputs:
@@ -37,11 +38,13 @@ def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -
     image = images.build_image(f"{name}-image", "images/mariadb", "openmrs-cluster/mariadb", component)
     addresses = tuple(network.address(host) for host in DATABASE_HOSTS)
     virtual_address = network.address(DATABASE_VIRTUAL_HOST)
+    # Only the writer may hold the address (its own read_only, which images/mariadb's role watcher
+    # writes to ROLE_FILE), so short adverts cannot make two holders: after a promotion the new writer
+    # takes the address after 3 adverts and a skew, about 0.7 s.
     pair = VrrpPair(
         name="openmrs_database", addresses=addresses, virtual_address=virtual_address,
         prefix_length=network.subnet.prefixlen, virtual_router_id=VIRTUAL_ROUTER_ID,
-        advert_seconds=1, check_name="is_writer", check_command="/usr/local/bin/mariadb-is-writer",
-        script_user="mysql", fall=1, rise=1,
+        advert_seconds=0.2, version=3, check_name="is_writer", check=FileCheck(ROLE_FILE),
     )
 
     servers = []
@@ -101,7 +104,7 @@ def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -
             name=network.private.name, ipv4_address=network.address(DATABASE_MONITOR_HOST))],
         healthcheck=docker.ContainerHealthcheckArgs(
             tests=["CMD", "python3", "/usr/local/bin/db-monitor", "--check"],
-            interval=f"{failover.interval_seconds}s", timeout="5s", retries=3, start_period="60s",
+            interval="1s", timeout="5s", retries=3, start_period="60s",
         ),
         capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
         restart="unless-stopped",

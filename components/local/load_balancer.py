@@ -13,7 +13,7 @@ from ..render import render
 from ..tomcat_pool import route_of
 from . import images
 from .network import BALANCER_HOSTS, BALANCER_VIRTUAL_HOST
-from .vrrp import CAPABILITIES as VRRP_CAPABILITIES, VrrpPair
+from .vrrp import CAPABILITIES as VRRP_CAPABILITIES, ScriptCheck, VrrpPair
 
 LISTEN_PORT = 8080
 CONFIG_FILE = "/etc/apache2/openmrs-balancer.conf"
@@ -59,8 +59,9 @@ def vrrp_pair(args: LoadBalancerTierArgs) -> VrrpPair:
         virtual_router_id=balancer.virtual_router_id,
         advert_seconds=balancer.advert_seconds,
         check_name="apache_serves",
-        check_command=f"/usr/bin/curl -fsS -o /dev/null --max-time 1 http://127.0.0.1:{LISTEN_PORT}/balancer-manager",
-        script_user="www-data",
+        check=ScriptCheck(
+            command=f"/usr/bin/curl -fsS -o /dev/null --max-time 1 http://127.0.0.1:{LISTEN_PORT}/balancer-manager",
+            user="www-data"),
     )
 
 

@@ -16,25 +16,39 @@ CAPABILITIES = ["NET_ADMIN", "NET_RAW"]
 
 
 @dataclass(frozen=True)
+class ScriptCheck:
+    """A command keepalived runs every second (its shortest interval): passes on a member that may hold
+    the address."""
+    command: str
+    user: str
+    fall: int = 2
+    rise: int = 2
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """A file keepalived watches (inotify), written by the member itself: 0 on a member that may hold the
+    address, anything else on one that may not. Acts at once, where a script waits up to a second."""
+    path: str
+
+
+@dataclass(frozen=True)
 class VrrpPair:
     name: str  # the VRRP instance
     addresses: tuple[str, str]
     virtual_address: str
     prefix_length: int
     virtual_router_id: int
-    advert_seconds: int
+    advert_seconds: float  # under a second needs VRRP version 3 (centiseconds)
     check_name: str
-    check_command: str  # passes only on a member that may hold the address
-    script_user: str
-    fall: int = 2
-    rise: int = 2
+    check: ScriptCheck | FileCheck
+    version: int = 2
 
     def uploads(self, index: int, router_name: str, priority: int) -> list[docker.ContainerUploadArgs]:
         config = render(
             "keepalived.conf",
-            router_name=router_name, instance_name=self.name, script_user=self.script_user,
-            check_name=self.check_name, check_command=self.check_command, fall=self.fall, rise=self.rise,
-            interface_file=f"{RUN_DIRECTORY}/interface.conf", virtual_router_id=self.virtual_router_id,
+            router_name=router_name, instance_name=self.name, check_name=self.check_name, check=self.check,
+            version=self.version, interface_file=f"{RUN_DIRECTORY}/interface.conf", virtual_router_id=self.virtual_router_id,
             priority=priority, advert_seconds=self.advert_seconds, own_address=self.addresses[index],
             peer_address=self.addresses[1 - index], virtual_address=self.virtual_address,
             prefix_length=self.prefix_length,

@@ -2,7 +2,7 @@
 
 Debian ships no maintained failover manager for MariaDB (no MaxScale, orchestrator or replication-manager
 in bookworm), so this is a small one, in the manner of MaxScale's mariadbmon. Every CHECK_INTERVAL_SECONDS
-it asks each server for its state, then:
+it asks both servers for their state at once, each given that interval to answer, then:
 
 - one writer (read_only off): the other server is made its replica if it is not already (a server that
   was the writer comes back read-only, and rejoins here, through MASTER_DEMOTE_TO_SLAVE);
@@ -27,6 +27,7 @@ import logging
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -113,17 +114,22 @@ class Pair:
         self.addresses = settings["DB_SERVERS"].split(",")
         self.settings = settings
 
-    def connect(self, address: str):
+    def connect(self, address: str, timeout: float = 10):
         import pymysql  # only in the monitor's image; the decisions above are tested without it
 
         return pymysql.connect(
             host=address, port=PORT, user=self.settings["MONITOR_USER"], password=self.settings["MONITOR_PASSWORD"],
-            connect_timeout=1, read_timeout=10, write_timeout=10, autocommit=True,
+            connect_timeout=timeout, read_timeout=10, write_timeout=10, autocommit=True,
             cursorclass=pymysql.cursors.DictCursor)
 
-    def state(self, address: str) -> ServerState:
+    def states(self, timeout: float) -> list[ServerState]:
+        """Every server asked at once, each given `timeout` to answer: a dead one costs no more than a check."""
+        with ThreadPoolExecutor(len(self.addresses)) as ask:
+            return list(ask.map(lambda address: self.state(address, timeout), self.addresses))
+
+    def state(self, address: str, timeout: float) -> ServerState:
         try:
-            with self.connect(address) as connection, connection.cursor() as cursor:
+            with self.connect(address, timeout) as connection, connection.cursor() as cursor:
                 cursor.execute("SELECT @@global.read_only AS read_only, @@global.gtid_current_pos AS position")
                 row = cursor.fetchone()
                 cursor.execute("SHOW SLAVE STATUS")
@@ -186,13 +192,15 @@ def run(settings: dict[str, str]) -> None:
     STATUS_FILE.parent.mkdir(parents=True, exist_ok=True)
     while True:
         started = time.monotonic()
-        states = [pair.state(address) for address in pair.addresses]
+        states = pair.states(timeout=interval)
         for action in plan(states, memory, fails):
             try:
                 if action.kind == "promote":
+                    promoting = time.monotonic()
                     pair.promote(action.address)
                     memory.writer = action.address
-                    log.warning("promoted %s to writer: %s", action.address, action.reason)
+                    log.warning("promoted %s to writer in %.3f s: %s",
+                                action.address, time.monotonic() - promoting, action.reason)
                 elif action.kind == "replicate":
                     pair.replicate(action.address, action.writer)
                     log.warning("%s now replicates from %s: %s", action.address, action.writer, action.reason)
@@ -233,6 +241,7 @@ def check(settings: dict[str, str]) -> int:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s.%(msecs)03d %(levelname)s %(message)s",
+                        datefmt="%Y-%m-%dT%H:%M:%S", stream=sys.stdout)
     environment = dict(os.environ)
     sys.exit(check(environment) if sys.argv[1:] == ["--check"] else run(environment))

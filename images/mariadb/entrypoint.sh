@@ -1,6 +1,9 @@
 #!/bin/sh
-# As root: start keepalived when the program uploaded its start script; then MariaDB as mysql, with no
-# capabilities, as PID 1.
+# As root: start keepalived when the program uploaded its start script, with the role watcher's file
+# saying "not the writer" until the server answers; then MariaDB as mysql, with no capabilities, as PID 1.
 set -eu
-[ ! -x /usr/local/bin/start-keepalived ] || /usr/local/bin/start-keepalived
+if [ -x /usr/local/bin/start-keepalived ]; then
+  setpriv --reuid=mysql --regid=mysql --init-groups sh -c 'echo 1 > /run/mysqld/read_only'
+  /usr/local/bin/start-keepalived
+fi
 exec setpriv --reuid=mysql --regid=mysql --init-groups --inh-caps=-all /usr/local/bin/mariadb-start

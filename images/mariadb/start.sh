@@ -40,4 +40,6 @@ SQL
   touch "$initialised"
 fi
 
+# keepalived's role file, when the entrypoint made one: kept up to date beside the server.
+if [ -f /run/mysqld/read_only ]; then mariadb-role-watch /run/mysqld/read_only & fi
 exec mariadbd

@@ -234,8 +234,10 @@ def test_database_pair_is_two_equal_servers_a_monitor_and_a_virtual_address(grap
     assert {s.urn for s in servers} <= monitor.dependencies and monitor.plain("wait") is True
     for index, server in enumerate(servers):
         vrrp = uploaded_file(server, KEEPALIVED_CONFIG)
-        # The virtual address follows read_only off, which only the monitor sets.
-        assert 'script "/usr/local/bin/mariadb-is-writer"' in vrrp and "script_user mysql" in vrrp
+        # The virtual address follows read_only off (which only the monitor sets), as the server's role
+        # watcher writes it, and moves within a second: VRRP version 3 with adverts of 0.2 s.
+        assert 'file "/run/mysqld/read_only"' in vrrp and re.search(r"track_file \{\s*is_writer\s", vrrp)
+        assert "version 3" in vrrp and "advert_int 0.2" in vrrp
         assert f"unicast_src_ip {addresses[index]}" in vrrp and re.search(rf"unicast_peer \{{\s*{addresses[1 - index]}\s", vrrp)
 
 
