@@ -465,7 +465,7 @@ def _stack_keys() -> set[str]:
     return {key.split(":", 1)[1] for key in keys if key.startswith(PROJECT + ":")}
 
 
-def _decode(raw: Any) -> Any:
+def decode_value(raw: Any) -> Any:
     """Structured config arrives as JSON text; a bare word (platform: local) stays a string."""
     if not isinstance(raw, str):
         return raw
@@ -485,7 +485,7 @@ def read_stack_config() -> StackConfig:
     for key in STRUCTURED_KEYS:
         raw = runtime_config.get_config(f"{PROJECT}:{key}")
         if raw is not None:
-            values[key] = _decode(raw)
+            values[key] = decode_value(raw)
     cluster = None
     try:
         cluster = parse_cluster_config(values)
