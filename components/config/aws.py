@@ -1,0 +1,106 @@
+"""aws.*: the AWS platform's settings."""
+from __future__ import annotations
+
+import re
+from typing import Literal, Optional
+
+from pydantic import Field, field_validator, model_validator
+
+from ._base import _ipv4_network, _Section
+
+# Fargate's valid task sizes: CPU units -> memory (MiB) allowed with them.
+FARGATE_MEMORY = {
+    1024: range(2048, 8193, 1024),
+    2048: range(4096, 16385, 1024),
+    4096: range(8192, 30721, 1024),
+    8192: range(16384, 61441, 4096),
+}
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
+
+
+class ExistingVpc(_Section):
+    """A VPC the cluster joins instead of creating one."""
+
+    vpc_id: str
+    public_subnet_ids: list[str]
+    private_subnet_ids: list[str]
+
+    @field_validator("public_subnet_ids", "private_subnet_ids")
+    @classmethod
+    def _two_zones(cls, subnets: list[str]) -> list[str]:
+        if len(set(subnets)) < 2:
+            raise ValueError("must list at least two subnets, in different availability zones")
+        return subnets
+
+
+class AwsConfig(_Section):
+    production: bool = False
+    availability_zones: list[str] = []
+    vpc_cidr: str = "10.40.0.0/16"
+    existing_vpc: Optional[ExistingVpc] = None
+    certificate_arn: Optional[str] = None
+    database_engine_version: Literal["8.4", "8.0"] = "8.4"
+    database_instance_class: str = "db.t4g.medium"
+    database_storage_gb: int = Field(50, ge=20, le=65536)
+    backup_retention_days: int = Field(7, ge=1, le=35)
+    task_cpu: int = 2048
+    task_memory_mb: int = 4096
+    min_nodes: int = Field(2, ge=1)
+    max_nodes: int = Field(6, ge=1, le=100)
+    scale_at_cpu_percent: int = Field(60, ge=10, le=95)
+    log_retention_days: int = 30
+    stickiness: Literal["lb_cookie", "app_cookie"] = "lb_cookie"
+    stickiness_seconds: int = Field(43200, ge=1, le=604800)
+
+    @field_validator("availability_zones")
+    @classmethod
+    def _zones(cls, zones: list[str]) -> list[str]:
+        if zones and len(set(zones)) < 2:
+            raise ValueError("must name at least two different availability zones, such as [eu-west-1a, eu-west-1b]")
+        return zones
+
+    @field_validator("vpc_cidr")
+    @classmethod
+    def _vpc_cidr(cls, cidr: str) -> str:
+        return _ipv4_network(cidr, "10.40.0.0/16", range(16, 21),
+                             "must be a /16 to /20, to hold a public and a private subnet per zone")
+
+    @field_validator("certificate_arn")
+    @classmethod
+    def _certificate(cls, arn: Optional[str]) -> Optional[str]:
+        if arn is not None and not re.fullmatch(r"arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+", arn):
+            raise ValueError("must be an ACM certificate ARN, arn:aws:acm:<region>:<account>:certificate/<id>")
+        return arn
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _retention(cls, days: int) -> int:
+        if days not in LOG_RETENTION_DAYS:
+            raise ValueError(f"must be one of CloudWatch's retention periods: {', '.join(map(str, LOG_RETENTION_DAYS))}")
+        return days
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "AwsConfig":
+        problems = []
+        if self.existing_vpc is None and not self.availability_zones:
+            problems.append("aws.availability_zones: name at least two zones, or give aws.existing_vpc")
+        if self.task_cpu not in FARGATE_MEMORY:
+            problems.append(f"aws.task_cpu: {self.task_cpu} is not a Fargate size; use one of {sorted(FARGATE_MEMORY)}")
+        elif self.task_memory_mb not in FARGATE_MEMORY[self.task_cpu]:
+            allowed = FARGATE_MEMORY[self.task_cpu]
+            problems.append(
+                f"aws.task_memory_mb: {self.task_memory_mb} does not go with {self.task_cpu} CPU units; "
+                f"use {allowed.start} to {allowed.stop - 1} in steps of {allowed.step}"
+            )
+        if self.min_nodes > self.max_nodes:
+            problems.append(f"aws.min_nodes: {self.min_nodes} is above aws.max_nodes ({self.max_nodes}); lower it")
+        if self.production:
+            if self.certificate_arn is None:
+                problems.append("aws.certificate_arn: production serves HTTPS only; set the ARN of an ACM certificate")
+            if self.backup_retention_days < 7:
+                problems.append(
+                    f"aws.backup_retention_days: production keeps backups at least 7 days (got {self.backup_retention_days}); raise it"
+                )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self

@@ -1,0 +1,51 @@
+"""balancer.*: the balancer tier, its scheduling, stickiness and heartbeats."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from ._base import _ipv4_address, _Section
+
+class Heartbeat(_Section):
+    """What the balancer's health checks ask of every node, and how fast they take it out and back in."""
+
+    path: str = "/openmrs/health/started"
+    interval_seconds: int = Field(5, ge=1, le=300)
+    fails: int = Field(3, ge=1, le=20)
+    passes: int = Field(2, ge=1, le=20)
+
+    @field_validator("path")
+    @classmethod
+    def _absolute_path(cls, path: str) -> str:
+        if not path.startswith("/") or any(c.isspace() for c in path):
+            raise ValueError("must be an absolute URL path without spaces, such as /openmrs/health/started")
+        if path.endswith("/health/alive"):
+            raise ValueError("/health/alive can trigger OpenMRS setup; use /openmrs/health/started")
+        return path
+
+
+
+class BalancerConfig(_Section):
+    scheduling: Literal["round_robin", "by_busyness"] = "round_robin"
+    sticky_sessions: bool = True
+    heartbeat: Heartbeat = Heartbeat()
+    listen_address: str = "127.0.0.1"
+    # The first balancer's host port; the second of a pair is published on the next one.
+    port: int = Field(8080, ge=1, le=65535)
+    # Local: two balancers sharing a virtual address with keepalived (the ALB is redundant by itself).
+    pair: bool = True
+    virtual_router_id: int = Field(51, ge=1, le=255)
+    advert_seconds: int = Field(1, ge=1, le=10)
+
+    @field_validator("listen_address")
+    @classmethod
+    def _ipv4(cls, address: str) -> str:
+        return _ipv4_address(address, "127.0.0.1")
+
+    @model_validator(mode="after")
+    def _room_for_the_second_balancer(self) -> "BalancerConfig":
+        if self.pair and self.port == 65535:
+            raise ValueError("balancer.port: the pair's second balancer is published on the next port; "
+                             "choose a port below 65535, or set balancer.pair to false")
+        return self

@@ -1,0 +1,116 @@
+"""Reading the stack: every invalid value reported at once, each with its key and fix, before any resource."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import pulumi
+from pulumi.runtime import config as runtime_config
+from pydantic import ValidationError
+
+from ..checksums import PROJECT, checksum_problems
+from .cluster import ClusterConfig
+
+SECRET_KEYS = ("database_password", "database_root_password", "database_replication_password", "admin_password")
+STRUCTURED_KEYS = ("platform", "app", "balancer", "database", "storage", "network", "aws")
+
+
+class ConfigError(Exception):
+    """Raised before any resource is registered; its message lists every problem with its key and fix."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__(
+            "invalid stack configuration:\n" + "\n".join(f"  - {problem}" for problem in problems)
+        )
+
+
+def _describe(error: dict[str, Any]) -> list[str]:
+    location = ".".join(str(part) for part in error["loc"])
+    key = f"{PROJECT}:{location}"
+    if error["type"] == "extra_forbidden":
+        return [f"{key}: unknown key; remove it or check its spelling against the README's config reference"]
+    if error["type"] == "literal_error":
+        expected = error.get("ctx", {}).get("expected", "")
+        return [f"{key}: {error['input']!r} is not allowed; set it to one of {expected}"]
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "value_error" and isinstance(error.get("input"), dict):
+        # A rule across several keys: each line already starts with the key it is about.
+        return [f"{PROJECT}:{line}" for line in message.splitlines()]
+    return [f"{key}: {message} (got {error.get('input')!r}); fix with `pulumi config set --path {location} <value>`"]
+
+
+def parse_cluster_config(values: dict[str, Any]) -> ClusterConfig:
+    """Validates the structured keys of a stack; raises ConfigError naming every broken rule."""
+    try:
+        return ClusterConfig.model_validate(values)
+    except ValidationError as invalid:
+        raise ConfigError([problem for error in invalid.errors() for problem in _describe(error)]) from None
+
+
+def _secret_problem(key: str, value: str) -> Optional[str]:
+    if len(value) < 16:
+        return (
+            f"{PROJECT}:{key}: a given password must be at least 16 characters; fix with "
+            f"`pulumi config set --secret {key} <password>`, or `pulumi config rm {key}` to have one generated"
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    cluster: ClusterConfig
+    # Passwords the user gave (as Pulumi secrets); a key that is absent gets a generated password.
+    given_secrets: dict[str, pulumi.Output[str]]
+
+
+def _stack_keys() -> set[str]:
+    keys = set(runtime_config.CONFIG.get()) | set(runtime_config.get_config_env())
+    return {key.split(":", 1)[1] for key in keys if key.startswith(PROJECT + ":")}
+
+
+def decode_value(raw: Any) -> Any:
+    """Structured config arrives as JSON text; a bare word (platform: local) stays a string."""
+    if not isinstance(raw, str):
+        return raw
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def read_stack_config() -> StackConfig:
+    """Reads and validates the whole stack configuration; raises ConfigError listing every problem."""
+    problems = []
+    for key in sorted(_stack_keys() - set(STRUCTURED_KEYS) - set(SECRET_KEYS)):
+        problems.append(f"{PROJECT}:{key}: unknown key; remove it with `pulumi config rm {key}` or check its spelling")
+
+    values = {}
+    for key in STRUCTURED_KEYS:
+        raw = runtime_config.get_config(f"{PROJECT}:{key}")
+        if raw is not None:
+            values[key] = decode_value(raw)
+    cluster = None
+    try:
+        cluster = parse_cluster_config(values)
+    except ConfigError as invalid:
+        problems.extend(invalid.problems)
+
+    given_secrets = {}
+    for key in SECRET_KEYS:
+        raw = runtime_config.get_config(f"{PROJECT}:{key}")
+        if raw is None:
+            continue
+        problem = _secret_problem(key, raw)
+        if problem:
+            problems.append(problem)
+        given_secrets[key] = pulumi.Output.secret(raw)
+
+    if cluster is not None:
+        problems.extend(checksum_problems(cluster.app))
+    if cluster is not None and cluster.platform == "aws" and not runtime_config.get_config("aws:region"):
+        problems.append("aws:region: the AWS provider needs a region; fix with `pulumi config set aws:region <region>`")
+    if problems:
+        raise ConfigError(problems)
+    return StackConfig(cluster=cluster, given_secrets=given_secrets)
