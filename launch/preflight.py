@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 FUSE_DEVICE = Path("/dev/fuse")
 MOUNTINFO = Path("/proc/self/mountinfo")
+MAX_MAP_COUNT = Path("/proc/sys/vm/max_map_count")
+# Elasticsearch refuses to start as one of several servers below this (its bootstrap checks).
+SEARCH_MAP_COUNT = 262144
 PULUMI_INSTALL_URL = "https://www.pulumi.com/docs/install/"
 MINIMUM_PYTHON = (3, 11)
 
@@ -40,6 +43,7 @@ class Exit(IntEnum):
     DOCKER_UNREACHABLE = 6  # platform local: the Docker engine does not answer
     FUSE_MISSING = 7        # replicated storage: /dev/fuse is not a character device
     MOUNT_NOT_SHARED = 8    # replicated storage: storage.host_directory is not on a shared mount
+    MAP_COUNT_TOO_LOW = 9   # three local search servers: vm.max_map_count below Elasticsearch's minimum
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,22 @@ def check_shared_mount(stack: str, host_directory: str, mountinfo: Path = MOUNTI
     ))
 
 
+def check_map_count(stack: str, max_map_count: Path = MAX_MAP_COUNT) -> Problem | None:
+    """Several Elasticsearch servers enforce their bootstrap checks; one (single-node discovery) does not."""
+    try:
+        current = int(max_map_count.read_text())
+    except (OSError, ValueError):
+        current = 0
+    if current >= SEARCH_MAP_COUNT:
+        return None
+    return Problem(Exit.MAP_COUNT_TOO_LOW, (
+        f"vm.max_map_count is {current or 'unreadable'}; the stack's three search servers (search.servers) need "
+        f"at least {SEARCH_MAP_COUNT}, or Elasticsearch refuses to start. Fix: `sudo sysctl -w "
+        f"vm.max_map_count={SEARCH_MAP_COUNT}` and keep it in /etc/sysctl.d/, or set `servers: 1` under "
+        f"`openmrs-cluster:search:` in stacks/Pulumi.{stack}.yaml. Then run scripts/up again."
+    ))
+
+
 def docker_engine_is_local(environ: Mapping[str, str], platform: str = sys.platform) -> bool:
     """/dev/fuse and the mount table describe this machine, which is the engine's only if it runs here."""
     return platform.startswith("linux") and (environ.get("DOCKER_HOST") or "unix://").startswith("unix://")
@@ -169,7 +189,7 @@ def docker_engine_is_local(environ: Mapping[str, str], platform: str = sys.platf
 
 def host_problems(stack: str, cluster: ClusterConfig, environ: Mapping[str, str], *,
                   connect: Callable[..., docker.DockerClient] = docker.from_env,
-                  fuse_device: Path = FUSE_DEVICE, mountinfo: Path = MOUNTINFO,
+                  fuse_device: Path = FUSE_DEVICE, mountinfo: Path = MOUNTINFO, max_map_count: Path = MAX_MAP_COUNT,
                   platform: str = sys.platform) -> list[Problem]:
     """Every prerequisite of the (valid) stack that this machine lacks, all at once."""
     checks = [check_pulumi_cli(environ)]
@@ -178,4 +198,6 @@ def host_problems(stack: str, cluster: ClusterConfig, environ: Mapping[str, str]
         if cluster.storage.replicated and docker_engine_is_local(environ, platform):
             checks.append(check_fuse(stack, fuse_device))
             checks.append(check_shared_mount(stack, cluster.storage.host_directory, mountinfo))
+        if not cluster.search.uris and cluster.search.servers > 1 and docker_engine_is_local(environ, platform):
+            checks.append(check_map_count(stack, max_map_count))
     return [problem for problem in checks if problem]

@@ -23,6 +23,7 @@ from launch.preflight import (
     Problem,
     check_docker,
     check_fuse,
+    check_map_count,
     check_pulumi_cli,
     check_python,
     check_shared_mount,
@@ -222,14 +223,29 @@ def broken_host(tmp_path):
     def no_engine(environment, timeout):
         raise docker.errors.DockerException("no engine here")
 
+    low_map_count = tmp_path / "max_map_count"
+    low_map_count.write_text("65530\n")  # the Linux default
     return {"connect": no_engine, "fuse_device": tmp_path / "no-fuse", "mountinfo": mountinfo(tmp_path, ("/", "")),
-            "platform": "linux"}
+            "max_map_count": low_map_count, "platform": "linux"}
 
 
 def test_a_replicated_local_stack_gets_every_check_reported_at_once_in_order(broken_host):
     problems = host_problems("local", parse_cluster_config({}), {"PATH": "/nonexistent"}, **broken_host)
     assert [problem.code for problem in problems] == [
         Exit.PULUMI_MISSING, Exit.DOCKER_UNREACHABLE, Exit.FUSE_MISSING, Exit.MOUNT_NOT_SHARED]
+
+
+def test_three_local_search_servers_need_elasticsearchs_map_count(broken_host, tmp_path):
+    three = parse_cluster_config({"search": {"servers": 3}})
+    assert [problem.code for problem in host_problems("local", three, {"PATH": "/nonexistent"}, **broken_host)][-1] == \
+        Exit.MAP_COUNT_TOO_LOW
+    existing = parse_cluster_config({"search": {"servers": 3, "uris": ["https://search.example.org:9200"]}})
+    assert Exit.MAP_COUNT_TOO_LOW not in [p.code for p in host_problems("local", existing, {}, **broken_host)]
+    problem = check_map_count("local", broken_host["max_map_count"])
+    assert "vm.max_map_count is 65530" in problem.message and "sudo sysctl -w vm.max_map_count=262144" in problem.message
+    enough = tmp_path / "enough"
+    enough.write_text("262144\n")
+    assert check_map_count("local", enough) is None
 
 
 def test_unreplicated_storage_skips_the_fuse_and_mount_checks(broken_host):
