@@ -3,7 +3,7 @@ import pulumi
 
 from components import (
     ClusterNetwork, ClusterNetworkArgs, LoadBalancerTier, LoadBalancerTierArgs, MySQLPair, MySQLPairArgs,
-    SharedStorage, SharedStorageArgs, TomcatPool, TomcatPoolArgs,
+    SearchTier, SearchTierArgs, SharedStorage, SharedStorageArgs, TomcatPool, TomcatPoolArgs,
 )
 from components.config import read_stack_config
 
@@ -13,11 +13,13 @@ cluster = stack.cluster
 network = ClusterNetwork("net", ClusterNetworkArgs(cluster=cluster))
 database = MySQLPair("db", MySQLPairArgs(cluster=cluster, network=network, passwords=stack.given_secrets))
 storage = SharedStorage("files", SharedStorageArgs(cluster=cluster, network=network))
+search = SearchTier("search", SearchTierArgs(cluster=cluster, network=network,
+                                             password=stack.given_secrets.get("search_password")))
 balancer = LoadBalancerTier("lb", LoadBalancerTierArgs(cluster=cluster, network=network))
 pool = TomcatPool(
     "app",
     TomcatPoolArgs(
-        cluster=cluster, network=network, database=database, storage=storage, balancer=balancer,
+        cluster=cluster, network=network, database=database, storage=storage, balancer=balancer, search=search,
         admin_password=stack.given_secrets.get("admin_password"),
     ),
 )
@@ -29,5 +31,6 @@ pulumi.export("database_writer_endpoint", database.writer_endpoint)
 pulumi.export("database_reader_endpoint", database.reader_endpoint)
 pulumi.export("database_password", database.password)
 pulumi.export("admin_password", pool.admin_password)
+pulumi.export("search_uris", search.uris)
 if storage.drbd_resource is not None:
     pulumi.export("drbd_resource", storage.drbd_resource)

@@ -2,10 +2,12 @@
 from .load_balancer_tier import LoadBalancerTier, LoadBalancerTierArgs
 from .mysql_pair import MySQLPair, MySQLPairArgs
 from .network import ClusterNetwork, ClusterNetworkArgs
+from .search_tier import SearchTier, SearchTierArgs
 from .shared_storage import SharedStorage, SharedStorageArgs
 from .tomcat_pool import TomcatPool, TomcatPoolArgs
 
 __all__ = [
     "ClusterNetwork", "ClusterNetworkArgs", "LoadBalancerTier", "LoadBalancerTierArgs", "MySQLPair",
-    "MySQLPairArgs", "SharedStorage", "SharedStorageArgs", "TomcatPool", "TomcatPoolArgs",
+    "MySQLPairArgs", "SearchTier", "SearchTierArgs", "SharedStorage", "SharedStorageArgs", "TomcatPool",
+    "TomcatPoolArgs",
 ]

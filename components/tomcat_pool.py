@@ -9,6 +9,7 @@ from .load_balancer_tier import LoadBalancerTier
 from .mysql_pair import MySQLPair
 from .network import ClusterNetwork
 from .platforms import implementation
+from .search_tier import SearchTier
 from .shared_storage import SharedStorage
 
 # The official image's default JVM options (a node's route is added to them, not put in their place), and
@@ -22,6 +23,28 @@ JAVA_SERVER_OPTS = (
 )
 
 
+# OpenMRS core 2.8's clustered caches: Infinispan invalidates an entry on every node when one node changes
+# it. Discovery is JGroups' DNS_PING (cache.stack=kubernetes) against a name that returns every live
+# node, which works without multicast on Docker and on ECS; the nodes talk on 7800 (Hibernate's cache),
+# 7801 (the API cache) and a random FD_SOCK port. jgroups.* is read from system properties only.
+CACHE_PORTS = (7800, 7801)
+
+
+def cluster_cache_options(discovery_name: str) -> str:
+    return f"-Dcache.type=cluster -Dcache.stack=kubernetes -Djgroups.dns.query={discovery_name}"
+
+
+def search_environment(search: "SearchTier") -> dict[str, pulumi.Output[str] | str]:
+    """The official image's search settings (startup-init.sh: OMRS_SEARCH*, OMRS_EXTRA_* become runtime
+    properties), without the password, which each platform passes its own way."""
+    return {
+        "OMRS_SEARCH": "elasticsearch",
+        "OMRS_SEARCH_ES_URIS": search.uris.apply(",".join),
+        "OMRS_EXTRA_HIBERNATE_SEARCH_BACKEND_USERNAME": search.username,
+        "OMRS_EXTRA_HIBERNATE_SEARCH_BACKEND_DISCOVERY_ENABLED": str(search.discovery).lower(),
+    }
+
+
 @dataclass
 class TomcatPoolArgs:
     cluster: ClusterConfig
@@ -29,6 +52,7 @@ class TomcatPoolArgs:
     database: MySQLPair
     storage: SharedStorage
     balancer: LoadBalancerTier
+    search: SearchTier
     admin_password: Optional[pulumi.Input[str]] = None
 
 

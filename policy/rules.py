@@ -16,6 +16,7 @@ EFS = "aws:efs/fileSystem:FileSystem"
 TARGET_GROUP = "aws:lb/targetGroup:TargetGroup"
 TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
 CONTAINER = "docker:index/container:Container"
+SEARCH_DOMAIN = "aws:opensearch/domain:Domain"
 STARTED_PATH = "/health/started"
 BALANCER_CONFIG = "/etc/apache2/openmrs-balancer.conf"
 DATABASE_PORTS = {3306, 33060}
@@ -69,6 +70,24 @@ def database_backups_in_production(args, report):
             report(f"Production keeps database backups at least 7 days (this keeps {days:g}).")
         if args.props.get("deletionProtection") is not True:
             report("A production database must have deletion protection.")
+
+
+@_for(SEARCH_DOMAIN)
+def search_domain_private_and_encrypted(args, report):
+    """The search index holds patients' names and identifiers: encrypted on disk and between nodes, over
+    HTTPS with TLS 1.2 or later only, and reachable only inside the VPC."""
+    props = args.props
+    if (props.get("encryptAtRest") or {}).get("enabled") is not True:
+        report("The search domain must be encrypted at rest (encrypt_at_rest.enabled=True).")
+    if (props.get("nodeToNodeEncryption") or {}).get("enabled") is not True:
+        report("The search domain's nodes must encrypt their traffic (node_to_node_encryption.enabled=True).")
+    endpoint = props.get("domainEndpointOptions") or {}
+    if endpoint.get("enforceHttps") is not True or not str(endpoint.get("tlsSecurityPolicy", "")).startswith(
+            "Policy-Min-TLS-1-2"):
+        report("The search domain must take HTTPS only, with TLS 1.2 or later (enforce_https=True, "
+               "tls_security_policy=Policy-Min-TLS-1-2-...).")
+    if not (props.get("vpcOptions") or {}).get("subnetIds"):
+        report("The search domain must sit inside the VPC (vpc_options.subnet_ids), with no public endpoint.")
 
 
 @_for(TARGET_GROUP)
@@ -165,6 +184,9 @@ POLICIES = [
     _policy("database-backups-in-production", "Production keeps backups 7+ days and deletion protection.",
             database_backups_in_production),
     _policy("files-encrypted", "The EFS file system is encrypted.", files_encrypted),
+    _policy("search-domain-private-and-encrypted",
+            "OpenSearch domains are encrypted at rest and between nodes, HTTPS-only and inside a VPC.",
+            search_domain_private_and_encrypted),
     _policy("target-group-checks-started", "Target groups check /openmrs/health/started.", target_group_checks_started),
     ResourceValidationPolicy(
         name="sessions-stick", description="Sticky sessions are on wherever the stack's sessions are sticky.",

@@ -21,6 +21,7 @@ from components.local.network import BALANCER_VIRTUAL_HOST
 from deployer import CONTAINER, NETWORK, VOLUME, Deployer
 from program import PROJECT_ROOT, Graph, run_program, stack_config, with_overrides
 
+UNANSWERED_SEARCH_URI = "http://search.invalid:9200"  # .invalid never resolves (RFC 6761)
 HEARTBEAT = {"path": "/openmrs/health/started", "interval_seconds": 1, "fails": 2, "passes": 2}
 NODES = 3
 
@@ -293,6 +294,9 @@ def deployed(client: docker.DockerClient, stack: str = "itest", subnet: str = "1
         app={"nodes": NODES, "build": "tests/standin", "start_period_seconds": 120, **(app or {})},
         balancer={"port": port, "heartbeat": HEARTBEAT, **balancer},
         network={"subnet": subnet},
+        # The search image cannot be pulled here and the stand-in does no search: the nodes are given an
+        # existing cluster's address that nothing answers (the search tier is proven by the graph tests).
+        search={"uris": [UNANSWERED_SEARCH_URI]},
     )
     graph = run_program(stack, config)
     deployer = Deployer(graph, PROJECT_ROOT, client)

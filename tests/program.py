@@ -99,9 +99,22 @@ class ProviderMocks(pulumi.runtime.Mocks):
             pushed = "registry" in args.inputs
             outputs["repoDigest"] = (name.rsplit(":", 1)[0] + "@sha256:" + hashlib.sha256(name.encode()).hexdigest()
                                      if pushed else name)
+        elif args.typ.startswith("tls:"):
+            outputs.update(self._tls_outputs(args))
         elif args.typ.startswith("aws:"):
             outputs.update(self._aws_outputs(args))
         return f"{args.name}-id", outputs
+
+    @staticmethod
+    def _tls_outputs(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+        """PEM-shaped stand-ins, one per resource, for the keys and certificates the tls provider makes."""
+        def pem(kind: str) -> str:
+            body = hashlib.sha256(f"{pulumi.get_stack()}/{args.name}".encode()).hexdigest()
+            return f"-----BEGIN {kind}-----\n{body}\n-----END {kind}-----\n"
+        return {
+            "tls:index/privateKey:PrivateKey": {"privateKeyPem": pem("PRIVATE KEY")},
+            "tls:index/certRequest:CertRequest": {"certRequestPem": pem("CERTIFICATE REQUEST")},
+        }.get(args.typ, {"certPem": pem("CERTIFICATE")})
 
     @staticmethod
     def _aws_outputs(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
@@ -114,6 +127,8 @@ class ProviderMocks(pulumi.runtime.Mocks):
                 "secretStatus": "active"}])
         elif args.typ == "aws:lb/loadBalancer:LoadBalancer":
             computed["dnsName"] = f"{args.name}-1234567890.eu-west-1.elb.amazonaws.com"
+        elif args.typ == "aws:opensearch/domain:Domain":
+            computed["endpoint"] = f"vpc-{args.name}-abcdefghijklmnop.eu-west-1.es.amazonaws.com"
         elif args.typ == "aws:ecr/repository:Repository":
             computed.update(registryId="123456789012",
                             repositoryUrl=f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/{args.name}")

@@ -1,5 +1,7 @@
 """The AWS app nodes: an ECS Fargate service across the private subnets, registered with the balancer's
-target group, scaling on CPU between aws.min_nodes and aws.max_nodes.
+target group, scaling on CPU between aws.min_nodes and aws.max_nodes. Each task registers its address in a
+Cloud Map DNS name, by which the nodes find each other for their shared caches, and uses the shared search
+tier.
 
 The service starts with one task, so that OpenMRS's first-time setup and migrations run once; once that
 task is healthy, a pulumi-command step raises the count to app.nodes. A new release (image, modules or
@@ -7,17 +9,21 @@ configuration) is an ECS rolling deployment: never fewer healthy tasks than befo
 a time, old tasks drained by the target group for app.drain_seconds."""
 import json
 import math
+import re
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_command as command
 
 from ..passwords import password
-from ..tomcat_pool import JAVA_SERVER_OPTS, PoolMember, TomcatPoolArgs
+from ..tomcat_pool import JAVA_SERVER_OPTS, PoolMember, TomcatPoolArgs, cluster_cache_options, search_environment
 from .app_image import app_image
 from .database import PASSWORD_KEY
 
 CONTAINER = "openmrs"
+SEARCH_PASSWORD = "OMRS_EXTRA_HIBERNATE_SEARCH_BACKEND_PASSWORD"
+# A task that stops leaves the other nodes' DNS answers within this many seconds.
+DISCOVERY_TTL_SECONDS = 10
 
 
 def _task_role(name: str, child: pulumi.ResourceOptions) -> aws.iam.Role:
@@ -28,29 +34,32 @@ def _task_role(name: str, child: pulumi.ResourceOptions) -> aws.iam.Role:
 
 
 def _container_definitions(args: TomcatPoolArgs, image: pulumi.Input[str], log_group: aws.cloudwatch.LogGroup,
-                           admin_secret_arn, region: str) -> pulumi.Output[str]:
-    """The official image's OMRS_* contract; both passwords come from Secrets Manager, never in plain text."""
-    cluster, database = args.cluster, args.database
+                           admin_secret_arn, discovery_name: pulumi.Output[str], region: str) -> pulumi.Output[str]:
+    """The official image's OMRS_* contract; every password comes from Secrets Manager, never in plain text."""
+    cluster, database, search = args.cluster, args.database, args.search
     heartbeat = cluster.balancer.heartbeat
 
     def definition(values):
-        writer, name, user, database_password, admin_password, log_group_name, image_reference = values
-        host, port = writer.rsplit(":", 1)
+        host, port = values["writer"].rsplit(":", 1)
         environment = {
-            "OMRS_DB": "mysql", "OMRS_DB_HOSTNAME": host, "OMRS_DB_PORT": port, "OMRS_DB_NAME": name,
-            "OMRS_DB_USERNAME": user, "OMRS_MODULE_WEB_ADMIN": "false",
-            "OMRS_JAVA_SERVER_OPTS": JAVA_SERVER_OPTS,
+            "OMRS_DB": "mysql", "OMRS_DB_HOSTNAME": host, "OMRS_DB_PORT": port, "OMRS_DB_NAME": values["name"],
+            "OMRS_DB_USERNAME": values["user"], "OMRS_MODULE_WEB_ADMIN": "false",
+            "OMRS_JAVA_SERVER_OPTS": f"{JAVA_SERVER_OPTS} {cluster_cache_options(values['discovery_name'])}",
+            **values["search"],
+        }
+        secrets = {
+            "OMRS_DB_PASSWORD": values["database_password"],
+            "OMRS_ADMIN_USER_PASSWORD": values["admin_password"],
+            SEARCH_PASSWORD: values["search_password"],
         }
         return json.dumps([{
             "name": CONTAINER,
-            "image": image_reference,
+            "image": values["image"],
             "essential": True,
             "portMappings": [{"containerPort": cluster.app.port, "protocol": "tcp"}],
             "environment": [{"name": key, "value": value} for key, value in sorted(environment.items())],
-            "secrets": [
-                {"name": "OMRS_DB_PASSWORD", "valueFrom": database_password},
-                {"name": "OMRS_ADMIN_USER_PASSWORD", "valueFrom": admin_password},
-            ],
+            # An existing search cluster may take no password ("").
+            "secrets": [{"name": key, "valueFrom": value} for key, value in secrets.items() if value],
             "mountPoints": [{"sourceVolume": mount.folder, "containerPath": mount.container_path, "readOnly": False}
                             for mount in args.storage.mounts],
             "healthCheck": {
@@ -59,11 +68,48 @@ def _container_definitions(args: TomcatPoolArgs, image: pulumi.Input[str], log_g
                 "startPeriod": min(cluster.app.start_period_seconds, 300),  # ECS allows at most 300 s
             },
             "logConfiguration": {"logDriver": "awslogs", "options": {
-                "awslogs-group": log_group_name, "awslogs-region": region, "awslogs-stream-prefix": CONTAINER}},
+                "awslogs-group": values["log_group"], "awslogs-region": region, "awslogs-stream-prefix": CONTAINER}},
         }])
 
-    return pulumi.Output.all(database.writer_endpoint, database.database, database.user, database.password,
-                             admin_secret_arn, log_group.name, image).apply(definition)
+    return pulumi.Output.all(
+        writer=database.writer_endpoint, name=database.database, user=database.user,
+        database_password=database.password, admin_password=admin_secret_arn, search_password=search.password,
+        search=pulumi.Output.all(**search_environment(search)), discovery_name=discovery_name,
+        log_group=log_group.name, image=image,
+    ).apply(definition)
+
+
+def _namespace_name() -> str:
+    """A private DNS zone per stack, so that two stacks can share a VPC (aws.existing_vpc)."""
+    label = re.sub(r"[^a-z0-9-]+", "-", pulumi.get_stack().lower()).strip("-")
+    return f"{label}.openmrs.internal"
+
+
+def _discovery(name: str, vpc_id: pulumi.Input[str],
+               child: pulumi.ResourceOptions) -> tuple[aws.servicediscovery.Service, pulumi.Output[str]]:
+    """A DNS name that answers with the address of every healthy task (Cloud Map, registered by ECS): the
+    nodes' JGroups DNS_PING finds the other nodes by it, without multicast. Returns the service and the name."""
+    namespace = aws.servicediscovery.PrivateDnsNamespace(
+        f"{name}-namespace", name=_namespace_name(), vpc=vpc_id,
+        description="OpenMRS nodes find each other here for their shared caches", opts=child)
+    service = aws.servicediscovery.Service(
+        f"{name}-discovery",
+        name=name,
+        dns_config=aws.servicediscovery.ServiceDnsConfigArgs(
+            namespace_id=namespace.id,
+            dns_records=[aws.servicediscovery.ServiceDnsConfigDnsRecordArgs(type="A", ttl=DISCOVERY_TTL_SECONDS)],
+            routing_policy="MULTIVALUE",
+        ),
+        # ECS reports each task's health; a stopped or unhealthy task leaves the answer.
+        health_check_custom_config=aws.servicediscovery.ServiceHealthCheckCustomConfigArgs(),
+        opts=child,
+    )
+    return service, pulumi.Output.format("{0}.{1}", service.name, namespace.name)
+
+
+def _secret_arn(reference: str) -> str:
+    """The secret a reference names: ECS takes <arn>:password:: for one JSON key, IAM the ARN alone."""
+    return reference.removesuffix(PASSWORD_KEY)
 
 
 def rolling_maximum_percent(min_nodes: int) -> int:
@@ -87,18 +133,19 @@ def build(component: pulumi.ComponentResource, name: str, args: TomcatPoolArgs) 
     admin_secret = aws.secretsmanager.Secret(f"{name}-admin-password", recovery_window_in_days=7, opts=child)
     aws.secretsmanager.SecretVersion(f"{name}-admin-password", secret_id=admin_secret.id,
                                      secret_string=admin_password, opts=child)
-    database_secret_arn = args.database.password.apply(lambda reference: reference.removesuffix(PASSWORD_KEY))
+    secret_arns = [args.database.password.apply(_secret_arn), admin_secret.arn, args.search.password.apply(_secret_arn)]
 
-    # The execution role starts tasks: pull, write logs, and read exactly the two secrets.
+    # The execution role starts tasks: pull, write logs, and read exactly the tasks' secrets.
     execution_role = _task_role(f"{name}-execution", child)
     aws.iam.RolePolicyAttachment(
         f"{name}-execution", role=execution_role.name,
         policy_arn="arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy", opts=child)
     aws.iam.RolePolicy(
         f"{name}-execution-secrets", role=execution_role.id,
-        policy=pulumi.Output.all(database_secret_arn, admin_secret.arn).apply(lambda arns: json.dumps({
+        policy=pulumi.Output.all(*secret_arns).apply(lambda arns: json.dumps({
             "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": list(arns)}],
+            "Statement": [{"Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+                           "Resource": [arn for arn in arns if arn]}],
         })),
         opts=child,
     )
@@ -118,6 +165,7 @@ def build(component: pulumi.ComponentResource, name: str, args: TomcatPoolArgs) 
         opts=child,
     )
 
+    discovery, discovery_name = _discovery(name, network.vpc_id, child)
     task_definition = aws.ecs.TaskDefinition(
         f"{name}-task",
         family=f"{pulumi.get_stack()}-{name}",
@@ -129,7 +177,7 @@ def build(component: pulumi.ComponentResource, name: str, args: TomcatPoolArgs) 
         execution_role_arn=execution_role.arn,
         task_role_arn=task_role.arn,
         container_definitions=_container_definitions(
-            args, app_image(name, cluster.app, component), log_group, admin_secret.arn, region),
+            args, app_image(name, cluster.app, component), log_group, admin_secret.arn, discovery_name, region),
         volumes=[
             aws.ecs.TaskDefinitionVolumeArgs(
                 name=mount.folder,
@@ -155,6 +203,7 @@ def build(component: pulumi.ComponentResource, name: str, args: TomcatPoolArgs) 
             subnets=network.private_subnet_ids, security_groups=[network.app_group.id], assign_public_ip=False),
         load_balancers=[aws.ecs.ServiceLoadBalancerArgs(
             target_group_arn=membership.target_group.arn, container_name=CONTAINER, container_port=cluster.app.port)],
+        service_registries=aws.ecs.ServiceServiceRegistriesArgs(registry_arn=discovery.arn),
         deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(enable=True, rollback=True),
         deployment_minimum_healthy_percent=100,
         deployment_maximum_percent=rolling_maximum_percent(settings.min_nodes),

@@ -1,7 +1,10 @@
 """The AWS network: a VPC with a public and a private subnet per zone (or an existing VPC), and one
-security group per tier whose rules allow exactly internet -> balancer -> app -> database / files."""
+security group per tier whose rules allow exactly internet -> balancer -> app -> database / files / search,
+and app <-> app for the nodes' shared caches."""
 import ipaddress
 from dataclasses import dataclass
+from typing import Optional
+from urllib.parse import urlsplit
 
 import pulumi
 import pulumi_aws as aws
@@ -10,6 +13,7 @@ from ..config import ClusterConfig
 
 ANYWHERE = "0.0.0.0/0"
 HTTPS = 443
+ALL_PORTS = (0, 65535)
 
 
 @dataclass
@@ -21,6 +25,8 @@ class AwsNetwork:
     app_group: aws.ec2.SecurityGroup
     database_group: aws.ec2.SecurityGroup
     storage_group: aws.ec2.SecurityGroup
+    # The OpenSearch domain's group; None when the nodes use an existing cluster (search.uris).
+    search_group: Optional[aws.ec2.SecurityGroup]
 
     @property
     def private_network_id(self) -> pulumi.Output[str]:
@@ -69,12 +75,21 @@ def _new_vpc(component, name: str, cluster: ClusterConfig):
     return vpc.id, [s.id for s in public], [s.id for s in private]
 
 
-def _allow(component, name: str, group, port: int, *, inbound: bool, peer=None, cidr: str | None = None):
-    """One rule of the tier-to-tier table: `group` may receive (inbound) or send (outbound) on `port`."""
+def _allow(component, name: str, group, ports: int | tuple[int, int], *, inbound: bool, peer=None,
+           cidr: str | None = None):
+    """One rule of the tier-to-tier table: `group` may receive (inbound) or send (outbound) on a port, or a
+    range (first, last)."""
+    first, last = ports if isinstance(ports, tuple) else (ports, ports)
     rule = aws.vpc.SecurityGroupIngressRule if inbound else aws.vpc.SecurityGroupEgressRule
-    rule(name, security_group_id=group.id, ip_protocol="tcp", from_port=port, to_port=port,
+    rule(name, security_group_id=group.id, ip_protocol="tcp", from_port=first, to_port=last,
          referenced_security_group_id=peer.id if peer is not None else None, cidr_ipv4=cidr,
          opts=pulumi.ResourceOptions(parent=component))
+
+
+def _existing_search_ports(cluster: ClusterConfig) -> list[int]:
+    """The ports of a given search cluster (search.uris) that the nodes' way out to AWS does not cover."""
+    ports = {urlsplit(uri).port for uri in cluster.search.uris}
+    return sorted(ports - {HTTPS})
 
 
 def build(component: pulumi.ComponentResource, name: str, cluster: ClusterConfig) -> AwsNetwork:
@@ -95,6 +110,7 @@ def build(component: pulumi.ComponentResource, name: str, cluster: ClusterConfig
     app = group("app", "OpenMRS nodes: the app port from the balancer only")
     database = group("database", "OpenMRS database: MySQL from the nodes only")
     storage = group("files", "OpenMRS shared files: NFS from the nodes only")
+    search = None if cluster.search.uris else group("search", "OpenMRS search: HTTPS from the nodes only")
     app_port = cluster.app.port
     for port in (80, HTTPS):
         _allow(component, f"{name}-internet-to-balancer-{port}", balancer, port, inbound=True, cidr=ANYWHERE)
@@ -104,6 +120,14 @@ def build(component: pulumi.ComponentResource, name: str, cluster: ClusterConfig
     _allow(component, f"{name}-database-from-app", database, 3306, inbound=True, peer=app)
     _allow(component, f"{name}-app-to-files", app, 2049, inbound=False, peer=storage)
     _allow(component, f"{name}-files-from-app", storage, 2049, inbound=True, peer=app)
+    # The shared caches: JGroups on 7800 and 7801, and FD_SOCK on a port it picks at random; nodes only.
+    _allow(component, f"{name}-app-to-app", app, ALL_PORTS, inbound=False, peer=app)
+    _allow(component, f"{name}-app-from-app", app, ALL_PORTS, inbound=True, peer=app)
+    if search is not None:
+        _allow(component, f"{name}-app-to-search", app, HTTPS, inbound=False, peer=search)
+        _allow(component, f"{name}-search-from-app", search, HTTPS, inbound=True, peer=app)
+    for port in _existing_search_ports(cluster):
+        _allow(component, f"{name}-app-to-search-{port}", app, port, inbound=False, cidr=ANYWHERE)
     # Image pulls, Secrets Manager and CloudWatch Logs, through the NAT gateway.
     _allow(component, f"{name}-app-to-aws-apis", app, HTTPS, inbound=False, cidr=ANYWHERE)
-    return AwsNetwork(vpc_id, public, private, balancer, app, database, storage)
+    return AwsNetwork(vpc_id, public, private, balancer, app, database, storage, search)

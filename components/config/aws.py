@@ -15,6 +15,8 @@ FARGATE_MEMORY = {
     4096: range(8192, 30721, 1024),
     8192: range(16384, 61441, 4096),
 }
+# Instance families that lack encryption at rest or fine-grained access control, which the search domain needs.
+SEARCH_FAMILIES_WITHOUT_SECURITY = ("t2", "m3", "r3")
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
 
 
@@ -51,6 +53,9 @@ class AwsConfig(_Section):
     log_retention_days: int = 30
     stickiness: Literal["lb_cookie", "app_cookie"] = "lb_cookie"
     stickiness_seconds: int = Field(43200, ge=1, le=604800)
+    # The OpenSearch domain's data nodes (one per zone) and each one's gp3 volume.
+    search_instance_type: str = "t3.medium.search"
+    search_volume_gb: int = Field(20, ge=10, le=3072)
 
     @field_validator("availability_zones")
     @classmethod
@@ -71,6 +76,16 @@ class AwsConfig(_Section):
         if arn is not None and not re.fullmatch(r"arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+", arn):
             raise ValueError("must be an ACM certificate ARN, arn:aws:acm:<region>:<account>:certificate/<id>")
         return arn
+
+    @field_validator("search_instance_type")
+    @classmethod
+    def _search_instance_type(cls, instance_type: str) -> str:
+        if not re.fullmatch(r"[a-z][a-z0-9]*\.[a-z0-9]+\.search", instance_type):
+            raise ValueError("must be an OpenSearch Service instance type such as t3.medium.search or m6g.large.search")
+        if instance_type.split(".", 1)[0] in SEARCH_FAMILIES_WITHOUT_SECURITY:
+            raise ValueError("has no encryption at rest or fine-grained access control, which the search domain needs; "
+                             "use t3.medium.search or a current family such as m6g.large.search")
+        return instance_type
 
     @field_validator("log_retention_days")
     @classmethod

@@ -1,6 +1,7 @@
 """The whole cluster's settings, and the rules that span tiers."""
 from __future__ import annotations
 
+import re
 from typing import Literal, Optional
 
 from pydantic import model_validator
@@ -11,7 +12,14 @@ from .aws import AwsConfig
 from .balancer import BalancerConfig
 from .database import DatabaseConfig
 from .network import NetworkConfig
+from .search import SearchConfig
 from .storage import StorageConfig
+
+# RefApp 3.0 to 3.5 run core 2.6 and 2.7, and openmrs-core before 2.8: no clustered caches, no search outside
+# each node (core 2.8 added both; distro/pom.xml of each RefApp tag names its core).
+PRE_CLUSTER_IMAGE = re.compile(
+    r"(.*/)?(openmrs-reference-application-3-backend:3\.[0-5]|openmrs-core:2\.[0-7])([.-].*)?")
+
 
 class ClusterConfig(_Section):
     platform: Literal["local", "aws"] = "local"
@@ -20,7 +28,25 @@ class ClusterConfig(_Section):
     database: DatabaseConfig = DatabaseConfig()
     storage: StorageConfig = StorageConfig()
     network: NetworkConfig = NetworkConfig()
+    search: SearchConfig = SearchConfig()
     aws: Optional[AwsConfig] = None
+
+    @model_validator(mode="after")
+    def _nodes_answer_alike(self) -> "ClusterConfig":
+        """Several nodes must share their caches and their search index, which needs core 2.8 or later."""
+        problems = []
+        if self.app.nodes > 1 and self.search.backend == "lucene":
+            problems.append(
+                f"search.backend: lucene keeps a separate index in each of the {self.app.nodes} nodes, so a "
+                "patient registered through one is not found through another; set it to elasticsearch (the default)")
+        if self.app.nodes > 1 and not self.app.build and PRE_CLUSTER_IMAGE.fullmatch(self.app.image):
+            problems.append(
+                f"app.image: {self.app.image} runs an OpenMRS core older than 2.8, whose nodes cannot share caches "
+                "or a search index; use RefApp 3.6 or later, such as "
+                "openmrs/openmrs-reference-application-3-backend:3.7.x-no-demo")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _platform_settings(self) -> "ClusterConfig":

@@ -12,8 +12,9 @@ from pydantic import ValidationError
 from ..checksums import PROJECT, checksum_problems
 from .cluster import ClusterConfig
 
-SECRET_KEYS = ("database_password", "database_root_password", "database_replication_password", "admin_password")
-STRUCTURED_KEYS = ("platform", "app", "balancer", "database", "storage", "network", "aws")
+SECRET_KEYS = ("database_password", "database_root_password", "database_replication_password", "admin_password",
+               "search_password")
+STRUCTURED_KEYS = ("platform", "app", "balancer", "database", "storage", "network", "search", "aws")
 
 
 class ConfigError(Exception):
@@ -109,6 +110,10 @@ def read_stack_config() -> StackConfig:
 
     if cluster is not None:
         problems.extend(checksum_problems(cluster.app))
+    if cluster is not None and "search_password" in given_secrets and not cluster.search.uris:
+        problems.append(f"{PROJECT}:search_password: is the password of an existing cluster (search.uris), and a "
+                        "search tier the stack makes generates its own; remove it with `pulumi config rm "
+                        "search_password`, or set search.uris")
     if cluster is not None and cluster.platform == "aws" and not runtime_config.get_config("aws:region"):
         problems.append("aws:region: the AWS provider needs a region; fix with `pulumi config set aws:region <region>`")
     if problems:

@@ -20,15 +20,23 @@ from ..checksums import PROJECT_ROOT
 from ..passwords import password
 from ..release import Release
 from ..render import render
-from ..tomcat_pool import JAVA_SERVER_OPTS, PoolMember, TomcatPoolArgs, route_of
+from ..tomcat_pool import (
+    JAVA_SERVER_OPTS, PoolMember, TomcatPoolArgs, cluster_cache_options, route_of, search_environment,
+)
 from . import images
 
 SERVER_XML = "/usr/local/tomcat/conf/server.xml"
 APP_REPOSITORY = "openmrs-cluster/app"
 
 
+# Every node holds this name on the private network, so Docker's DNS answers it with every running node:
+# what the clustered caches' DNS_PING asks to find the others.
+DISCOVERY_NAME = "app-nodes"
+
+
 def node_environment(args: TomcatPoolArgs, route: str, admin_password: pulumi.Output[str]) -> list:
-    """The official image's OMRS_* contract, in cluster mode (module web administration off)."""
+    """The official image's OMRS_* contract, in cluster mode (module web administration off, caches
+    clustered, the search index shared)."""
     database = args.database
     host_and_port = database.writer_endpoint.apply(lambda endpoint: endpoint.rsplit(":", 1))
     return [
@@ -40,7 +48,9 @@ def node_environment(args: TomcatPoolArgs, route: str, admin_password: pulumi.Ou
         pulumi.Output.concat("OMRS_DB_PASSWORD=", database.password),
         pulumi.Output.concat("OMRS_ADMIN_USER_PASSWORD=", admin_password),
         "OMRS_MODULE_WEB_ADMIN=false",
-        f"OMRS_JAVA_SERVER_OPTS={JAVA_SERVER_OPTS} -DjvmRoute={route}",
+        f"OMRS_JAVA_SERVER_OPTS={JAVA_SERVER_OPTS} {cluster_cache_options(DISCOVERY_NAME)} -DjvmRoute={route}",
+        *(pulumi.Output.concat(key, "=", value) for key, value in search_environment(args.search).items()),
+        pulumi.Output.concat("OMRS_EXTRA_HIBERNATE_SEARCH_BACKEND_PASSWORD=", args.search.password),
     ]
 
 
@@ -133,7 +143,7 @@ def build(
             mounts=mounts,
             networks_advanced=[
                 docker.ContainerNetworksAdvancedArgs(
-                    name=network.private.name, ipv4_address=address
+                    name=network.private.name, ipv4_address=address, aliases=[DISCOVERY_NAME]
                 )
             ],
             healthcheck=docker.ContainerHealthcheckArgs(

@@ -17,6 +17,7 @@ STORAGE_HOSTS = (41, 42, 43)  # the last holds the arbiter brick
 STORAGE_CLIENT_HOST = 44
 BALANCER_HOSTS = (20, 21)
 BALANCER_VIRTUAL_HOST = 30  # held by one balancer of the pair at a time
+SEARCH_HOSTS = (50, 51, 52)  # as many as search.servers uses
 FIRST_APP_HOST = 101
 
 

@@ -136,3 +136,45 @@ def test_a_stopped_node_is_taken_out_then_put_back(local_cluster, figures):
     figures["requests during stop and restart"] = (
         f"{len(stream.log)} sent, {len(failures)} failed, {stream.resent} resent by the client as a browser would"
     )
+
+
+def resolved_discovery_name(local_cluster, route: str) -> set[str]:
+    """What the clustered caches' DNS_PING gets for the discovery name, asked inside the node."""
+    answer = local_cluster.exec(local_cluster.nodes[route], "getent", "ahostsv4", "app-nodes")
+    return {line.split()[0] for line in answer.splitlines() if line.strip()}
+
+
+def test_the_discovery_name_answers_with_exactly_the_running_nodes(local_cluster, figures):
+    addresses = {route: local_cluster.address_of(f"app-{route[4:]}") for route in local_cluster.nodes}
+    for route in local_cluster.nodes:
+        assert resolved_discovery_name(local_cluster, route) == set(addresses.values()), route
+    stopped = local_cluster.client.containers.get(local_cluster.nodes["node3"])
+    stopped.stop(timeout=60)
+    try:
+        left = wait_for(lambda: resolved_discovery_name(local_cluster, "node1") == {addresses["node1"], addresses["node2"]},
+                        timeout=10, poll=0.2)
+        assert left, f"the stopped node still answers to the name: {resolved_discovery_name(local_cluster, 'node1')}"
+    finally:
+        stopped.start()
+    assert wait_for(lambda: resolved_discovery_name(local_cluster, "node1") == set(addresses.values()), timeout=30, poll=0.2)
+    assert wait_for(local_cluster.all_members_in, timeout=120, poll=0.5), "node3 never came back into the balancers"
+    figures["discovery name"] = "every running node from inside each node; a stopped node drops out, a started one comes back"
+
+
+def reaches(local_cluster, container: str, address: str, port: int) -> bool:
+    probe = f"timeout 3 bash -c '</dev/tcp/{address}/{port}' && echo reached || echo refused"
+    return local_cluster.exec(container, "sh", "-c", probe).strip() == "reached"
+
+
+def test_nodes_reach_each_other_on_the_cache_ports_and_nothing_outside_the_private_network_does(local_cluster):
+    node2 = local_cluster.address_of("app-2")
+    for port in (7800, 7801):
+        assert reaches(local_cluster, local_cluster.nodes["node1"], node2, port), port
+    edge = local_cluster.graph.named("net-edge").plain("name")
+    outsider = local_cluster.client.containers.run(
+        "debian:bookworm-slim", ["sleep", "60"], network=edge, detach=True, remove=True)
+    try:
+        for port in (7800, 7801, 8080):
+            assert not reaches(local_cluster, outsider.name, node2, port), port
+    finally:
+        outsider.kill()

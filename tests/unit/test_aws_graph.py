@@ -2,14 +2,19 @@
 registered graph is the proof."""
 import hashlib
 import json
+import re
 
 import pytest
 
 from components.config import ConfigError
-from program import PROJECT, is_secret, run_program, stack_config, stacks_on, with_overrides
+from components.tomcat_pool import JAVA_SERVER_OPTS
+from program import PROJECT, is_secret, run_program, stack_config, stacks_on, unwrap, with_overrides
 
 AWS_STACKS = stacks_on("aws")
-COMPONENTS = ("Network", "MySQLPair", "SharedStorage", "TomcatPool", "LoadBalancerTier")
+COMPONENTS = ("Network", "MySQLPair", "SharedStorage", "SearchTier", "TomcatPool", "LoadBalancerTier")
+DOMAIN = "aws:opensearch/domain:Domain"
+SECRET = "aws:secretsmanager/secret:Secret"
+SEARCH_PASSWORD = "OMRS_EXTRA_HIBERNATE_SEARCH_BACKEND_PASSWORD"
 
 
 @pytest.fixture(scope="module", params=AWS_STACKS)
@@ -29,6 +34,12 @@ def settings(stack):
 
 def one(graph, type_):
     (registration,) = graph.of_type(type_)
+    return registration
+
+
+def of_type_named(graph, type_, name):
+    """One resource by type and name: a password, its secret and the secret's version share a name."""
+    (registration,) = [r for r in graph.of_type(type_) if r.name == name]
     return registration
 
 
@@ -61,6 +72,17 @@ def test_existing_vpc_is_joined_not_created():
     assert not graph.of_type("aws:ec2/vpc:Vpc") and not graph.of_type("aws:ec2/subnet:Subnet")
     assert one(graph, "aws:lb/targetGroup:TargetGroup").plain("vpcId") == "vpc-0123"
     assert one(graph, "aws:rds/subnetGroup:SubnetGroup").plain("subnetIds") == ["subnet-c", "subnet-d"]
+    assert one(graph, DOMAIN).plain("vpcOptions")["subnetIds"] == ["subnet-c", "subnet-d"]
+    assert one(graph, "aws:servicediscovery/privateDnsNamespace:PrivateDnsNamespace").plain("vpc") == "vpc-0123"
+
+
+def test_the_search_domain_spans_at_most_three_zones():
+    config = with_overrides(stack_config("aws-prod"), aws={
+        "availability_zones": ["eu-west-1a", "eu-west-1b", "eu-west-1c", "eu-west-1d"]})
+    domain = one(run_program("aws-prod", config), DOMAIN)
+    assert domain.plain("vpcOptions")["subnetIds"] == ["net-private-1-id", "net-private-2-id", "net-private-3-id"]
+    assert domain.plain("clusterConfig")["instanceCount"] == 3
+    assert domain.plain("clusterConfig")["zoneAwarenessConfig"] == {"availabilityZoneCount": 3}
 
 
 def test_database_is_multi_az_encrypted_private_and_its_password_managed(graph, settings):
@@ -115,7 +137,7 @@ def test_task_runs_the_image_in_cluster_mode_with_passwords_from_secrets(graph, 
     assert not [name for name in environment if "PASSWORD" in name]
     secrets = {s["name"]: s["valueFrom"] for s in definition["secrets"]}
     assert secrets["OMRS_DB_PASSWORD"].startswith("arn:aws:secretsmanager:") and secrets["OMRS_DB_PASSWORD"].endswith(":password::")
-    assert secrets["OMRS_ADMIN_USER_PASSWORD"] == one(graph, "aws:secretsmanager/secret:Secret").outputs["arn"]
+    assert secrets["OMRS_ADMIN_USER_PASSWORD"] == of_type_named(graph, SECRET, "app-admin-password").outputs["arn"]
     assert definition["healthCheck"]["command"][1].endswith(":8080/openmrs/health/started || exit 1")
     assert definition["logConfiguration"]["logDriver"] == "awslogs"
 
@@ -168,6 +190,140 @@ def test_first_start_runs_on_one_task_then_the_service_scales_out(graph, stack):
     assert scale_out.urn in one(graph, "aws:appautoscaling/target:Target").dependencies
 
 
+def environment_of(graph) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container_definition(graph)["environment"]}
+
+
+def test_tasks_register_in_cloud_map_under_a_name_that_answers_with_every_healthy_task(graph, stack):
+    namespace = one(graph, "aws:servicediscovery/privateDnsNamespace:PrivateDnsNamespace")
+    assert namespace.plain("vpc") == f"{one(graph, 'aws:ec2/vpc:Vpc').name}-id"
+    assert namespace.plain("name").endswith(".openmrs.internal") and stack in namespace.plain("name")
+    discovery = one(graph, "aws:servicediscovery/service:Service")
+    dns = discovery.plain("dnsConfig")
+    assert dns["namespaceId"] == f"{namespace.name}-id"
+    assert dns["dnsRecords"] == [{"type": "A", "ttl": 10}] and dns["routingPolicy"] == "MULTIVALUE"
+    assert discovery.plain("healthCheckCustomConfig") == {}  # ECS reports each task's health
+    assert one(graph, "aws:ecs/service:Service").plain("serviceRegistries") == {"registryArn": discovery.outputs["arn"]}
+
+
+def test_the_vpc_resolves_the_private_namespace(graph):
+    vpc = one(graph, "aws:ec2/vpc:Vpc")
+    assert vpc.plain("enableDnsSupport") is True and vpc.plain("enableDnsHostnames") is True
+
+
+def test_nodes_share_their_caches_through_the_discovery_name(graph):
+    namespace = one(graph, "aws:servicediscovery/privateDnsNamespace:PrivateDnsNamespace")
+    discovery = one(graph, "aws:servicediscovery/service:Service")
+    options = environment_of(graph)["OMRS_JAVA_SERVER_OPTS"].split()
+    assert options[:len(JAVA_SERVER_OPTS.split())] == JAVA_SERVER_OPTS.split()  # the image's options stay first
+    assert {"-Dcache.type=cluster", "-Dcache.stack=kubernetes"} <= set(options)
+    (query,) = [o.split("=", 1)[1] for o in options if o.startswith("-Djgroups.dns.query=")]
+    assert query == f"{discovery.outputs['name']}.{namespace.outputs['name']}"
+
+
+def search_secret_reference(graph) -> str:
+    return of_type_named(graph, SECRET, "search-credentials").outputs["arn"] + ":password::"
+
+
+def test_nodes_use_the_search_domain_with_its_password_from_secrets_manager_only(graph, stack):
+    environment = environment_of(graph)
+    domain = one(graph, DOMAIN)
+    assert environment["OMRS_SEARCH"] == "elasticsearch"
+    assert environment["OMRS_SEARCH_ES_URIS"] == f"https://{domain.outputs['endpoint']}:443"
+    assert environment["OMRS_EXTRA_HIBERNATE_SEARCH_BACKEND_USERNAME"] == stack_config(stack).get(
+        f"{PROJECT}:search", {}).get("username", "elastic")
+    assert environment["OMRS_EXTRA_HIBERNATE_SEARCH_BACKEND_DISCOVERY_ENABLED"] == "false"
+    assert SEARCH_PASSWORD not in environment
+    secrets = {s["name"]: s["valueFrom"] for s in container_definition(graph)["secrets"]}
+    assert secrets[SEARCH_PASSWORD] == search_secret_reference(graph)
+    version = of_type_named(graph, "aws:secretsmanager/secretVersion:SecretVersion", "search-credentials")
+    assert is_secret(version.inputs["secretString"])
+    stored = json.loads(version.plain("secretString"))
+    master = domain.plain("advancedSecurityOptions")["masterUserOptions"]
+    assert stored == {"username": master["masterUserName"], "password": master["masterUserPassword"]}
+
+
+def test_search_domain_is_private_encrypted_and_spread_over_the_zones(graph, settings):
+    domain = one(graph, DOMAIN)
+    assert domain.plain("engineVersion").startswith("OpenSearch_2.")
+    private = sorted(f"{s.name}-id" for s in graph.of_type("aws:ec2/subnet:Subnet") if s.name.startswith("net-private-"))
+    zones = len(settings["availability_zones"])
+    assert domain.plain("vpcOptions") == {"subnetIds": private[:3], "securityGroupIds": ["net-search-id"]}
+    cluster = domain.plain("clusterConfig")
+    assert cluster["instanceType"] == settings["search_instance_type"]
+    assert cluster["instanceCount"] == zones >= 2
+    assert cluster["zoneAwarenessEnabled"] is True and cluster["zoneAwarenessConfig"] == {"availabilityZoneCount": zones}
+    assert domain.plain("ebsOptions") == {"ebsEnabled": True, "volumeType": "gp3", "volumeSize": settings["search_volume_gb"]}
+    assert domain.plain("encryptAtRest") == {"enabled": True}
+    assert domain.plain("nodeToNodeEncryption") == {"enabled": True}
+    endpoint = domain.plain("domainEndpointOptions")
+    assert endpoint["enforceHttps"] is True and endpoint["tlsSecurityPolicy"].startswith("Policy-Min-TLS-1-2")
+
+
+def test_search_domain_authenticates_an_internal_master_user_with_a_secret_password(graph, stack):
+    domain = one(graph, DOMAIN)
+    security = domain.plain("advancedSecurityOptions")
+    assert security["enabled"] is True and security["internalUserDatabaseEnabled"] is True
+    assert security["anonymousAuthEnabled"] is False
+    master = security["masterUserOptions"]
+    assert master["masterUserName"] == stack_config(stack).get(f"{PROJECT}:search", {}).get("username", "elastic")
+    assert len(master["masterUserPassword"]) >= 32 and "masterUserArn" not in master
+    assert is_secret(domain.inputs["advancedSecurityOptions"]) or is_secret(
+        domain.inputs["advancedSecurityOptions"]["masterUserOptions"]["masterUserPassword"])
+    generated = of_type_named(graph, "random:index/randomPassword:RandomPassword", "search-master-password")
+    for rule in ("minUpper", "minLower", "minNumeric", "minSpecial"):  # what the service demands of it
+        assert generated.plain(rule) >= 1
+
+
+def test_search_domain_takes_requests_without_iam_signatures_inside_the_vpc_only(graph):
+    """OpenMRS cannot sign requests; a policy naming IAM principals would refuse its basic auth."""
+    domain = one(graph, DOMAIN)
+    access = one(graph, "aws:opensearch/domainPolicy:DomainPolicy")
+    assert access.plain("domainName") == domain.plain("domainName")
+    (statement,) = json.loads(access.plain("accessPolicies"))["Statement"]
+    assert statement == {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "es:ESHttp*",
+                         "Resource": domain.outputs["arn"] + "/*"}
+    assert domain.plain("vpcOptions")["subnetIds"]  # no public endpoint
+    assert re.fullmatch(r"[a-z][a-z0-9-]{2,27}", domain.plain("domainName"))
+
+
+def test_search_tier_outputs_are_the_domain_and_its_secret_reference(graph):
+    (outputs,) = [o for urn, o in graph.component_outputs.items() if urn.endswith("SearchTier::search")]
+    domain = one(graph, DOMAIN)
+    assert unwrap(outputs["uris"]) == [f"https://{domain.outputs['endpoint']}:443"]
+    assert outputs["discovery"] is False
+    assert is_secret(outputs["password"]) and unwrap(outputs["password"]) == search_secret_reference(graph)
+
+
+EXISTING_SEARCH = {"uris": ["https://search.example.org:9200", "https://search-2.example.org:9200"], "username": "openmrs"}
+
+
+def test_an_existing_search_cluster_is_used_as_it_is():
+    config = with_overrides(stack_config("aws-staging"), search=EXISTING_SEARCH)
+    config[f"{PROJECT}:search_password"] = "an-existing-clusters-password"
+    graph = run_program("aws-staging", config)
+    assert not graph.of_type(DOMAIN) and "search" not in group_names(graph).values()
+    environment = environment_of(graph)
+    assert environment["OMRS_SEARCH_ES_URIS"] == ",".join(EXISTING_SEARCH["uris"])
+    assert environment["OMRS_EXTRA_HIBERNATE_SEARCH_BACKEND_USERNAME"] == "openmrs"
+    assert environment["OMRS_EXTRA_HIBERNATE_SEARCH_BACKEND_DISCOVERY_ENABLED"] == "false"
+    secrets = {s["name"]: s["valueFrom"] for s in container_definition(graph)["secrets"]}
+    assert secrets[SEARCH_PASSWORD] == search_secret_reference(graph)
+    version = of_type_named(graph, "aws:secretsmanager/secretVersion:SecretVersion", "search-credentials")
+    assert json.loads(version.plain("secretString"))["password"] == "an-existing-clusters-password"
+    assert is_secret(version.inputs["secretString"])
+    # The nodes' way out to the cluster's port; 443 they have already.
+    assert ("app", "0.0.0.0/0", 9200) in outbound(graph) and ("app", "search", 443) not in outbound(graph)
+
+
+def test_an_existing_search_cluster_without_a_password_gets_no_secret():
+    graph = run_program("aws-staging", with_overrides(stack_config("aws-staging"), search=EXISTING_SEARCH))
+    assert SEARCH_PASSWORD not in {s["name"] for s in container_definition(graph)["secrets"]}
+    assert not [s for s in graph.of_type(SECRET) if s.name == "search-credentials"]
+    (statement,) = policy_of(graph, "app-execution-secrets")["Statement"]
+    assert len(statement["Resource"]) == 2
+
+
 def test_a_leaving_task_is_drained_for_the_configured_time(graph, stack):
     drain_seconds = stack_config(stack)[f"{PROJECT}:app"].get("drain_seconds", 30)
     assert one(graph, "aws:lb/targetGroup:TargetGroup").plain("deregistrationDelay") == drain_seconds
@@ -206,7 +362,9 @@ def policy_of(graph, name):
 def test_roles_have_least_privilege(graph):
     (statement,) = policy_of(graph, "app-execution-secrets")["Statement"]
     assert statement["Action"] == "secretsmanager:GetSecretValue"
-    assert len(statement["Resource"]) == 2 and all(":secretsmanager:" in arn for arn in statement["Resource"])
+    search_secret = of_type_named(graph, SECRET, "search-credentials").outputs["arn"]
+    assert len(statement["Resource"]) == 3 and all(":secretsmanager:" in arn for arn in statement["Resource"])
+    assert search_secret in statement["Resource"]
     (statement,) = policy_of(graph, "app-task-files")["Statement"]
     assert sorted(statement["Action"]) == ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"]
     assert statement["Resource"] == one(graph, "aws:efs/fileSystem:FileSystem").outputs["arn"]
@@ -275,35 +433,49 @@ def test_staging_with_a_certificate_redirects_too():
 
 
 def group_names(graph) -> dict[str, str]:
-    """Security group id -> tier (balancer, app, database, files)."""
+    """Security group id -> tier (balancer, app, database, files, search)."""
     return {f"{g.name}-id": g.name.removeprefix("net-") for g in graph.of_type("aws:ec2/securityGroup:SecurityGroup")}
 
 
-def reachability(graph) -> set[tuple[str, str, int]]:
+ALL_TCP = "0-65535"
+
+
+def ports(rule) -> int | str:
+    """A rule's port, or its range as "first-last"; every rule is TCP."""
+    assert rule.plain("ipProtocol") == "tcp"
+    first, last = int(rule.plain("fromPort")), int(rule.plain("toPort"))
+    return first if first == last else f"{first}-{last}"
+
+
+def reachability(graph) -> set[tuple[str, str, int | str]]:
     """Who can reach whom on which port, from the rules: (source, destination, port)."""
     names = group_names(graph)
-    table = set()
-    for rule in graph.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"):
-        source = names.get(rule.plain("referencedSecurityGroupId"), rule.plain("cidrIpv4"))
-        table.add((source, names[rule.plain("securityGroupId")], rule.plain("fromPort")))
-        assert rule.plain("fromPort") == rule.plain("toPort") and rule.plain("ipProtocol") == "tcp"
-    return table
+    return {(names.get(rule.plain("referencedSecurityGroupId"), rule.plain("cidrIpv4")),
+             names[rule.plain("securityGroupId")], ports(rule))
+            for rule in graph.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")}
+
+
+def outbound(graph) -> set[tuple[str, str, int | str]]:
+    names = group_names(graph)
+    return {(names[rule.plain("securityGroupId")],
+             names.get(rule.plain("referencedSecurityGroupId"), rule.plain("cidrIpv4")), ports(rule))
+            for rule in graph.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")}
 
 
 def test_security_groups_allow_exactly_the_tier_to_tier_table(graph):
     assert reachability(graph) == {
         ("0.0.0.0/0", "balancer", 80), ("0.0.0.0/0", "balancer", 443),
         ("balancer", "app", 8080), ("app", "database", 3306), ("app", "files", 2049),
+        # The shared caches (JGroups 7800, 7801 and FD_SOCK's random port): from the app group only.
+        ("app", "app", ALL_TCP), ("app", "search", 443),
     }
     assert not any(group.inputs.get("ingress") or group.inputs.get("egress")
                    for group in graph.of_type("aws:ec2/securityGroup:SecurityGroup"))
 
 
 def test_outbound_rules_match_the_inbound_ones(graph):
-    names = group_names(graph)
-    outbound = {(names[r.plain("securityGroupId")], names.get(r.plain("referencedSecurityGroupId"), r.plain("cidrIpv4")), r.plain("fromPort"))
-                for r in graph.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")}
-    assert outbound == {("balancer", "app", 8080), ("app", "database", 3306), ("app", "files", 2049), ("app", "0.0.0.0/0", 443)}
+    assert outbound(graph) == {("balancer", "app", 8080), ("app", "database", 3306), ("app", "files", 2049),
+                               ("app", "app", ALL_TCP), ("app", "search", 443), ("app", "0.0.0.0/0", 443)}
 
 
 def test_components_have_the_same_outputs_as_on_local(graph):
@@ -337,6 +509,10 @@ def test_every_aws_resource_is_inside_a_component(graph):
         ({"certificate_arn": "my-cert"}, "aws.certificate_arn", "ACM certificate ARN"),
         ({"vpc_cidr": "10.0.0.0/24"}, "aws.vpc_cidr", "/16 to /20"),
         ({"database_engine_version": "5.7"}, "aws.database_engine_version", "'8.4' or '8.0'"),
+        ({"search_instance_type": "m6g.large"}, "aws.search_instance_type", "OpenSearch Service instance type"),
+        ({"search_instance_type": "t2.medium.search"}, "aws.search_instance_type", "no encryption at rest"),
+        ({"search_volume_gb": 5}, "aws.search_volume_gb", "greater than or equal to 10"),
+        ({"search_volume_gb": 4096}, "aws.search_volume_gb", "less than or equal to 3072"),
     ],
 )
 def test_invalid_aws_settings_fail_before_any_resource(aws_change, key, words):

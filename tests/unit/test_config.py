@@ -64,6 +64,9 @@ def test_defaults_are_a_sticky_round_robin_cluster_of_three_on_loopback():
         ({"network": {"subnet": "10.1.2.0/28"}}, "network.subnet", "/24 or shorter"),
         ({"network": {"subnet": "not-a-net"}}, "network.subnet", "CIDR"),
         ({"app": {"imagee": "x"}}, "app.imagee", "unknown key"),
+        ({"search": {"servers": 2}}, "search.servers", "1 or 3"),
+        ({"search": {"uris": ["search:9200"]}}, "search.uris", "http(s)://<host>:<port>"),
+        ({"search": {"heap_mb": 100}}, "search.heap_mb", ">= 256"),
     ],
 )
 def test_each_rule_names_its_key_and_the_fix(sections, key, words):
@@ -99,3 +102,24 @@ def test_bad_stack_fails_before_any_resource_is_registered():
     assert f"{PROJECT}:app.nodes" in message
     assert f"{PROJECT}:database_password: a given password must be at least 16 characters" in message
     assert f"{PROJECT}:balncer: unknown key" in message
+
+
+def test_nodes_that_would_answer_differently_are_refused_before_any_resource():
+    """A Lucene index per node, or a core older than 2.8 (no clustered caches), with several nodes."""
+    (lucene,) = problems_for(search={"backend": "lucene"})
+    assert lucene.startswith(f"{PROJECT}:search.backend: ") and "set it to elasticsearch" in lucene
+    for image in ("openmrs/openmrs-reference-application-3-backend:3.5.0", "openmrs/openmrs-reference-application-3-backend:3.0.0-no-demo",
+                  "openmrs/openmrs-core:2.7.4", "registry.example.org/openmrs/openmrs-core:2.6.x"):
+        (old,) = problems_for(app={"image": image})
+        assert old.startswith(f"{PROJECT}:app.image: ") and "older than 2.8" in old and "3.7.x-no-demo" in old
+    for image in ("openmrs/openmrs-reference-application-3-backend:3.6.0", "openmrs/openmrs-reference-application-3-backend:3.7.x-no-demo",
+                  "openmrs/openmrs-reference-application-3-backend:3.10.0", "openmrs/openmrs-core:2.8.7", "hospital/openmrs:1.0"):
+        assert parse_cluster_config({"app": {"image": image}}).app.image == image
+
+
+def test_a_search_password_without_an_existing_cluster_is_refused():
+    config = stack_config("local")
+    config[f"{PROJECT}:search_password"] = "a-search-password-long-enough"
+    with pytest.raises(ConfigError) as raised:
+        run_program("local", config)
+    assert f"{PROJECT}:search_password: is the password of an existing cluster (search.uris)" in str(raised.value)

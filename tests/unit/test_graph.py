@@ -12,7 +12,7 @@ APACHE_CONFIG = "/etc/apache2/openmrs-balancer.conf"
 KEEPALIVED_CONFIG = "/etc/keepalived/keepalived.conf"
 COMPONENTS = {
     "openmrs:cluster:Network", "openmrs:cluster:MySQLPair", "openmrs:cluster:SharedStorage",
-    "openmrs:cluster:TomcatPool", "openmrs:cluster:LoadBalancerTier",
+    "openmrs:cluster:TomcatPool", "openmrs:cluster:LoadBalancerTier", "openmrs:cluster:SearchTier",
 }
 
 
@@ -60,15 +60,18 @@ def test_every_stack_file_is_tested():
     assert set(STACKS) == set(LOCAL_STACKS) | set(stacks_on("aws"))
 
 
-def test_the_cluster_is_the_five_components_and_their_children(graph, stack):
+def test_the_cluster_is_the_six_components_and_their_children(graph, stack):
     nodes = stack_config(stack)["openmrs-cluster:app"]["nodes"]
     counts = Counter(r.type for r in graph.registrations)
     assert {t for t in counts if t.startswith("openmrs:")} == COMPONENTS
-    # database pair and monitor, nodes, balancer pair, three storage servers, their client and its host directory
-    assert counts[CONTAINER] == 3 + nodes + 2 + 5
-    assert counts["docker:index/volume:Volume"] == 2 + 3 * 2  # a volume per database; state and brick per storage server
+    # database pair and monitor, nodes, balancer pair, three storage servers, their client and its host
+    # directory, one search server
+    assert counts[CONTAINER] == 3 + nodes + 2 + 5 + 1
+    # a volume per database server; state and brick per storage server; the search server's index
+    assert counts["docker:index/volume:Volume"] == 2 + 3 * 2 + 1
     assert counts["docker:index/network:Network"] == 2
-    assert counts["random:index/randomPassword:RandomPassword"] == 5  # root, app, replication, monitor, admin
+    # root, app, replication, monitor, admin, search
+    assert counts["random:index/randomPassword:RandomPassword"] == 6
 
 
 def test_every_resource_is_a_child_of_a_component(graph):
@@ -313,6 +316,7 @@ def test_images_are_built_from_the_repository_or_pulled_by_name(graph, stack):
                      "files-image": "images/glusterfs"}
     pulled = {r.name: r.plain("name") for r in graph.of_type("docker:index/remoteImage:RemoteImage")}
     assert pulled["app-image"] == stack_config(stack)["openmrs-cluster:app"]["image"]
+    assert pulled["search-image"] == "openmrs/openmrs-contrib-elasticsearch:8.15.3"  # bundles analysis-phonetic
 
 
 def test_app_build_replaces_the_pulled_image():
@@ -326,3 +330,87 @@ def test_nodes_wait_for_the_database_and_the_shared_folders(graph):
     node = graph.named("app-1")
     assert graph.named("db-monitor").urn in node.dependencies  # healthy once a writer is at the address
     assert graph.named("files-client").urn in node.dependencies
+
+
+def app_nodes(graph) -> list:
+    return sorted((r for r in graph.of_type(CONTAINER) if re.fullmatch(r"app-\d+", r.name)), key=lambda r: r.name)
+
+
+def test_caches_are_clustered_and_every_node_holds_the_discovery_name(graph):
+    """Core 2.8's Infinispan caches invalidate across nodes, found by JGroups' DNS_PING: Docker's DNS answers
+    the name every node holds on the private network with every running node."""
+    for node in app_nodes(graph):
+        options = env_of(node)["OMRS_JAVA_SERVER_OPTS"].split()
+        assert {"-Dcache.type=cluster", "-Dcache.stack=kubernetes", "-Djgroups.dns.query=app-nodes"} <= set(options)
+        (private,) = node.plain("networksAdvanced")
+        assert private["name"] == graph.named("net-private").plain("name") and private["aliases"] == ["app-nodes"]
+    holders = [r.name for r in graph.of_type(CONTAINER)
+               if any("app-nodes" in net.get("aliases", []) for net in r.plain("networksAdvanced", []))]
+    assert holders == [node.name for node in app_nodes(graph)]  # nothing else answers to the name
+
+
+def test_one_search_server_secured_on_its_own_volume_and_never_published(graph):
+    server = graph.named("search-1")
+    settings = env_of(server)
+    assert settings["xpack.security.enabled"] == "true" and settings["discovery.type"] == "single-node"
+    assert server.plain("ports") is None
+    (private,) = server.plain("networksAdvanced")
+    assert private["name"] == graph.named("net-private").plain("name")
+    (data,) = server.plain("volumes")
+    assert data["containerPath"] == "/usr/share/elasticsearch/data"
+    assert data["volumeName"] == graph.named("search-1-data").plain("name")
+    assert server.plain("memory") == 2048 and "-Xmx1024m" in settings["ES_JAVA_OPTS"]
+    assert "ELASTIC_PASSWORD" not in server.plain("healthcheck")["tests"][-1].replace("$ELASTIC_PASSWORD", "")
+
+
+def test_every_node_searches_the_shared_index_with_the_generated_password(graph):
+    server = graph.named("search-1")
+    address = server.plain("networksAdvanced")[0]["ipv4Address"]
+    password = env_of(server)["ELASTIC_PASSWORD"]
+    assert len(password) == 32
+    for node in app_nodes(graph):
+        env = env_of(node)
+        assert env["OMRS_SEARCH"] == "elasticsearch" and env["OMRS_SEARCH_ES_URIS"] == f"http://{address}:9200"
+        assert env["OMRS_EXTRA_HIBERNATE_SEARCH_BACKEND_USERNAME"] == "elastic"
+        assert env["OMRS_EXTRA_HIBERNATE_SEARCH_BACKEND_PASSWORD"] == password
+        assert server.urn in node.dependencies  # nodes start once the search server answers
+    secret_entries = {entry.split("=")[0] for entry, secret in env_entries(app_nodes(graph)[0]) if secret}
+    assert "OMRS_EXTRA_HIBERNATE_SEARCH_BACKEND_PASSWORD" in secret_entries
+    assert "ELASTIC_PASSWORD" in {entry.split("=")[0] for entry, secret in env_entries(server) if secret}
+
+
+def test_three_search_servers_form_one_cluster_over_tls_between_them():
+    graph = run_program("local", with_overrides(stack_config("local"), search={"servers": 3}))
+    servers = [graph.named(f"search-{index}") for index in (1, 2, 3)]
+    addresses = [server.plain("networksAdvanced")[0]["ipv4Address"] for server in servers]
+    authority = graph.named("search-ca").outputs["certPem"]
+    for index, server in enumerate(servers):
+        settings = env_of(server)
+        assert "discovery.type" not in settings
+        assert settings["discovery.seed_hosts"].split(",") == addresses
+        assert settings["cluster.initial_master_nodes"].split(",") == ["search-1", "search-2", "search-3"]
+        assert settings["xpack.security.transport.ssl.enabled"] == "true"
+        assert settings["xpack.security.transport.ssl.verification_mode"] == "full"
+        files = {upload["file"]: upload["content"] for upload in server.plain("uploads")}
+        certs = "/usr/share/elasticsearch/config/certs"
+        assert files[f"{certs}/ca.crt"] == authority
+        assert files[f"{certs}/server.crt"] == graph.named(f"search-{index + 1}-cert").outputs["certPem"]
+        assert files[f"{certs}/server.key"] == graph.named(f"search-{index + 1}-key").outputs["privateKeyPem"]
+        request = graph.named(f"search-{index + 1}-csr")
+        assert request.plain("dnsNames") == [f"search-{index + 1}"] and request.plain("ipAddresses") == [addresses[index]]
+        uploads = server.inputs["uploads"]  # the private key keeps them secret, whole or the key's entry
+        assert is_secret(uploads) or any(is_secret(u) or is_secret(u.get("content")) for u in uploads
+                                         if unwrap(u)["file"].endswith("server.key"))
+    uris = env_of(graph.named("app-1"))["OMRS_SEARCH_ES_URIS"].split(",")
+    assert uris == [f"http://{address}:9200" for address in addresses]
+
+
+def test_an_existing_search_cluster_is_used_as_given_and_no_server_is_made():
+    config = with_overrides(stack_config("local"), search={"uris": ["https://search.example.org:9200"], "username": "openmrs"})
+    config["openmrs-cluster:search_password"] = "a-given-search-password"
+    graph = run_program("local", config)
+    assert not [r for r in graph.registrations if r.name.startswith("search-")]
+    env = env_of(graph.named("app-1"))
+    assert env["OMRS_SEARCH_ES_URIS"] == "https://search.example.org:9200"
+    assert env["OMRS_EXTRA_HIBERNATE_SEARCH_BACKEND_USERNAME"] == "openmrs"
+    assert ("OMRS_EXTRA_HIBERNATE_SEARCH_BACKEND_PASSWORD=a-given-search-password", True) in env_entries(graph.named("app-1"))

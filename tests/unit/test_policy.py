@@ -34,6 +34,12 @@ def openmrs_envs(*extra):
     return {"envs": ["OMRS_DB_HOSTNAME=db", "OMRS_MODULE_WEB_ADMIN=false", *extra]}
 
 
+GOOD_SEARCH_DOMAIN = {
+    "encryptAtRest": {"enabled": True},
+    "nodeToNodeEncryption": {"enabled": True},
+    "domainEndpointOptions": {"enforceHttps": True, "tlsSecurityPolicy": "Policy-Min-TLS-1-2-PFS-2023-10"},
+    "vpcOptions": {"subnetIds": ["subnet-a", "subnet-b"], "securityGroupIds": ["sg-search"]},
+}
 BALANCER_UPLOAD = {"file": rules.BALANCER_CONFIG, "content": "ProxySet lbmethod=byrequests stickysession=JSESSIONID|jsessionid"}
 
 CASES = [
@@ -46,6 +52,18 @@ CASES = [
     (rules.database_backups_in_production, rules.RDS_INSTANCE, GOOD_DATABASE,
      {**GOOD_DATABASE, "deletionProtection": False}, PROD_URN),
     (rules.files_encrypted, rules.EFS, {"encrypted": True}, {"encrypted": False}, STAGING_URN),
+    (rules.search_domain_private_and_encrypted, rules.SEARCH_DOMAIN, GOOD_SEARCH_DOMAIN,
+     {**GOOD_SEARCH_DOMAIN, "encryptAtRest": {"enabled": False}}, STAGING_URN),
+    (rules.search_domain_private_and_encrypted, rules.SEARCH_DOMAIN, GOOD_SEARCH_DOMAIN,
+     {**GOOD_SEARCH_DOMAIN, "nodeToNodeEncryption": {"enabled": False}}, STAGING_URN),
+    (rules.search_domain_private_and_encrypted, rules.SEARCH_DOMAIN, GOOD_SEARCH_DOMAIN,
+     {**GOOD_SEARCH_DOMAIN, "domainEndpointOptions": {"enforceHttps": False,
+                                                      "tlsSecurityPolicy": "Policy-Min-TLS-1-2-2019-07"}}, STAGING_URN),
+    (rules.search_domain_private_and_encrypted, rules.SEARCH_DOMAIN, GOOD_SEARCH_DOMAIN,
+     {**GOOD_SEARCH_DOMAIN, "domainEndpointOptions": {"enforceHttps": True,
+                                                      "tlsSecurityPolicy": "Policy-Min-TLS-1-0-2019-07"}}, STAGING_URN),
+    (rules.search_domain_private_and_encrypted, rules.SEARCH_DOMAIN, GOOD_SEARCH_DOMAIN,
+     {key: value for key, value in GOOD_SEARCH_DOMAIN.items() if key != "vpcOptions"}, STAGING_URN),
     (rules.target_group_checks_started, rules.TARGET_GROUP, {"healthCheck": {"path": "/openmrs/health/started"}},
      {"healthCheck": {"path": "/openmrs/health/alive"}}, STAGING_URN),
     (rules.sessions_stick, rules.TARGET_GROUP, {"stickiness": {"enabled": True}}, {"stickiness": {"enabled": False}}, STAGING_URN),
@@ -76,6 +94,10 @@ def test_backup_rule_is_for_production_only():
     weak = {**GOOD_DATABASE, "backupRetentionPeriod": 1, "deletionProtection": False}
     assert violations(rules.database_backups_in_production, rules.RDS_INSTANCE, weak, STAGING_URN) == []
     assert rules.is_production(PROD_URN) and not rules.is_production(STAGING_URN)
+
+
+def test_search_domain_rule_reports_every_missing_protection():
+    assert len(violations(rules.search_domain_private_and_encrypted, rules.SEARCH_DOMAIN, {})) == 4
 
 
 def test_stickiness_rule_follows_the_packs_config():
@@ -169,6 +191,7 @@ BREAKS = {
         ("database-not-public", set_input(rules.RDS_INSTANCE, "publiclyAccessible", True)),
         ("database-backups-in-production", set_input(rules.RDS_INSTANCE, "backupRetentionPeriod", 1)),
         ("files-encrypted", set_input(rules.EFS, "encrypted", False)),
+        ("search-domain-private-and-encrypted", set_input(rules.SEARCH_DOMAIN, "nodeToNodeEncryption", {"enabled": False})),
         ("target-group-checks-started", set_input(rules.TARGET_GROUP, "healthCheck", {"path": "/openmrs/health/alive"})),
         ("sessions-stick", set_input(rules.TARGET_GROUP, "stickiness", {"enabled": False, "type": "lb_cookie"})),
         ("internet-reaches-only-the-balancer", open_database_to_the_internet),
@@ -179,6 +202,7 @@ BREAKS = {
     ],
     "aws-staging": [
         ("database-multi-az", set_input(rules.RDS_INSTANCE, "multiAz", False)),
+        ("search-domain-private-and-encrypted", set_input(rules.SEARCH_DOMAIN, "vpcOptions", None)),
         ("internet-reaches-only-the-balancer", open_database_to_the_internet),
     ],
     "local": [

@@ -20,6 +20,24 @@
         }, "openmrs-startup");
         starter.setDaemon(true);
         starter.start();
+        if ("cluster".equals(System.getProperty("cache.type"))) listenAsTheClusteredCaches(application);
+    }
+
+    /** With cache.type=cluster, core 2.8's JGroups channels listen on jgroups.bind.port (7800, the Hibernate
+     *  cache) and the next port (the API cache): the stand-in holds the same ports (it speaks no JGroups). */
+    static void listenAsTheClusteredCaches(jakarta.servlet.ServletContext application) {
+        int hibernatePort = Integer.parseInt(System.getProperty("jgroups.bind.port", "7800"));
+        for (int port : new int[] {hibernatePort, hibernatePort + 1}) {
+            Thread listener = new Thread(() -> {
+                try (java.net.ServerSocket socket = new java.net.ServerSocket(port)) {
+                    while (true) socket.accept().close();
+                } catch (java.io.IOException e) {
+                    application.log("cache port " + port + " closed", e);
+                }
+            }, "cache-port-" + port);
+            listener.setDaemon(true);
+            listener.start();
+        }
     }
 
     public void jspDestroy() {
