@@ -23,6 +23,12 @@ JAVA_SERVER_OPTS = (
 )
 
 
+def java_memory_options(max_ram_percent: int) -> str:
+    """OMRS_JAVA_MEMORY_OPTS (the image puts it in CATALINA_OPTS): the image's default, -XX:NewSize=128m, and
+    the heap's share of the container's memory, which the JVM reads from its cgroup limit."""
+    return f"-XX:NewSize=128m -XX:MaxRAMPercentage={max_ram_percent}"
+
+
 # OpenMRS core 2.8's clustered caches: Infinispan invalidates an entry on every node when one node changes
 # it. Discovery is JGroups' DNS_PING (cache.stack=kubernetes) against a name that returns every live
 # node, which works without multicast on Docker and on ECS; the nodes talk on 7800 (Hibernate's cache),

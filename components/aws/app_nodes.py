@@ -16,7 +16,9 @@ import pulumi_aws as aws
 import pulumi_command as command
 
 from ..passwords import password
-from ..tomcat_pool import JAVA_SERVER_OPTS, PoolMember, TomcatPoolArgs, cluster_cache_options, search_environment
+from ..tomcat_pool import (
+    JAVA_SERVER_OPTS, PoolMember, TomcatPoolArgs, cluster_cache_options, java_memory_options, search_environment,
+)
 from .app_image import app_image
 from .database import PASSWORD_KEY
 
@@ -45,6 +47,7 @@ def _container_definitions(args: TomcatPoolArgs, image: pulumi.Input[str], log_g
             "OMRS_DB": "mysql", "OMRS_DB_HOSTNAME": host, "OMRS_DB_PORT": port, "OMRS_DB_NAME": values["name"],
             "OMRS_DB_USERNAME": values["user"], "OMRS_MODULE_WEB_ADMIN": "false",
             "OMRS_JAVA_SERVER_OPTS": f"{JAVA_SERVER_OPTS} {cluster_cache_options(values['discovery_name'])}",
+            "OMRS_JAVA_MEMORY_OPTS": java_memory_options(cluster.app.max_ram_percent),
             **values["search"],
         }
         secrets = {

@@ -50,6 +50,9 @@ class AppConfig(_Section):
     context_path: str = "/openmrs"
     start_period_seconds: int = Field(900, ge=0, le=7200)
     memory_mb: Optional[int] = Field(None, ge=512)
+    # The share of the node's memory (its container or task limit) that the JVM's heap may grow to; the
+    # JVM's own default is a quarter, which leaves most of a Fargate task unused.
+    max_ram_percent: int = Field(75, ge=25, le=90)
     # Layered over the image's own distribution: a listed module replaces the image's one with its id,
     # and the configuration folder replaces the image's configuration.
     modules: list[ModuleArtifact] = []

@@ -21,7 +21,8 @@ from ..passwords import password
 from ..release import Release
 from ..render import render
 from ..tomcat_pool import (
-    JAVA_SERVER_OPTS, PoolMember, TomcatPoolArgs, cluster_cache_options, route_of, search_environment,
+    JAVA_SERVER_OPTS, PoolMember, TomcatPoolArgs, cluster_cache_options, java_memory_options, route_of,
+    search_environment,
 )
 from . import images
 
@@ -49,6 +50,7 @@ def node_environment(args: TomcatPoolArgs, route: str, admin_password: pulumi.Ou
         pulumi.Output.concat("OMRS_ADMIN_USER_PASSWORD=", admin_password),
         "OMRS_MODULE_WEB_ADMIN=false",
         f"OMRS_JAVA_SERVER_OPTS={JAVA_SERVER_OPTS} {cluster_cache_options(DISCOVERY_NAME)} -DjvmRoute={route}",
+        f"OMRS_JAVA_MEMORY_OPTS={java_memory_options(args.cluster.app.max_ram_percent)}",
         *(pulumi.Output.concat(key, "=", value) for key, value in search_environment(args.search).items()),
         pulumi.Output.concat("OMRS_EXTRA_HIBERNATE_SEARCH_BACKEND_PASSWORD=", args.search.password),
     ]

@@ -1,7 +1,7 @@
 #!/bin/sh
 # As the official image's startup.sh: wait for the database's port (wait-for-it -t 3600), delete and re-copy
 # modules and configuration from the distribution, OMRS_JAVA_SERVER_OPTS becomes JAVA_OPTS (it carries
-# -DjvmRoute), then catalina.sh run.
+# -DjvmRoute) and OMRS_JAVA_MEMORY_OPTS CATALINA_OPTS, then catalina.sh run.
 set -eu
 wait-for-it -t 3600 "${OMRS_DB_HOSTNAME:-localhost}:${OMRS_DB_PORT:-3306}"
 rm -rf /openmrs/data/modules /openmrs/data/configuration
@@ -9,4 +9,5 @@ cp -r /openmrs/distribution/openmrs_modules /openmrs/data/modules
 cp -r /openmrs/distribution/openmrs_config /openmrs/data/configuration
 export CATALINA_HOME=/usr/share/tomcat10 CATALINA_BASE=/usr/local/tomcat
 export JAVA_OPTS="${OMRS_JAVA_SERVER_OPTS:--Dfile.encoding=UTF-8}"
+export CATALINA_OPTS="${OMRS_JAVA_MEMORY_OPTS:--XX:NewSize=128m}"
 exec /usr/share/tomcat10/bin/catalina.sh run

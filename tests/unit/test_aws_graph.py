@@ -131,6 +131,8 @@ def test_task_runs_the_image_in_cluster_mode_with_passwords_from_secrets(graph, 
     environment = {e["name"]: e["value"] for e in definition["environment"]}
     assert definition["image"] == stack_config(stack)[f"{PROJECT}:app"]["image"]
     assert environment["OMRS_MODULE_WEB_ADMIN"] == "false"
+    # The heap may take 75 % of the task's memory, not the JVM's default quarter.
+    assert environment["OMRS_JAVA_MEMORY_OPTS"] == "-XX:NewSize=128m -XX:MaxRAMPercentage=75"
     # After a Multi-AZ failover the pool must not hand out connections to the instance that went away.
     assert "-Dc3p0.testConnectionOnCheckout=true" in environment["OMRS_JAVA_SERVER_OPTS"].split()
     assert environment["OMRS_DB_HOSTNAME"].endswith(".rds.amazonaws.com") and environment["OMRS_DB_PORT"] == "3306"

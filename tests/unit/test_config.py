@@ -64,6 +64,7 @@ def test_defaults_are_a_sticky_round_robin_cluster_of_three_on_loopback():
         ({"network": {"subnet": "10.1.2.0/28"}}, "network.subnet", "/24 or shorter"),
         ({"network": {"subnet": "not-a-net"}}, "network.subnet", "CIDR"),
         ({"app": {"imagee": "x"}}, "app.imagee", "unknown key"),
+        ({"app": {"max_ram_percent": 95}}, "app.max_ram_percent", "<= 90"),
         ({"search": {"servers": 2}}, "search.servers", "1 or 3"),
         ({"search": {"uris": ["search:9200"]}}, "search.uris", "http(s)://<host>:<port>"),
         ({"search": {"heap_mb": 100}}, "search.heap_mb", ">= 256"),
