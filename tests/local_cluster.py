@@ -24,6 +24,7 @@ from program import PROJECT_ROOT, Graph, run_program, stack_config, with_overrid
 UNANSWERED_SEARCH_URI = "http://search.invalid:9200"  # .invalid never resolves (RFC 6761)
 HEARTBEAT = {"path": "/openmrs/health/started", "interval_seconds": 1, "fails": 2, "passes": 2}
 NODES = 3
+KEEPER_POLL_SECONDS, KEEPER_GRACE_SECONDS = 2, 6  # the scheduler keeper, quicker than its defaults
 
 
 def free_loopback_port() -> int:
@@ -291,7 +292,8 @@ def deployed(client: docker.DockerClient, stack: str = "itest", subnet: str = "1
     port = free_loopback_port()
     config = with_overrides(
         stack_config("local"),
-        app={"nodes": NODES, "build": "tests/standin", "start_period_seconds": 120, **(app or {})},
+        app={"nodes": NODES, "build": "tests/standin", "start_period_seconds": 120,
+             "scheduler": {"poll_seconds": KEEPER_POLL_SECONDS, "grace_seconds": KEEPER_GRACE_SECONDS}, **(app or {})},
         balancer={"port": port, "heartbeat": HEARTBEAT, **balancer},
         network={"subnet": subnet},
         # The search image cannot be pulled here and the stand-in does no search: the nodes are given an

@@ -1,7 +1,8 @@
-"""The image ECS tasks run: the configured image as it is, or, when the stack lists modules or
-configuration, the release layer built on the deploying machine and pushed to a private ECR repository.
+"""The images ECS tasks run. The app's: the configured image as it is, or, when the stack lists modules or
+configuration, the release layer; the scheduler keeper's: built from images/scheduler-keeper. What is
+built is built on the deploying machine and pushed to a private ECR repository of its own.
 
-Tasks then pull the release by its digest, so every task of a deployment runs the same bytes."""
+Tasks then pull a pushed image by its digest, so every task of a deployment runs the same bytes."""
 import json
 import os
 
@@ -9,43 +10,46 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_docker as docker
 
-from ..checksums import PROJECT_ROOT
+from ..checksums import PROJECT_ROOT, folder_checksum
 from ..config import AppConfig
 from ..release import Release
 
 # Releases kept in the repository: the current one and enough earlier ones to roll back to.
 KEPT_RELEASES = 10
+KEEPER_CONTEXT = "images/scheduler-keeper"
+# The keeper keeps no state: the current image and two earlier ones to roll back to are enough.
+KEPT_KEEPER_IMAGES = 3
 
 
-def app_image(name: str, settings: AppConfig, component: pulumi.ComponentResource) -> pulumi.Input[str]:
-    if not settings.modules and not settings.configuration:
-        return settings.image
+def pushed_image(name: str, repository_name: str, context: str, tag: str, kept: int,
+                 component: pulumi.ComponentResource, build_args: dict[str, str] | None = None) -> pulumi.Output[str]:
+    """Builds `context` (relative to the project root) for Fargate (linux/amd64) and pushes it as `tag` to a
+    repository of its own: tags immutable, since a tag names content; scanned on push; KMS-encrypted; the
+    last `kept` images kept. Returns the digest reference the tasks pull."""
     child = pulumi.ResourceOptions(parent=component)
     repository = aws.ecr.Repository(
-        f"{name}-releases",
+        repository_name,
         image_tag_mutability="IMMUTABLE",
         image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(scan_on_push=True),
         encryption_configurations=[aws.ecr.RepositoryEncryptionConfigurationArgs(encryption_type="KMS")],
         opts=child,
     )
     aws.ecr.LifecyclePolicy(
-        f"{name}-releases",
+        repository_name,
         repository=repository.name,
         policy=json.dumps({"rules": [{
             "rulePriority": 1,
-            "description": f"keep the last {KEPT_RELEASES} releases",
-            "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": KEPT_RELEASES},
+            "description": f"keep the last {kept} releases",
+            "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": kept},
             "action": {"type": "expire"},
         }]}),
         opts=child,
     )
     credentials = aws.ecr.get_authorization_token_output(registry_id=repository.registry_id)
-    release = Release(base_image=settings.image, app=settings)
     image = docker.Image(
-        f"{name}-release",
-        image_name=pulumi.Output.concat(repository.repository_url, ":", release.digest),
-        build=docker.DockerBuildArgs(
-            context=os.path.relpath(release.stage(), PROJECT_ROOT), args=release.build_args, platform="linux/amd64"),
+        name,
+        image_name=pulumi.Output.concat(repository.repository_url, ":", tag),
+        build=docker.DockerBuildArgs(context=context, args=build_args, platform="linux/amd64"),
         registry=docker.RegistryArgs(
             server=repository.repository_url,
             username=credentials.user_name,
@@ -54,3 +58,18 @@ def app_image(name: str, settings: AppConfig, component: pulumi.ComponentResourc
         opts=child,
     )
     return image.repo_digest
+
+
+def app_image(name: str, settings: AppConfig, component: pulumi.ComponentResource) -> pulumi.Input[str]:
+    if not settings.modules and not settings.configuration:
+        return settings.image
+    release = Release(base_image=settings.image, app=settings)
+    return pushed_image(f"{name}-release", f"{name}-releases", os.path.relpath(release.stage(), PROJECT_ROOT),
+                        release.digest, KEPT_RELEASES, component, build_args=release.build_args)
+
+
+def keeper_image(name: str, component: pulumi.ComponentResource) -> pulumi.Output[str]:
+    """Tagged by its context's content: an unchanged keeper keeps its tag, so nothing is built or replaced."""
+    tag = folder_checksum(PROJECT_ROOT / KEEPER_CONTEXT)[:12]
+    return pushed_image(f"{name}-scheduler-keeper-image", f"{name}-scheduler-keeper-images", KEEPER_CONTEXT, tag,
+                        KEPT_KEEPER_IMAGES, component)

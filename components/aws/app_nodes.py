@@ -6,7 +6,9 @@ tier.
 The service starts with one task, so that OpenMRS's first-time setup and migrations run once; once that
 task is healthy, a pulumi-command step raises the count to app.nodes. A new release (image, modules or
 configuration) is an ECS rolling deployment: never fewer healthy tasks than before, about one new task at
-a time, old tasks drained by the target group for app.drain_seconds."""
+a time, old tasks drained by the target group for app.drain_seconds.
+
+Beside them runs the scheduler keeper, one task of its own service (see scheduler_keeper)."""
 import json
 import math
 import re
@@ -19,10 +21,14 @@ from ..passwords import password
 from ..tomcat_pool import (
     JAVA_SERVER_OPTS, PoolMember, TomcatPoolArgs, cluster_cache_options, java_memory_options, search_environment,
 )
-from .app_image import app_image
+from .app_image import app_image, keeper_image
 from .database import PASSWORD_KEY
 
 CONTAINER = "openmrs"
+KEEPER_CONTAINER = "scheduler-keeper"
+# Fargate's smallest size: the keeper is one Python process that polls the nodes.
+KEEPER_CPU, KEEPER_MEMORY_MB = 256, 512
+EXECUTION_POLICY_ARN = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
 SEARCH_PASSWORD = "OMRS_EXTRA_HIBERNATE_SEARCH_BACKEND_PASSWORD"
 # A task that stops leaves the other nodes' DNS answers within this many seconds.
 DISCOVERY_TTL_SECONDS = 10
@@ -33,6 +39,22 @@ def _task_role(name: str, child: pulumi.ResourceOptions) -> aws.iam.Role:
     trust = {"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
     return aws.iam.Role(name, assume_role_policy=json.dumps(trust), opts=child)
+
+
+def _execution_role(name: str, secret_arns: list[pulumi.Input[str]], child: pulumi.ResourceOptions) -> aws.iam.Role:
+    """The role ECS starts a task with: pull, write logs, and read exactly the task's secrets."""
+    role = _task_role(name, child)
+    aws.iam.RolePolicyAttachment(name, role=role.name, policy_arn=EXECUTION_POLICY_ARN, opts=child)
+    aws.iam.RolePolicy(
+        f"{name}-secrets", role=role.id,
+        policy=pulumi.Output.all(*secret_arns).apply(lambda arns: json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+                           "Resource": [arn for arn in arns if arn]}],
+        })),
+        opts=child,
+    )
+    return role
 
 
 def _container_definitions(args: TomcatPoolArgs, image: pulumi.Input[str], log_group: aws.cloudwatch.LogGroup,
@@ -138,20 +160,7 @@ def build(component: pulumi.ComponentResource, name: str, args: TomcatPoolArgs) 
                                      secret_string=admin_password, opts=child)
     secret_arns = [args.database.password.apply(_secret_arn), admin_secret.arn, args.search.password.apply(_secret_arn)]
 
-    # The execution role starts tasks: pull, write logs, and read exactly the tasks' secrets.
-    execution_role = _task_role(f"{name}-execution", child)
-    aws.iam.RolePolicyAttachment(
-        f"{name}-execution", role=execution_role.name,
-        policy_arn="arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy", opts=child)
-    aws.iam.RolePolicy(
-        f"{name}-execution-secrets", role=execution_role.id,
-        policy=pulumi.Output.all(*secret_arns).apply(lambda arns: json.dumps({
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
-                           "Resource": [arn for arn in arns if arn]}],
-        })),
-        opts=child,
-    )
+    execution_role = _execution_role(f"{name}-execution", secret_arns, child)
     # The task role is the application's: it may mount and write this file system, through its access points only.
     task_role = _task_role(f"{name}-task", child)
     aws.iam.RolePolicy(
@@ -249,6 +258,88 @@ def build(component: pulumi.ComponentResource, name: str, args: TomcatPoolArgs) 
         ),
         opts=child,
     )
+    scheduler_keeper(component, name, args, ecs_cluster, admin_secret.arn, discovery_name, depends_on=service)
     # ECS places and replaces the tasks; the pool's one stable member is the service.
     members = [PoolMember(name=service.name, route="", port=cluster.app.port)]
     return members, admin_password
+
+
+def _keeper_definition(args: TomcatPoolArgs, image: pulumi.Input[str], log_group: aws.cloudwatch.LogGroup,
+                       admin_secret_arn: pulumi.Output[str], discovery_name: pulumi.Output[str],
+                       region: str) -> pulumi.Output[str]:
+    """The keeper's contract (images/scheduler-keeper/keeper.py); the admin password comes from Secrets Manager."""
+    app = args.cluster.app
+    scheduler = app.scheduler
+
+    def definition(values):
+        environment = {
+            "DISCOVERY_NAME": values["discovery_name"], "NODE_PORT": str(app.port), "CONTEXT_PATH": app.context_path,
+            "OPENMRS_USER": "admin", "POLL_SECONDS": str(scheduler.poll_seconds),
+            "GRACE_SECONDS": str(scheduler.grace_seconds),
+        }
+        return json.dumps([{
+            "name": KEEPER_CONTAINER,
+            "image": values["image"],
+            "essential": True,
+            "environment": [{"name": key, "value": value} for key, value in sorted(environment.items())],
+            "secrets": [{"name": "OPENMRS_PASSWORD", "valueFrom": values["admin_password"]}],
+            "linuxParameters": {"capabilities": {"drop": ["ALL"]}},
+            "healthCheck": {
+                "command": ["CMD", "python3", "/usr/local/bin/scheduler-keeper", "--check"],
+                "interval": 5, "timeout": 5, "retries": 3,
+                "startPeriod": min(scheduler.poll_seconds * 3, 300),  # ECS allows at most 300 s
+            },
+            "logConfiguration": {"logDriver": "awslogs", "options": {
+                "awslogs-group": values["log_group"], "awslogs-region": region,
+                "awslogs-stream-prefix": KEEPER_CONTAINER}},
+        }])
+
+    return pulumi.Output.all(image=image, log_group=log_group.name, admin_password=admin_secret_arn,
+                             discovery_name=discovery_name).apply(definition)
+
+
+def scheduler_keeper(component: pulumi.ComponentResource, name: str, args: TomcatPoolArgs, ecs_cluster: aws.ecs.Cluster,
+                     admin_secret_arn: pulumi.Output[str], discovery_name: pulumi.Output[str],
+                     depends_on: pulumi.Resource) -> aws.ecs.Service:
+    """Core 2.8 runs each start-on-startup task on every node; the keeper moves them onto one node
+    (images/scheduler-keeper/keeper.py), asking each task of the app service directly, at the addresses
+    the nodes' Cloud Map name returns, as admin.
+
+    One task, in a service of its own so that ECS replaces it when it fails its health check: a second
+    keeper would only repeat the first's actions (both keep the tasks on the node that already runs
+    them), so it would add cost, not availability, and the two that overlap during a deployment do no
+    harm; the keeper keeps no state that a restart loses. It calls no AWS API, so it has no task role.
+    Created after the app service, since it only acts on started nodes anyway."""
+    settings = args.cluster.aws
+    network = args.network.platform_network
+    child = pulumi.ResourceOptions(parent=component)
+    logical = f"{name}-scheduler-keeper"
+    log_group = aws.cloudwatch.LogGroup(logical, retention_in_days=settings.log_retention_days, opts=child)
+    execution_role = _execution_role(f"{logical}-execution", [admin_secret_arn], child)
+    task_definition = aws.ecs.TaskDefinition(
+        logical,
+        family=f"{pulumi.get_stack()}-{logical}",
+        cpu=str(KEEPER_CPU),
+        memory=str(KEEPER_MEMORY_MB),
+        network_mode="awsvpc",
+        requires_compatibilities=["FARGATE"],
+        runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(operating_system_family="LINUX", cpu_architecture="X86_64"),
+        execution_role_arn=execution_role.arn,
+        container_definitions=_keeper_definition(args, keeper_image(name, component), log_group, admin_secret_arn,
+                                                 discovery_name, aws.config.region),
+        opts=child,
+    )
+    return aws.ecs.Service(
+        logical,
+        cluster=ecs_cluster.arn,
+        task_definition=task_definition.arn,
+        desired_count=1,
+        wait_for_steady_state=True,
+        launch_type="FARGATE",
+        network_configuration=aws.ecs.ServiceNetworkConfigurationArgs(
+            subnets=network.private_subnet_ids, security_groups=[network.keeper_group.id], assign_public_ip=False),
+        deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(enable=True, rollback=True),
+        enable_execute_command=False,
+        propagate_tags="SERVICE",
+        opts=pulumi.ResourceOptions(parent=component, depends_on=[depends_on]),
+    )

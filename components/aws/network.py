@@ -1,6 +1,6 @@
 """The AWS network: a VPC with a public and a private subnet per zone (or an existing VPC), and one
 security group per tier whose rules allow exactly internet -> balancer -> app -> database / files / search,
-and app <-> app for the nodes' shared caches."""
+app <-> app for the nodes' shared caches, and scheduler keeper -> app."""
 import ipaddress
 from dataclasses import dataclass
 from typing import Optional
@@ -25,6 +25,7 @@ class AwsNetwork:
     app_group: aws.ec2.SecurityGroup
     database_group: aws.ec2.SecurityGroup
     storage_group: aws.ec2.SecurityGroup
+    keeper_group: aws.ec2.SecurityGroup
     # The OpenSearch domain's group; None when the nodes use an existing cluster (search.uris).
     search_group: Optional[aws.ec2.SecurityGroup]
 
@@ -107,15 +108,20 @@ def build(component: pulumi.ComponentResource, name: str, cluster: ClusterConfig
                                      tags={"Name": f"{name}-{tier}"}, opts=pulumi.ResourceOptions(parent=component))
 
     balancer = group("balancer", "OpenMRS load balancer: HTTP(S) from the internet")
+    # The keeper reaches the nodes too; a new description would replace the group under running tasks.
     app = group("app", "OpenMRS nodes: the app port from the balancer only")
     database = group("database", "OpenMRS database: MySQL from the nodes only")
     storage = group("files", "OpenMRS shared files: NFS from the nodes only")
+    keeper = group("keeper", "OpenMRS scheduler keeper: nothing in; the nodes' app port out")
     search = None if cluster.search.uris else group("search", "OpenMRS search: HTTPS from the nodes only")
     app_port = cluster.app.port
     for port in (80, HTTPS):
         _allow(component, f"{name}-internet-to-balancer-{port}", balancer, port, inbound=True, cidr=ANYWHERE)
     _allow(component, f"{name}-balancer-to-app", balancer, app_port, inbound=False, peer=app)
     _allow(component, f"{name}-app-from-balancer", app, app_port, inbound=True, peer=balancer)
+    # The scheduler keeper asks each node directly, over the REST module.
+    _allow(component, f"{name}-keeper-to-app", keeper, app_port, inbound=False, peer=app)
+    _allow(component, f"{name}-app-from-keeper", app, app_port, inbound=True, peer=keeper)
     _allow(component, f"{name}-app-to-database", app, 3306, inbound=False, peer=database)
     _allow(component, f"{name}-database-from-app", database, 3306, inbound=True, peer=app)
     _allow(component, f"{name}-app-to-files", app, 2049, inbound=False, peer=storage)
@@ -130,4 +136,5 @@ def build(component: pulumi.ComponentResource, name: str, cluster: ClusterConfig
         _allow(component, f"{name}-app-to-search-{port}", app, port, inbound=False, cidr=ANYWHERE)
     # Image pulls, Secrets Manager and CloudWatch Logs, through the NAT gateway.
     _allow(component, f"{name}-app-to-aws-apis", app, HTTPS, inbound=False, cidr=ANYWHERE)
-    return AwsNetwork(vpc_id, public, private, balancer, app, database, storage, search)
+    _allow(component, f"{name}-keeper-to-aws-apis", keeper, HTTPS, inbound=False, cidr=ANYWHERE)
+    return AwsNetwork(vpc_id, public, private, balancer, app, database, storage, keeper, search)

@@ -42,6 +42,14 @@ class ConfigurationFolder(_Section):
     sha256: str = Field(pattern=SHA256)
 
 
+class SchedulerKeeperConfig(_Section):
+    """How the scheduler keeper (images/scheduler-keeper) keeps each repeating task on one node."""
+
+    poll_seconds: int = Field(10, ge=2, le=300)
+    # How long the node running the tasks may be away (a restart) before another node takes them over.
+    grace_seconds: int = Field(60, ge=0, le=3600)
+
+
 class AppConfig(_Section):
     nodes: int = Field(3, ge=2, le=MAX_APP_NODES)
     image: str = OFFICIAL_BACKEND_IMAGE
@@ -59,6 +67,7 @@ class AppConfig(_Section):
     configuration: Optional[ConfigurationFolder] = None
     # How long a rolling update waits for a drained node's running requests before replacing it.
     drain_seconds: int = Field(30, ge=0, le=600)
+    scheduler: SchedulerKeeperConfig = SchedulerKeeperConfig()
 
     @field_validator("modules")
     @classmethod

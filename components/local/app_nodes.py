@@ -173,4 +173,34 @@ def build(
             opts=pulumi.ResourceOptions.merge(step, pulumi.ResourceOptions(depends_on=[container])),
         )
         members.append(PoolMember(name=container.name, route=route, port=settings.port))
+    scheduler_keeper(component, name, args, admin_password, depends_on=previous_step)
     return members, admin_password
+
+
+def scheduler_keeper(component: pulumi.ComponentResource, name: str, args: TomcatPoolArgs,
+                     admin_password: pulumi.Output[str], depends_on: pulumi.Resource) -> docker.Container:
+    """Core 2.8 runs each start-on-startup task on every node; the keeper moves them onto one node
+    (images/scheduler-keeper/keeper.py), asking each node directly on the private network as admin."""
+    network = args.network.platform_network
+    settings = args.cluster.app
+    image = images.build_image(f"{name}-keeper-image", "images/scheduler-keeper", "openmrs-cluster/scheduler-keeper",
+                               component)
+    logical = f"{name}-scheduler-keeper"
+    return docker.Container(
+        logical,
+        **network.identity(logical),
+        image=image.image_name,
+        envs=[f"DISCOVERY_NAME={DISCOVERY_NAME}", f"NODE_PORT={settings.port}", f"CONTEXT_PATH={settings.context_path}",
+              "OPENMRS_USER=admin", pulumi.Output.concat("OPENMRS_PASSWORD=", admin_password),
+              f"POLL_SECONDS={settings.scheduler.poll_seconds}", f"GRACE_SECONDS={settings.scheduler.grace_seconds}"],
+        networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network.private.name)],
+        healthcheck=docker.ContainerHealthcheckArgs(
+            tests=["CMD", "python3", "/usr/local/bin/scheduler-keeper", "--check"],
+            interval="5s", timeout="5s", retries=3, start_period=f"{settings.scheduler.poll_seconds * 3}s",
+        ),
+        capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
+        restart="unless-stopped",
+        wait=True,
+        wait_timeout=settings.scheduler.poll_seconds * 6 + 60,
+        opts=pulumi.ResourceOptions(parent=component, depends_on=[depends_on]),
+    )

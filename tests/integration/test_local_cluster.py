@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 import requests
 
-from local_cluster import RequestStream, wait_for
+from local_cluster import KEEPER_GRACE_SECONDS, KEEPER_POLL_SECONDS, RequestStream, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -178,3 +178,54 @@ def test_nodes_reach_each_other_on_the_cache_ports_and_nothing_outside_the_priva
             assert not reaches(local_cluster, outsider.name, node2, port), port
     finally:
         outsider.kill()
+
+
+START_ON_STARTUP_TASK = "a1b2c3d4-0000-4000-8000-00000000a001"  # the stand-in's, every 2 s (STANDIN_TASK_SECONDS)
+
+
+def task_runs_since(local_cluster, since: str) -> Counter:
+    rows = local_cluster.replica_query(
+        f"SELECT route, COUNT(*) FROM openmrs.standin_task_runs WHERE uuid = '{START_ON_STARTUP_TASK}' "
+        f"AND ran > '{since}' GROUP BY route")
+    return Counter({route: int(count) for route, count in (line.split("\t") for line in rows.splitlines())})
+
+
+def database_now(local_cluster) -> str:
+    return local_cluster.replica_query("SELECT NOW(3)")
+
+
+def test_a_start_on_startup_task_runs_on_one_node_and_moves_when_that_node_is_lost(local_cluster, figures):
+    """Core 2.8 starts the task on every node; the keeper leaves it on one, and moves it when that one stops."""
+    settle = 2 * KEEPER_POLL_SECONDS + 1
+    time.sleep(settle)
+    since = database_now(local_cluster)
+    time.sleep(8)
+    runs = task_runs_since(local_cluster, since)
+    assert len(runs) == 1 and sum(runs.values()) >= 3, f"runs per node in 8 s: {dict(runs)}"
+    (designated,) = runs
+    stopped = local_cluster.client.containers.get(local_cluster.nodes[designated])
+    stopped.stop(timeout=60)
+    stopped_at, since = time.monotonic(), database_now(local_cluster)
+    try:
+        moved = wait_for(lambda: set(task_runs_since(local_cluster, since)) - {designated},
+                         timeout=KEEPER_GRACE_SECONDS + 3 * KEEPER_POLL_SECONDS + 10, poll=0.5)
+        moved_after = time.monotonic() - stopped_at
+        assert moved, f"nothing ran the task after {designated} stopped"
+        returned = database_now(local_cluster)
+        stopped.start()
+    finally:
+        stopped.reload()
+        if stopped.status != "running":
+            stopped.start()
+    assert wait_for(local_cluster.all_members_in, timeout=120, poll=0.5), f"{designated} never came back"
+    time.sleep(settle)
+    since = database_now(local_cluster)
+    time.sleep(8)
+    runs_after = task_runs_since(local_cluster, since)
+    assert len(runs_after) == 1 and set(runs_after) == moved, f"runs per node after the return: {dict(runs_after)}"
+    boot_runs = task_runs_since(local_cluster, returned)[designated]
+    figures["scheduled task (every 2 s) with 3 nodes"] = (
+        f"{sum(runs.values())} runs in 8 s, all on {designated}; {designated} stopped -> the task ran on "
+        f"{', '.join(sorted(moved))} after {moved_after:.1f} s (grace {KEEPER_GRACE_SECONDS} s, poll "
+        f"{KEEPER_POLL_SECONDS} s); {designated} back: it ran the task {boot_runs} time(s) at its start before the "
+        f"keeper stopped it there, then {sum(runs_after.values())} runs in 8 s, all on {', '.join(sorted(runs_after))}")

@@ -6,7 +6,9 @@ import re
 
 import pytest
 
+from components.checksums import PROJECT_ROOT, folder_checksum
 from components.config import ConfigError
+from components.config.app import SchedulerKeeperConfig
 from components.tomcat_pool import JAVA_SERVER_OPTS
 from program import PROJECT, is_secret, run_program, stack_config, stacks_on, unwrap, with_overrides
 
@@ -14,6 +16,11 @@ AWS_STACKS = stacks_on("aws")
 COMPONENTS = ("Network", "MySQLPair", "SharedStorage", "SearchTier", "TomcatPool", "LoadBalancerTier")
 DOMAIN = "aws:opensearch/domain:Domain"
 SECRET = "aws:secretsmanager/secret:Secret"
+TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
+ECS_SERVICE = "aws:ecs/service:Service"
+LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+REPOSITORY = "aws:ecr/repository:Repository"
+LIFECYCLE = "aws:ecr/lifecyclePolicy:LifecyclePolicy"
 SEARCH_PASSWORD = "OMRS_EXTRA_HIBERNATE_SEARCH_BACKEND_PASSWORD"
 
 
@@ -121,8 +128,16 @@ def test_shared_files_are_encrypted_backed_up_and_reached_through_access_points(
     assert points == {f"/{folder}": {"uid": 1001, "gid": 1001} for folder in folders}
 
 
+def app_task(graph):
+    return of_type_named(graph, TASK_DEFINITION, "app-task")
+
+
+def app_service(graph):
+    return of_type_named(graph, ECS_SERVICE, "app-service")
+
+
 def container_definition(graph):
-    (definition,) = json.loads(one(graph, "aws:ecs/taskDefinition:TaskDefinition").plain("containerDefinitions"))
+    (definition,) = json.loads(app_task(graph).plain("containerDefinitions"))
     return definition
 
 
@@ -145,7 +160,7 @@ def test_task_runs_the_image_in_cluster_mode_with_passwords_from_secrets(graph, 
 
 
 def test_task_mounts_each_shared_folder_from_efs_with_tls_and_iam(graph, stack):
-    task = one(graph, "aws:ecs/taskDefinition:TaskDefinition")
+    task = app_task(graph)
     assert task.plain("requiresCompatibilities") == ["FARGATE"] and task.plain("networkMode") == "awsvpc"
     folders = stack_config(stack)[f"{PROJECT}:storage"]["shared_folders"]
     volumes = {v["name"]: v["efsVolumeConfiguration"] for v in task.plain("volumes")}
@@ -158,11 +173,11 @@ def test_task_mounts_each_shared_folder_from_efs_with_tls_and_iam(graph, stack):
 
 
 def test_logs_are_kept_for_the_configured_days(graph, settings):
-    assert one(graph, "aws:cloudwatch/logGroup:LogGroup").plain("retentionInDays") == settings["log_retention_days"]
+    assert of_type_named(graph, LOG_GROUP, "app-logs").plain("retentionInDays") == settings["log_retention_days"]
 
 
 def test_service_rolls_safely_and_leaves_its_task_count_to_the_autoscaler(graph, stack, settings):
-    service = one(graph, "aws:ecs/service:Service")
+    service = app_service(graph)
     assert service.plain("launchType") == "FARGATE"
     assert service.plain("deploymentCircuitBreaker") == {"enable": True, "rollback": True}
     # Never fewer healthy tasks than before; one task more than the count at the minimum size.
@@ -181,7 +196,7 @@ def test_service_rolls_safely_and_leaves_its_task_count_to_the_autoscaler(graph,
 
 
 def test_first_start_runs_on_one_task_then_the_service_scales_out(graph, stack):
-    service = one(graph, "aws:ecs/service:Service")
+    service = app_service(graph)
     assert (service.plain("desiredCount"), service.plain("waitForSteadyState")) == (1, True)
     scale_out = graph.named("app-scale-out")
     assert service.urn in scale_out.dependencies
@@ -205,7 +220,7 @@ def test_tasks_register_in_cloud_map_under_a_name_that_answers_with_every_health
     assert dns["namespaceId"] == f"{namespace.name}-id"
     assert dns["dnsRecords"] == [{"type": "A", "ttl": 10}] and dns["routingPolicy"] == "MULTIVALUE"
     assert discovery.plain("healthCheckCustomConfig") == {}  # ECS reports each task's health
-    assert one(graph, "aws:ecs/service:Service").plain("serviceRegistries") == {"registryArn": discovery.outputs["arn"]}
+    assert app_service(graph).plain("serviceRegistries") == {"registryArn": discovery.outputs["arn"]}
 
 
 def test_the_vpc_resolves_the_private_namespace(graph):
@@ -333,7 +348,9 @@ def test_a_leaving_task_is_drained_for_the_configured_time(graph, stack):
 
 def test_without_modules_tasks_run_the_configured_image(graph, stack):
     assert container_definition(graph)["image"] == stack_config(stack)[f"{PROJECT}:app"]["image"]
-    assert not graph.of_type("aws:ecr/repository:Repository")
+    # The scheduler keeper's is the only repository then; no release is built.
+    assert [r.name for r in graph.of_type(REPOSITORY)] == ["app-scheduler-keeper-images"]
+    assert not [r for r in graph.of_type("docker:index/image:Image") if r.name == "app-release"]
 
 
 def test_a_release_is_pushed_to_a_private_registry_and_tasks_pull_it_by_digest(tmp_path):
@@ -342,19 +359,111 @@ def test_a_release_is_pushed_to_a_private_registry_and_tasks_pull_it_by_digest(t
     config = with_overrides(stack_config("aws-staging"), app={"modules": [
         {"path": str(module), "sha256": hashlib.sha256(b"idgen").hexdigest()}]})
     graph = run_program("aws-staging", config)
-    repository = one(graph, "aws:ecr/repository:Repository")
+    image, tag = pushed_image(graph, "app-release", "app-releases", kept=10)  # earlier releases stay for a rollback
+    assert image.plain("build")["context"] == f".build/release-{tag}"
+    assert image.plain("build")["args"]["REPLACED_MODULE_IDS"] == "idgen"
+    assert image.plain("build")["args"]["RELEASE"] == tag
+    assert container_definition(graph)["image"] == image.outputs["repoDigest"]
+    # The keeper's image has a repository of its own.
+    assert {r.name for r in graph.of_type(REPOSITORY)} == {"app-releases", "app-scheduler-keeper-images"}
+
+
+def pushed_image(graph, name, repository_name, kept):
+    """An image built for Fargate and pushed to a private repository of its own; returns it and its tag."""
+    repository = of_type_named(graph, REPOSITORY, repository_name)
     assert repository.plain("imageTagMutability") == "IMMUTABLE"
     assert repository.plain("imageScanningConfiguration") == {"scanOnPush": True}
     assert repository.plain("encryptionConfigurations") == [{"encryptionType": "KMS"}]
-    rules = json.loads(one(graph, "aws:ecr/lifecyclePolicy:LifecyclePolicy").plain("policy"))["rules"]
-    assert rules[0]["selection"]["countNumber"] >= 2  # earlier releases stay for a rollback
-    image = graph.named("app-release")
+    (rule,) = json.loads(of_type_named(graph, LIFECYCLE, repository_name).plain("policy"))["rules"]
+    assert rule["selection"] == {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": kept}
+    assert rule["description"] == f"keep the last {kept} releases" and rule["action"] == {"type": "expire"}
+    image = graph.named(name)
     assert image.plain("build")["platform"] == "linux/amd64"
-    assert image.plain("build")["args"]["REPLACED_MODULE_IDS"] == "idgen"
     assert image.plain("registry")["server"] == repository.outputs["repositoryUrl"]
     assert is_secret(image.inputs["registry"]) or is_secret(image.inputs["registry"]["password"])
-    assert image.plain("imageName").startswith(repository.outputs["repositoryUrl"] + ":")
-    assert container_definition(graph)["image"] == image.outputs["repoDigest"]
+    url, tag = image.plain("imageName").rsplit(":", 1)
+    assert url == repository.outputs["repositoryUrl"]
+    assert image.outputs["repoDigest"].startswith(url + "@sha256:")
+    return image, tag
+
+
+KEEPER = "app-scheduler-keeper"
+
+
+def keeper_definition(graph):
+    (definition,) = json.loads(of_type_named(graph, TASK_DEFINITION, KEEPER).plain("containerDefinitions"))
+    return definition
+
+
+def test_one_scheduler_keeper_runs_on_the_smallest_fargate_task_in_the_private_subnets(graph, settings):
+    keeper = of_type_named(graph, ECS_SERVICE, KEEPER)
+    task = of_type_named(graph, TASK_DEFINITION, KEEPER)
+    assert (keeper.plain("desiredCount"), keeper.plain("launchType"), keeper.plain("waitForSteadyState")) == (
+        1, "FARGATE", True)
+    assert keeper.plain("cluster") == app_service(graph).plain("cluster")
+    assert keeper.plain("taskDefinition") == task.outputs["arn"]
+    private = [f"net-private-{index + 1}-id" for index in range(len(settings["availability_zones"]))]
+    assert keeper.plain("networkConfiguration") == {
+        "subnets": private, "securityGroups": ["net-keeper-id"], "assignPublicIp": False}
+    # No node: the balancer sends it nothing and the nodes' discovery name does not return it.
+    assert "loadBalancers" not in keeper.inputs and "serviceRegistries" not in keeper.inputs
+    assert keeper.plain("deploymentCircuitBreaker") == {"enable": True, "rollback": True}
+    assert app_service(graph).urn in keeper.dependencies  # it acts on started nodes only
+    assert (task.plain("cpu"), task.plain("memory")) == ("256", "512")
+    assert task.plain("requiresCompatibilities") == ["FARGATE"] and task.plain("networkMode") == "awsvpc"
+    assert "taskRoleArn" not in task.inputs  # it calls no AWS API
+    logs = of_type_named(graph, LOG_GROUP, KEEPER)
+    assert logs.plain("retentionInDays") == settings["log_retention_days"]
+    options = keeper_definition(graph)["logConfiguration"]["options"]
+    assert options["awslogs-group"] == logs.outputs["name"] != of_type_named(graph, LOG_GROUP, "app-logs").outputs["name"]
+
+
+def test_the_keeper_asks_the_nodes_by_their_discovery_name_as_admin_with_the_password_from_secrets(graph, stack):
+    definition = keeper_definition(graph)
+    namespace = one(graph, "aws:servicediscovery/privateDnsNamespace:PrivateDnsNamespace")
+    discovery = one(graph, "aws:servicediscovery/service:Service")
+    app = stack_config(stack)[f"{PROJECT}:app"]
+    scheduler = SchedulerKeeperConfig(**app.get("scheduler", {}))
+    assert {e["name"]: e["value"] for e in definition["environment"]} == {
+        "DISCOVERY_NAME": f"{discovery.outputs['name']}.{namespace.outputs['name']}",
+        "NODE_PORT": str(app.get("port", 8080)), "CONTEXT_PATH": app.get("context_path", "/openmrs"),
+        "OPENMRS_USER": "admin",
+        "POLL_SECONDS": str(scheduler.poll_seconds), "GRACE_SECONDS": str(scheduler.grace_seconds),
+    }
+    admin_secret = of_type_named(graph, SECRET, "app-admin-password").outputs["arn"]
+    assert definition["secrets"] == [{"name": "OPENMRS_PASSWORD", "valueFrom": admin_secret}]
+    version = of_type_named(graph, "aws:secretsmanager/secretVersion:SecretVersion", "app-admin-password")
+    assert version.plain("secretString") not in of_type_named(graph, TASK_DEFINITION, KEEPER).plain("containerDefinitions")
+    assert definition["healthCheck"]["command"] == ["CMD", "python3", "/usr/local/bin/scheduler-keeper", "--check"]
+    assert definition["linuxParameters"] == {"capabilities": {"drop": ["ALL"]}}
+
+
+def test_the_keepers_execution_role_reads_the_admin_password_and_no_other_secret(graph):
+    role = of_type_named(graph, "aws:iam/role:Role", f"{KEEPER}-execution")
+    assert of_type_named(graph, TASK_DEFINITION, KEEPER).plain("executionRoleArn") == role.outputs["arn"]
+    (statement,) = policy_of(graph, f"{KEEPER}-execution-secrets")["Statement"]
+    assert statement == {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+                         "Resource": [of_type_named(graph, SECRET, "app-admin-password").outputs["arn"]]}
+    inline = [p.name for p in graph.of_type("aws:iam/rolePolicy:RolePolicy") if p.plain("role") == f"{role.name}-id"]
+    attached = [p.plain("policyArn") for p in graph.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+                if p.plain("role") == role.outputs["name"]]
+    assert inline == [f"{KEEPER}-execution-secrets"]
+    assert attached == ["arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"]
+
+
+def test_the_keeper_image_is_its_context_pushed_under_the_contents_digest_and_pulled_by_digest(graph):
+    image, tag = pushed_image(graph, f"{KEEPER}-image", f"{KEEPER}-images", kept=3)
+    assert image.plain("build") == {"context": "images/scheduler-keeper", "platform": "linux/amd64"}
+    assert tag == folder_checksum(PROJECT_ROOT / "images" / "scheduler-keeper")[:12]  # unchanged: nothing to build
+    assert keeper_definition(graph)["image"] == image.outputs["repoDigest"]
+
+
+def test_the_keeper_takes_the_configured_poll_and_grace():
+    config = with_overrides(stack_config("aws-staging"), app={"scheduler": {"poll_seconds": 120, "grace_seconds": 600}})
+    definition = keeper_definition(run_program("aws-staging", config))
+    environment = {e["name"]: e["value"] for e in definition["environment"]}
+    assert (environment["POLL_SECONDS"], environment["GRACE_SECONDS"]) == ("120", "600")
+    assert definition["healthCheck"]["startPeriod"] == 300  # three polls, up to the 300 s ECS allows
 
 
 def policy_of(graph, name):
@@ -435,7 +544,7 @@ def test_staging_with_a_certificate_redirects_too():
 
 
 def group_names(graph) -> dict[str, str]:
-    """Security group id -> tier (balancer, app, database, files, search)."""
+    """Security group id -> tier (balancer, app, database, files, search, keeper)."""
     return {f"{g.name}-id": g.name.removeprefix("net-") for g in graph.of_type("aws:ec2/securityGroup:SecurityGroup")}
 
 
@@ -470,6 +579,8 @@ def test_security_groups_allow_exactly_the_tier_to_tier_table(graph):
         ("balancer", "app", 8080), ("app", "database", 3306), ("app", "files", 2049),
         # The shared caches (JGroups 7800, 7801 and FD_SOCK's random port): from the app group only.
         ("app", "app", ALL_TCP), ("app", "search", 443),
+        # The scheduler keeper asks each node directly; nothing reaches the keeper.
+        ("keeper", "app", 8080),
     }
     assert not any(group.inputs.get("ingress") or group.inputs.get("egress")
                    for group in graph.of_type("aws:ec2/securityGroup:SecurityGroup"))
@@ -477,7 +588,8 @@ def test_security_groups_allow_exactly_the_tier_to_tier_table(graph):
 
 def test_outbound_rules_match_the_inbound_ones(graph):
     assert outbound(graph) == {("balancer", "app", 8080), ("app", "database", 3306), ("app", "files", 2049),
-                               ("app", "app", ALL_TCP), ("app", "search", 443), ("app", "0.0.0.0/0", 443)}
+                               ("app", "app", ALL_TCP), ("app", "search", 443), ("app", "0.0.0.0/0", 443),
+                               ("keeper", "app", 8080), ("keeper", "0.0.0.0/0", 443)}
 
 
 def test_components_have_the_same_outputs_as_on_local(graph):

@@ -64,9 +64,9 @@ def test_the_cluster_is_the_six_components_and_their_children(graph, stack):
     nodes = stack_config(stack)["openmrs-cluster:app"]["nodes"]
     counts = Counter(r.type for r in graph.registrations)
     assert {t for t in counts if t.startswith("openmrs:")} == COMPONENTS
-    # database pair and monitor, nodes, balancer pair, three storage servers, their client and its host
-    # directory, one search server
-    assert counts[CONTAINER] == 3 + nodes + 2 + 5 + 1
+    # database pair and monitor, nodes and their scheduler keeper, balancer pair, three storage servers,
+    # their client and its host directory, one search server
+    assert counts[CONTAINER] == 3 + nodes + 1 + 2 + 5 + 1
     # a volume per database server; state and brick per storage server; the search server's index
     assert counts["docker:index/volume:Volume"] == 2 + 3 * 2 + 1
     assert counts["docker:index/network:Network"] == 2
@@ -115,7 +115,7 @@ def test_each_node_has_a_unique_route_and_the_cluster_contract(graph, stack):
 
 
 def test_the_nodes_share_one_password_and_it_is_generated_per_cluster(graph):
-    passwords = {env_of(node)["OMRS_DB_PASSWORD"] for node in graph.of_type(CONTAINER) if node.name.startswith("app-")}
+    passwords = {env_of(node)["OMRS_DB_PASSWORD"] for node in app_nodes(graph)}
     assert len(passwords) == 1
     assert passwords == {env_of(graph.named("db-1"))["MARIADB_PASSWORD"]}
     assert "Admin123" not in str(unwrap([r.inputs for r in graph.registrations]))
@@ -125,7 +125,7 @@ def test_balancer_has_one_member_per_node_with_its_route(graph):
     config = balancer_config(graph)
     members = re.findall(r'BalancerMember "http://([^:]+):8080" route=(\S+)', config)
     nodes = {r.plain("networksAdvanced")[0]["ipv4Address"]: env_of(r)["OMRS_JAVA_SERVER_OPTS"].rsplit("=", 1)[1]
-             for r in graph.of_type(CONTAINER) if r.name.startswith("app-")}
+             for r in app_nodes(graph)}
     assert dict(members) == nodes
 
 
@@ -315,7 +315,7 @@ def test_unreplicated_storage_is_a_volume_per_folder_handed_to_the_openmrs_user(
 def test_images_are_built_from_the_repository_or_pulled_by_name(graph, stack):
     built = {r.name: r.plain("build")["context"] for r in graph.of_type("docker:index/image:Image")}
     assert built == {"db-image": "images/mariadb", "db-monitor-image": "images/db-monitor", "lb-image": "images/httpd",
-                     "files-image": "images/glusterfs"}
+                     "files-image": "images/glusterfs", "app-keeper-image": "images/scheduler-keeper"}
     pulled = {r.name: r.plain("name") for r in graph.of_type("docker:index/remoteImage:RemoteImage")}
     assert pulled["app-image"] == stack_config(stack)["openmrs-cluster:app"]["image"]
     assert pulled["search-image"] == "openmrs/openmrs-contrib-elasticsearch:8.15.3"  # bundles analysis-phonetic
@@ -416,3 +416,16 @@ def test_an_existing_search_cluster_is_used_as_given_and_no_server_is_made():
     assert env["OMRS_SEARCH_ES_URIS"] == "https://search.example.org:9200"
     assert env["OMRS_EXTRA_HIBERNATE_SEARCH_BACKEND_USERNAME"] == "openmrs"
     assert ("OMRS_EXTRA_HIBERNATE_SEARCH_BACKEND_PASSWORD=a-given-search-password", True) in env_entries(graph.named("app-1"))
+
+
+def test_a_scheduler_keeper_asks_the_nodes_by_the_discovery_name_once_they_are_all_in(graph):
+    keeper = graph.named("app-scheduler-keeper")
+    env = env_of(keeper)
+    assert (env["DISCOVERY_NAME"], env["NODE_PORT"], env["CONTEXT_PATH"]) == ("app-nodes", "8080", "/openmrs")
+    assert (env["POLL_SECONDS"], env["GRACE_SECONDS"]) == ("10", "60")
+    assert env["OPENMRS_USER"] == "admin" and env["OPENMRS_PASSWORD"] == env_of(graph.named("app-1"))["OMRS_ADMIN_USER_PASSWORD"]
+    assert ("OPENMRS_PASSWORD=" + env["OPENMRS_PASSWORD"], True) in env_entries(keeper)
+    (private,) = keeper.plain("networksAdvanced")
+    assert private["name"] == graph.named("net-private").plain("name") and "app-nodes" not in private.get("aliases", [])
+    last_admit = max((r for r in graph.registrations if re.fullmatch(r"app-\d+-admit", r.name)), key=lambda r: r.name)
+    assert last_admit.urn in keeper.dependencies and keeper.plain("ports") is None

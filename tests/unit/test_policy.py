@@ -156,9 +156,9 @@ def set_input(type_, key, value, name=None):
     return mutate
 
 
-def edit_task_environment(change):
+def edit_task_environment(change, name="app-task"):
     def mutate(graph):
-        (task_definition,) = graph.of_type(TASK)
+        (task_definition,) = [r for r in graph.of_type(TASK) if r.name == name]
         definitions = json.loads(unwrap(task_definition.inputs["containerDefinitions"]))
         change(definitions[0])
         task_definition.inputs["containerDefinitions"] = json.dumps(definitions)
@@ -204,6 +204,10 @@ BREAKS = {
         ("database-multi-az", set_input(rules.RDS_INSTANCE, "multiAz", False)),
         ("search-domain-private-and-encrypted", set_input(rules.SEARCH_DOMAIN, "vpcOptions", None)),
         ("internet-reaches-only-the-balancer", open_database_to_the_internet),
+        # The scheduler keeper's task too: its admin password belongs in `secrets`.
+        ("no-plaintext-secret-in-environment", edit_task_environment(
+            lambda c: c["environment"].append({"name": "OPENMRS_PASSWORD", "value": "in-the-clear-1234567"}),
+            name="app-scheduler-keeper")),
     ],
     "local": [
         ("no-privileged-container", set_input(rules.CONTAINER, "privileged", True, name="db-1")),

@@ -7,13 +7,10 @@
     jakarta.servlet.http.HttpSession session = request.getSession(false);
     String authorization = request.getHeader("Authorization");
     if (authorization != null && authorization.startsWith("Basic ")) {
-        String[] credentials = new String(java.util.Base64.getDecoder().decode(authorization.substring(6)),
-            java.nio.charset.StandardCharsets.UTF_8).split(":", 2);
         try (Connection db = openDatabase(application); Statement st = db.createStatement()) {
             st.executeQuery("SELECT 1").close();
         }
-        if (credentials.length == 2 && credentials[0].equals("admin")
-                && credentials[1].equals(System.getenv().getOrDefault("OMRS_ADMIN_USER_PASSWORD", "Admin123"))) {
+        if (isAdmin(request)) {
             session = request.getSession(true);
             session.setAttribute("user", "admin");
             session.setAttribute("counter", 0);

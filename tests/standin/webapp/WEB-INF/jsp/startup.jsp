@@ -1,4 +1,4 @@
-<%@ page import="java.sql.*, javax.sql.DataSource, java.util.*, com.mchange.v2.c3p0.DataSources" %><%!
+<%@ page import="java.sql.*, javax.sql.DataSource, java.util.*, com.mchange.v2.c3p0.DataSources" %><%@ include file="scheduler.jspf" %><%@ include file="db.jspf" %><%!
     /*
      * OpenMRS's start, as far as the cluster depends on it (each step's source in tests/standin/README.md):
      * a connection pool configured as core configures c3p0; the database update under Liquibase's lock, so
@@ -13,6 +13,7 @@
                 start(application);
                 application.setAttribute("openmrs.started", Boolean.TRUE);
                 application.log("OpenMRS stand-in started");
+                Scheduler.of(application).startOnStartup();
             } catch (Exception e) {
                 application.setAttribute("openmrs.startupError", e.toString());
                 application.log("OpenMRS stand-in failed to start", e);
@@ -106,6 +107,16 @@
             if (!db.getMetaData().getTables(db.getCatalog(), null, "standin_schema", null).next()) {
                 application.log("setting up the database");
                 Thread.sleep(1000L * Integer.parseInt(env("STANDIN_SETUP_SECONDS", "20")));
+                // Core's scheduler table with two of RefApp's tasks: one that starts on startup (as the
+                // appointments module's do), one that an administrator starts (as core's Auto Close Visits).
+                st.execute("CREATE TABLE scheduler_task_config (uuid CHAR(38) PRIMARY KEY, name VARCHAR(255), start_on_startup BOOLEAN, started BOOLEAN, repeat_interval INT)");
+                st.execute("CREATE TABLE standin_task_runs (uuid CHAR(38), route VARCHAR(64), ran TIMESTAMP(3) DEFAULT CURRENT_TIMESTAMP(3))");
+                try (PreparedStatement task = db.prepareStatement("INSERT INTO scheduler_task_config VALUES (?, ?, ?, FALSE, ?)")) {
+                    task.setString(1, "a1b2c3d4-0000-4000-8000-00000000a001"); task.setString(2, "Mark Appointment As Missed");
+                    task.setBoolean(3, true); task.setInt(4, Integer.parseInt(env("STANDIN_TASK_SECONDS", "2"))); task.executeUpdate();
+                    task.setString(1, "8c17b376-1a2b-11e1-a51a-00248140a5eb"); task.setString(2, "Auto Close Visits");
+                    task.setBoolean(3, false); task.setInt(4, 86400); task.executeUpdate();
+                }
                 st.execute("CREATE TABLE standin_schema (installed_by VARCHAR(64), installed TIMESTAMP(3) DEFAULT CURRENT_TIMESTAMP(3))");
                 try (PreparedStatement record = db.prepareStatement("INSERT INTO standin_schema (installed_by) VALUES (?)")) {
                     record.setString(1, node);
@@ -122,5 +133,33 @@
     static String env(String name, String fallback) {
         String value = System.getenv(name);
         return value == null || value.isEmpty() ? fallback : value;
+    }
+%><%
+    // The REST module's taskdefinition and taskaction resources, served here because they act on the
+    // scheduler of this JVM. As in OpenMRS they need a started node and the privilege Manage Scheduler
+    // (here: the admin user).
+    if (refuseUntilStarted(application, response)) return;
+    if (!isAdmin(request)) { response.sendError(401); return; }
+    response.setContentType("application/json");
+    Scheduler scheduler = Scheduler.of(application);
+    if (request.getServletPath().endsWith("/taskdefinition")) {
+        out.print(taskDefinitions(application, "scheduled".equals(request.getParameter("q")) ? scheduler.scheduled() : null));
+    } else if ("POST".equals(request.getMethod())) {
+        String body = new String(request.getInputStream().readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
+        java.util.regex.Matcher action = java.util.regex.Pattern.compile("\"action\"\\s*:\\s*\"(\\w+)\"").matcher(body);
+        java.util.regex.Matcher tasks = java.util.regex.Pattern.compile("\"tasks\"\\s*:\\s*\\[([^\\]]*)\\]").matcher(body);
+        if (!action.find() || !tasks.find()) { response.sendError(400, "needs action and tasks"); return; }
+        for (String task : tasks.group(1).replace("\"", "").split(",")) {
+            if (task.isBlank()) continue;
+            switch (action.group(1).toUpperCase()) {
+                case "SCHEDULETASK": scheduler.schedule(task.trim()); break;
+                case "SHUTDOWNTASK": scheduler.shutdown(task.trim()); break;
+                default: response.sendError(400, "unsupported action " + action.group(1)); return;
+            }
+        }
+        response.setStatus(201);
+        out.print(body);
+    } else {
+        response.sendError(405);
     }
 %>
