@@ -1,7 +1,8 @@
 """The figures users choose a cluster by, from one command (`scripts/bench`): balancer overhead per
 scheduling method, heartbeat detection and recovery, each failover under load (a node, the balancer
 holding the virtual address, the database writer, a storage server), the program's own speed and
-bring-up time. Writes bench/results/latest.{md,json} and timeline.png.
+bring-up time. Writes bench/results/latest.{md,json} and timeline.png. With --hosts: the cluster across
+three simulated machines, each machine's loss (bench/results/hosts.{md,json}).
 
 Load comes from Debian's `hey` in a container on the cluster's private network; every run is bounded
 in requests and time, and targets only the containers this run deployed."""
@@ -17,7 +18,9 @@ from pathlib import Path
 
 import docker
 
+from hosts_cluster import HOLD_SECONDS, away, deployed_across
 from local_cluster import HEARTBEAT, deployed, docker_time, wait_for
+from machines import simulated_machines
 from program import PROJECT_ROOT, STACKS, run_program
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
@@ -290,13 +293,66 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# The machines taken away in turn, as the integration test does: which one, found at the time, and how.
+MACHINE_LOSSES = (
+    (lambda cluster: cluster.host_of(next(iter(cluster.holders_of_the_clients_address()))), "freeze"),
+    (lambda cluster: cluster.host_of(cluster.writers()[0]), "cut"),
+    (lambda cluster: cluster.host_of(cluster.writers()[0]), "freeze"),
+    (lambda cluster: "a", "cut"),  # the acting monitor's
+)
+
+
+def across_machines(client: docker.DockerClient) -> dict:
+    """The cluster on three simulated machines (tests/machines.py): each machine's loss under load."""
+    results = {"measured_at": time.strftime("%Y-%m-%d"), "machine": f"{subprocess.getoutput('nproc')} cores",
+               "hold_seconds": HOLD_SECONDS, "losses": []}
+    with simulated_machines(("a", "b", "c"), ssh_machine="c") as lab, deployed_across(lab, client) as cluster:
+        results["bring_up_seconds"] = round(cluster.timings["serving"], 1)
+        results["images_shipped_seconds"] = round(cluster.timings["images shipped"], 1)
+        for machine_of, how in MACHINE_LOSSES:
+            host = machine_of(cluster)
+            held = cluster.roles_on(host)
+            outage = away(cluster, host, how)
+            results["losses"].append({"machine": host, "how": how, "held": held, "failed": outage.failed,
+                                      "longest_gap_s": {k: round(v, 2) for k, v in outage.longest_gap.items()},
+                                      "whole_after_s": round(outage.whole_after, 1)})
+    return results
+
+
+def across_machines_markdown(results: dict) -> str:
+    lines = [f"Measured {results['measured_at']} on {results['machine']}: 3 simulated machines (network namespaces, "
+             f"each its own Docker engine), each taken away for {results['hold_seconds']} s under a stream of reads, "
+             "one of row writes and one of file writes through the clients' address (one request at a time each).",
+             "", f"Bring-up across the machines until every member serves: {results['bring_up_seconds']} s, of which "
+             f"{results['images_shipped_seconds']} s until every image was on every machine (loaded over the Docker "
+             "API, one of them over SSH; the images were already built here)", "",
+             "| machine taken away | it held | failed: reads / rows / files | longest wait for an answer: reads / "
+             "rows / files | whole again after its return |", "|---|---|---|---|---|"]
+    for loss in results["losses"]:
+        failed, gap = loss["failed"], loss["longest_gap_s"]
+        lines.append(f"| {loss['machine']}, {'frozen' if loss['how'] == 'freeze' else 'cut off'} | {loss['held']} | "
+                     f"{failed['reads']} / {failed['row writes']} / {failed['file writes']} | "
+                     f"{gap['reads']} / {gap['row writes']} / {gap['file writes']} s | {loss['whole_after_s']} s |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cold", action="store_true",
                         help="remove the project's images and Docker's build cache first, to measure a cold bring-up")
+    parser.add_argument("--hosts", action="store_true",
+                        help="instead: the cluster across three simulated machines, each machine's loss "
+                             "(bench/results/hosts.md and .json)")
     options = parser.parse_args()
     client = docker.from_env()
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if options.hosts:
+        results = across_machines(client)
+        (RESULTS / "hosts.json").write_text(json.dumps(results, indent=2) + "\n")
+        table = across_machines_markdown(results)
+        (RESULTS / "hosts.md").write_text(table)
+        print(table)
+        return
     if options.cold:
         for image in client.images.list("openmrs-cluster/*"):
             client.images.remove(image.id, force=True)

@@ -26,11 +26,12 @@ class SharedStorageArgs:
 
 class SharedMount(NamedTuple):
     """One shared folder: `source` is the platform's volume (or, for a bind, the path on the Docker host),
-    `container_path` where nodes see it."""
+    `container_path` where nodes see it; `host`, on several hosts, the one whose nodes use this mount."""
 
     source: pulumi.Output[str]
     container_path: str
     kind: str = "volume"  # or "bind"
+    host: str = ""
 
     @property
     def folder(self) -> str:

@@ -21,6 +21,7 @@ import requests
 
 if TYPE_CHECKING:
     from components.config import ClusterConfig
+    from components.config.hosts import Host
 
 FUSE_DEVICE = Path("/dev/fuse")
 MOUNTINFO = Path("/proc/self/mountinfo")
@@ -44,6 +45,7 @@ class Exit(IntEnum):
     FUSE_MISSING = 7        # replicated storage: /dev/fuse is not a character device
     MOUNT_NOT_SHARED = 8    # replicated storage: storage.host_directory is not on a shared mount
     MAP_COUNT_TOO_LOW = 9   # three local search servers: vm.max_map_count below Elasticsearch's minimum
+    HOST_UNREACHABLE = 10   # hosts: a host's Docker engine does not answer (ssh, TLS, or the engine)
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,34 @@ def check_docker(environ: Mapping[str, str],
         f"containers. Fix: start the daemon with `sudo systemctl start docker`, or set DOCKER_HOST to the "
         f"engine you use (for rootless Docker, unix://$XDG_RUNTIME_DIR/docker.sock); your user must be "
         f"allowed to use it (`sudo usermod -aG docker $USER`, then log in again). Then run scripts/up again."
+    ))
+
+
+def reach_engine(host: "Host") -> str | None:
+    """Why `host`'s engine does not answer, as the program's own steps reach it; None when it does."""
+    from components.local.engines import Engine, EngineAddress
+
+    try:
+        with Engine(EngineAddress(url=host.docker_url, ssh_options=list(host.ssh_options),
+                                  tls=host.tls.model_dump() if host.tls else None), timeout=15) as client:
+            client.ping()
+            return None
+    except (docker.errors.DockerException, requests.RequestException, OSError) as failure:
+        return str(failure)
+
+
+def check_hosts(cluster: ClusterConfig, reach: Callable[["Host"], str | None] = reach_engine) -> Problem | None:
+    """Every host's engine answers, as the Docker provider and the program's steps will reach it."""
+    unreachable = [f"{host.name} ({host.docker_url}): {error}" for host in cluster.hosts
+                   if (error := reach(host)) is not None]
+    if not unreachable:
+        return None
+    return Problem(Exit.HOST_UNREACHABLE, (
+        f"Cannot reach the Docker engine of {'; '.join(unreachable)}. Fix: for ssh://, check that `ssh "
+        f"<user>@<address> docker info` works from this machine without a password or prompt (a key in "
+        f"ssh-agent or `ssh_options: [-i, <key>]`, the host's key in known_hosts, the user in the host's docker "
+        f"group); for tcp://, that the engine listens with TLS and the tls certificates are the ones it trusts. "
+        f"Then run scripts/up again."
     ))
 
 
@@ -189,11 +219,15 @@ def docker_engine_is_local(environ: Mapping[str, str], platform: str = sys.platf
 
 def host_problems(stack: str, cluster: ClusterConfig, environ: Mapping[str, str], *,
                   connect: Callable[..., docker.DockerClient] = docker.from_env,
+                  reach: Callable[["Host"], str | None] = reach_engine,
                   fuse_device: Path = FUSE_DEVICE, mountinfo: Path = MOUNTINFO, max_map_count: Path = MAX_MAP_COUNT,
                   platform: str = sys.platform) -> list[Problem]:
     """Every prerequisite of the (valid) stack that this machine lacks, all at once."""
     checks = [check_pulumi_cli(environ)]
-    if cluster.platform == "local":
+    if cluster.platform == "local" and cluster.hosts:
+        # This machine's engine builds the images; the hosts run them (their own prerequisites: README).
+        checks += [check_docker(environ, connect), check_hosts(cluster, reach)]
+    elif cluster.platform == "local":
         checks.append(check_docker(environ, connect))
         if cluster.storage.replicated and docker_engine_is_local(environ, platform):
             checks.append(check_fuse(stack, fuse_device))

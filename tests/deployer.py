@@ -1,5 +1,6 @@
 """Creates the pulumi-docker and pulumi-command resources that the program registered, with their exact
-inputs, on a real engine and this machine.
+inputs, on real engines and this machine: each resource on the engine of the Docker provider it names (a
+host's, reached as the provider reaches it), or on this machine's own engine.
 
 The Pulumi CLI and its providers cannot be installed here, so this stands in for `pulumi up`: it applies
 each input the way the provider does and refuses any input it does not know how to apply, so that nothing
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
 import subprocess
@@ -25,6 +27,7 @@ import docker
 import docker.errors
 import docker.types
 
+from components.local.engines import Engine, EngineAddress
 from program import Graph, Registration, unwrap
 
 NETWORK = "docker:index/network:Network"
@@ -33,10 +36,12 @@ IMAGE = "docker:index/image:Image"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 CONTAINER = "docker:index/container:Container"
 COMMAND = "command:local:Command"
+PROVIDER = "pulumi:providers:docker"
 
 # What each resource type's handler applies; any other input fails the deployment.
 APPLIED_INPUTS = {
-    NETWORK: {"name", "driver", "internal", "ipamConfigs"},
+    NETWORK: {"name", "driver", "internal", "ipamConfigs", "options"},
+    PROVIDER: {"host", "sshOpts", "caMaterial", "certMaterial", "keyMaterial", "version"},
     VOLUME: {"name"},
     IMAGE: {"imageName", "build", "skipPush", "buildOnPreview"},  # buildOnPreview acts in previews only
     COMMAND: {"create", "interpreter", "dir", "environment", "triggers"},
@@ -44,7 +49,7 @@ APPLIED_INPUTS = {
     CONTAINER: {
         "name", "hostname", "image", "envs", "command", "uploads", "volumes", "mounts", "networksAdvanced",
         "networkMode", "ports", "healthcheck", "capabilities", "restart", "memory", "stopTimeout", "wait",
-        "waitTimeout", "mustRun", "attach", "destroyGraceSeconds", "devices", "securityOpts",
+        "waitTimeout", "mustRun", "attach", "destroyGraceSeconds", "devices", "securityOpts", "hosts",
     },
 }
 
@@ -95,11 +100,14 @@ def _tar(files: list[dict[str, Any]]) -> bytes:
 def _deployable(graph: Graph) -> list[Registration]:
     """The graph's resources that act on this machine, each checked for inputs the deployer cannot apply."""
     unknown = [r for r in graph.registrations
-               if r.type.startswith(("docker:", "command:")) and r.type not in APPLIED_INPUTS]
+               if r.type.startswith(("docker:", "command:", "pulumi:providers:")) and r.type not in APPLIED_INPUTS]
     if unknown:
         raise UnsupportedInput(f"resource types the deployer cannot apply: {sorted({r.type for r in unknown})}")
     resources = [r for r in graph.registrations if r.type in APPLIED_INPUTS]
     for resource in resources:
+        # "<urn>::<id>", the urn's third part its type, after the types of its parents and a "$"
+        if resource.provider and resource.provider.split("::")[2].rsplit("$", 1)[-1] != PROVIDER:
+            raise UnsupportedInput(f"{resource.name}: provider {resource.provider}")
         extra = set(resource.inputs) - APPLIED_INPUTS[resource.type]
         if extra:
             raise UnsupportedInput(f"{resource.name} ({resource.type}): inputs {sorted(extra)}")
@@ -112,10 +120,23 @@ class Deployer:
         self.graph = graph
         self.project_root = project_root
         self.client = client or docker.from_env()
-        self.created: list[tuple[str, str]] = []  # (type, docker name), in creation order
+        # A client per host's engine, by provider URN, made when its provider resource is created.
+        self.engines: dict[str, Engine] = {}
+        self.created: list[tuple[str, str, str]] = []  # (type, docker name, provider URN), in creation order
         self.image_ids: dict[str, str] = {}  # a mocked RemoteImage id -> the engine's image id
         # What each step did and when it ended: (monotonic time, "create"/"replace"/"update"/"delete", name).
         self.steps: list[tuple[float, str, str]] = []
+
+    def client_of(self, resource: Registration) -> docker.DockerClient:
+        """The engine that `resource` lives on: its Docker provider's, or this machine's."""
+        return self._engine_client(self._provider_of(resource))
+
+    @staticmethod
+    def _provider_of(resource: Registration) -> str:
+        return resource.provider.rsplit("::", 1)[0]
+
+    def _engine_client(self, provider: str) -> docker.DockerClient:
+        return self.engines[provider].client if provider else self.client
 
     # -- ordering -------------------------------------------------------------------------------------
     def _descendants(self, urn: str) -> set[str]:
@@ -128,9 +149,11 @@ class Deployer:
 
     def _prerequisites(self, resource: Registration) -> set[str]:
         deployable = {r.urn for r in self.resources}
-        needed = set()
+        needed = {self._provider_of(resource)} & deployable
+        custom = {r.urn for r in self.graph.registrations if r.custom}
         for urn in resource.dependencies:
-            needed |= ({urn} | self._descendants(urn)) & deployable
+            # As the engine: a component stands for its children, a custom resource for itself only.
+            needed |= ({urn} | (set() if urn in custom else self._descendants(urn))) & deployable
         return needed
 
     def up(self) -> None:
@@ -167,6 +190,7 @@ class Deployer:
         handler: Callable[[dict[str, Any]], None] = {
             NETWORK: self._network, VOLUME: self._volume, IMAGE: self._image,
             REMOTE_IMAGE: self._remote_image, CONTAINER: self._container, COMMAND: self._command,
+            PROVIDER: self._provider,
         }[resource.type]
         handler(_schema_types(unwrap(resource.inputs)), resource)
         self.steps.append((time.monotonic(), action, resource.name))
@@ -183,6 +207,8 @@ class Deployer:
             return self._create(new, "replace" if old.plain("triggers") != new.plain("triggers") else "update")
         if new.type == IMAGE:
             return self._create(new, "replace")
+        if new.type == PROVIDER:
+            raise UnsupportedInput(f"{new.name}: changing a host's engine")
         if new.type != CONTAINER:
             raise UnsupportedInput(f"{new.name}: changing a {new.type}")
         if not new.delete_before_replace and old.plain("name") == new.plain("name"):
@@ -193,34 +219,48 @@ class Deployer:
     def _delete(self, resource: Registration) -> None:
         """As the providers delete: a container is stopped first when it has destroyGraceSeconds, then removed."""
         inputs = _schema_types(unwrap(resource.inputs))
+        api = self.client_of(resource).api
         if resource.type == CONTAINER:
             with contextlib.suppress(docker.errors.NotFound):
                 if inputs.get("destroyGraceSeconds"):
-                    self.client.api.stop(inputs["name"], timeout=inputs["destroyGraceSeconds"])
-                self.client.api.remove_container(inputs["name"], force=True)
+                    api.stop(inputs["name"], timeout=inputs["destroyGraceSeconds"])
+                api.remove_container(inputs["name"], force=True)
         elif resource.type in (NETWORK, VOLUME):
-            remove = self.client.api.remove_network if resource.type == NETWORK else self.client.api.remove_volume
+            remove = api.remove_network if resource.type == NETWORK else api.remove_volume
             with contextlib.suppress(docker.errors.NotFound):
                 remove(inputs["name"])
         self.steps.append((time.monotonic(), "delete", resource.name))
 
     # -- handlers -------------------------------------------------------------------------------------
+    def _provider(self, inputs: dict[str, Any], resource: Registration) -> None:
+        """As the Docker provider connects: the host's URL, with ssh options or TLS material."""
+        tls = None
+        if inputs.get("certMaterial"):
+            tls = {"ca_pem": inputs["caMaterial"], "cert_pem": inputs["certMaterial"], "key_pem": inputs["keyMaterial"]}
+        # A provider's inputs are its configuration, where a list travels as JSON text.
+        ssh_options = json.loads(inputs.get("sshOpts", "[]"))
+        engine = Engine(EngineAddress(url=inputs["host"], ssh_options=ssh_options, tls=tls))
+        engine.client.ping()
+        self.engines[resource.urn] = engine
+
     def _network(self, inputs: dict[str, Any], resource: Registration) -> None:
         pools = [
-            docker.types.IPAMPool(subnet=config.get("subnet"), iprange=config.get("ipRange"))
+            docker.types.IPAMPool(subnet=config.get("subnet"), iprange=config.get("ipRange"),
+                                  gateway=config.get("gateway"))
             for config in inputs.get("ipamConfigs", [])
         ]
-        self.client.networks.create(
+        self.client_of(resource).networks.create(
             inputs["name"],
             driver=inputs.get("driver", "bridge"),
+            options=inputs.get("options"),
             internal=inputs.get("internal", False),
             ipam=docker.types.IPAMConfig(pool_configs=pools) if pools else None,
         )
-        self.created.append((NETWORK, inputs["name"]))
+        self.created.append((NETWORK, inputs["name"], self._provider_of(resource)))
 
     def _volume(self, inputs: dict[str, Any], resource: Registration) -> None:
-        self.client.volumes.create(inputs["name"])
-        self.created.append((VOLUME, inputs["name"]))
+        self.client_of(resource).volumes.create(inputs["name"])
+        self.created.append((VOLUME, inputs["name"], self._provider_of(resource)))
 
     def _image(self, inputs: dict[str, Any], resource: Registration) -> None:
         build = inputs["build"]
@@ -228,10 +268,11 @@ class Deployer:
             raise UnsupportedInput(f"{resource.name}: build inputs {sorted(set(build) - {'context', 'args'})}")
         if not inputs.get("skipPush"):
             raise UnsupportedInput(f"{resource.name}: pushing images")
+        client = self.client_of(resource)
         try:
-            self.client.images.get(inputs["imageName"])
+            client.images.get(inputs["imageName"])
         except docker.errors.ImageNotFound:
-            self.client.images.build(path=str(self.project_root / build["context"]), tag=inputs["imageName"], rm=True,
+            client.images.build(path=str(self.project_root / build["context"]), tag=inputs["imageName"], rm=True,
                                      buildargs=build.get("args"))
 
     def _command(self, inputs: dict[str, Any], resource: Registration) -> None:
@@ -245,14 +286,16 @@ class Deployer:
             raise DeploymentFailed(f"{resource.name} exited {result.returncode}: {result.stdout}{result.stderr}")
 
     def _remote_image(self, inputs: dict[str, Any], resource: Registration) -> None:
+        client = self.client_of(resource)
         try:
-            image = self.client.images.get(inputs["name"])
+            image = client.images.get(inputs["name"])
         except docker.errors.ImageNotFound:
-            image = self.client.images.pull(inputs["name"])
+            image = client.images.pull(inputs["name"])
         self.image_ids[resource.outputs["imageId"]] = image.id
 
     def _container(self, inputs: dict[str, Any], resource: Registration) -> None:
-        api = self.client.api
+        client = self.client_of(resource)
+        api = client.api
         name = inputs["name"]
         networks = inputs.get("networksAdvanced", [])
         host_config = api.create_host_config(
@@ -270,6 +313,7 @@ class Deployer:
             cap_add=inputs.get("capabilities", {}).get("adds"),
             restart_policy={"Name": inputs["restart"]} if inputs.get("restart") else None,
             mem_limit=f"{inputs['memory']}m" if inputs.get("memory") else None,
+            extra_hosts=[f"{entry['host']}:{entry['ip']}" for entry in inputs.get("hosts", [])] or None,
             network_mode=inputs.get("networkMode") or (networks[0]["name"] if networks else None),
         )
         healthcheck = None
@@ -292,7 +336,7 @@ class Deployer:
             host_config=host_config,
             networking_config=api.create_networking_config({networks[0]["name"]: endpoint(networks[0])}) if networks else None,
         )
-        self.created.append((CONTAINER, name))
+        self.created.append((CONTAINER, name, self._provider_of(resource)))
         for net in networks[1:]:
             api.connect_container_to_network(container["Id"], net["name"], ipv4_address=net.get("ipv4Address"),
                                              aliases=net.get("aliases"))
@@ -302,62 +346,62 @@ class Deployer:
         if inputs.get("attach") and not inputs.get("mustRun", True):
             status = api.wait(container["Id"], timeout=300)
             if status["StatusCode"] != 0:
-                raise DeploymentFailed(f"{name} exited {status['StatusCode']}: {self.logs(name)}")
+                raise DeploymentFailed(f"{name} exited {status['StatusCode']}: {self.logs(name, client=client)}")
         elif inputs.get("wait"):
-            self.wait_healthy(name, inputs.get("waitTimeout", 60))
+            self.wait_healthy(name, inputs.get("waitTimeout", 60), client)
 
-    # -- helpers --------------------------------------------------------------------------------------
-    def logs(self, name: str, tail: int = 40) -> str:
-        return self.client.api.logs(name, tail=tail).decode(errors="replace")
+    # -- helpers (on this machine's engine unless given another's client) ----------------------------
+    def logs(self, name: str, tail: int = 40, client: docker.DockerClient | None = None) -> str:
+        return (client or self.client).api.logs(name, tail=tail).decode(errors="replace")
 
-    def health(self, name: str) -> str:
-        state = self.client.api.inspect_container(name)["State"]
+    def health(self, name: str, client: docker.DockerClient | None = None) -> str:
+        state = (client or self.client).api.inspect_container(name)["State"]
         return state.get("Health", {}).get("Status", state["Status"]) if state["Running"] else state["Status"]
 
-    def wait_healthy(self, name: str, timeout: float) -> None:
+    def wait_healthy(self, name: str, timeout: float, client: docker.DockerClient | None = None) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            status = self.health(name)
+            status = self.health(name, client)
             if status == "healthy":
                 return
             if status in ("unhealthy", "exited", "dead"):
                 break
             time.sleep(0.5)
-        raise DeploymentFailed(f"{name} is {self.health(name)} after {timeout}s:\n{self.logs(name)}")
+        raise DeploymentFailed(f"{name} is {self.health(name, client)} after {timeout}s:\n{self.logs(name, client=client)}")
 
     def destroy(self) -> list[str]:
         """Removes every container, network and volume this deployment made; returns what it could not."""
         leftovers = []
         grace = {r.plain("name"): r.plain("destroyGraceSeconds") for r in self.resources if r.type == CONTAINER}
-        for type_, name in reversed(self.created):
+        for type_, name, provider in reversed(self.created):
+            api = self._engine_client(provider).api
             try:
                 if type_ == CONTAINER:
                     if grace.get(name):  # as the provider: stop first, so that the container can clean up
-                        self.client.api.stop(name, timeout=int(grace[name]))
-                    self.client.api.remove_container(name, force=True, v=False)
+                        api.stop(name, timeout=int(grace[name]))
+                    api.remove_container(name, force=True, v=False)
                 elif type_ == NETWORK:
-                    self.client.api.remove_network(name)
+                    api.remove_network(name)
                 elif type_ == VOLUME:
-                    self.client.api.remove_volume(name, force=True)
+                    api.remove_volume(name, force=True)
             except docker.errors.NotFound:
                 pass
             except docker.errors.APIError as error:
                 leftovers.append(f"{type_} {name}: {error}")
+        for engine in self.engines.values():
+            engine.close()
         return leftovers
 
     def names_of(self, type_: str) -> list[str]:
         return [r.plain("name") for r in self.resources if r.type == type_]
 
     def remove_leftovers(self) -> None:
-        """Removes objects with this deployment's names that an interrupted earlier run left behind."""
-        for name in self.names_of(CONTAINER):
-            try:
-                self.client.api.remove_container(name, force=True)
-            except docker.errors.NotFound:
-                pass
-        for type_, remove in ((NETWORK, self.client.api.remove_network), (VOLUME, self.client.api.remove_volume)):
-            for name in self.names_of(type_):
-                try:
-                    remove(name)
-                except docker.errors.NotFound:
-                    pass
+        """Removes objects with this deployment's names that an interrupted earlier run left behind, on this
+        machine's engine (a host's engine is new in each run of the tests)."""
+        own = [r for r in self.resources if not r.provider]
+        for type_ in (CONTAINER, NETWORK, VOLUME):
+            for resource in [r for r in own if r.type == type_]:
+                remove = {CONTAINER: lambda name: self.client.api.remove_container(name, force=True),
+                          NETWORK: self.client.api.remove_network, VOLUME: self.client.api.remove_volume}[type_]
+                with contextlib.suppress(docker.errors.NotFound):
+                    remove(resource.plain("name"))

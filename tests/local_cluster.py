@@ -10,6 +10,8 @@ import re
 import socket
 import threading
 import time
+import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -109,6 +111,61 @@ class RequestStream(BoundedLoop):
 
     def failures(self) -> list[tuple[float, int, str]]:
         return [entry for entry in self.log if entry[1] != 200]
+
+
+class RowWriter(BoundedLoop):
+    """Inserts unique ids through the application, one after another, logging each with its outcome."""
+
+    def __init__(self, url: str, limit_seconds: float = 600):
+        super().__init__(limit_seconds, pause=0.02)
+        self.url = url
+        self.log: list[tuple[float, float, str, int]] = []  # (sent, answered, id, HTTP status or 0)
+        self.paused = threading.Event()
+
+    def step(self):
+        if self.paused.is_set():
+            return
+        row, sent = uuid.uuid4().hex, time.time()
+        try:
+            status = self.http.post(f"{self.url}/rows", params={"id": row}, timeout=10).status_code
+        except requests.RequestException:
+            status = 0
+        self.log.append((sent, time.time(), row, status))
+
+    def acknowledged(self) -> list[str]:
+        return [row for _, _, row, status in self.log if status == 200]
+
+
+class FileWriter(BoundedLoop):
+    """Creates files through the application, one after another, logging each with its outcome."""
+
+    def __init__(self, url: str, limit_seconds: float = 300):
+        super().__init__(limit_seconds, pause=0.02)
+        self.url = url
+        self.log: list[tuple[float, float, str, int]] = []  # (sent, answered, name, HTTP status or 0)
+
+    def step(self):
+        name, sent = f"obs-{uuid.uuid4().hex}.txt", time.time()
+        try:
+            status = self.http.post(f"{self.url}/files", params={"name": name, "content": name}, timeout=30).status_code
+        except requests.RequestException:
+            status = 0
+        self.log.append((sent, time.time(), name, status))
+
+    def acknowledged(self) -> list[str]:
+        return [name for _, _, name, status in self.log if status == 200]
+
+
+class MembershipSampler(BoundedLoop):
+    """Every 0.25 s: which nodes the balancer has in service and which Docker reports healthy."""
+
+    def __init__(self, cluster, limit_seconds: float = 600):
+        super().__init__(limit_seconds, pause=0.25)
+        self.cluster = cluster
+        self.samples: list[tuple[set[str], set[str]]] = []
+
+    def step(self):
+        self.samples.append((self.cluster.in_service(), self.cluster.healthy_nodes()))
 
 
 @dataclass
@@ -284,6 +341,50 @@ class LocalCluster:
         return self.graph.named("net-private").plain("name")
 
 
+def updated_under_requests(cluster: LocalCluster, graph: Graph) -> tuple[RequestStream, MembershipSampler, float]:
+    """Applies `graph` as an update while a steady request stream runs through the balancer and the
+    membership is sampled; returns both, and how long the update took."""
+    stream, sampler = RequestStream(f"{cluster.url}/whoami", limit_seconds=600), MembershipSampler(cluster)
+    stream.start()
+    sampler.start()
+    try:
+        time.sleep(1)
+        started = time.monotonic()
+        cluster.deployer.update(graph)
+        took = time.monotonic() - started
+        time.sleep(1)
+    finally:
+        stream.stop()
+        sampler.stop()
+    return stream, sampler, took
+
+
+def session_less_routes(url: str, count: int) -> Counter:
+    """How many of `count` requests without a session each node served."""
+    with requests.Session() as http:
+        return Counter(http.get(f"{url}/whoami", timeout=10).json()["route"] for _ in range(count))
+
+
+def sessions_stay_on_their_node(cluster: LocalCluster, sessions: int, requests_each: int) -> Counter:
+    """Logs in `sessions` times, then asserts that each session's every request reaches the node that
+    logged it in; returns how many logins each node took."""
+    login_routes = Counter()
+    for _ in range(sessions):
+        with requests.Session() as browser:
+            login = browser.get(f"{cluster.url}/ws/rest/v1/session", auth=("admin", cluster.admin_password),
+                                timeout=10).json()
+            assert login["authenticated"] and login["user"]["username"] == "admin"
+            route = login["sessionId"].rsplit(".", 1)[1]  # Tomcat appends the jvmRoute
+            assert route in cluster.nodes
+            login_routes[route] += 1
+            for request_number in range(1, requests_each + 1):
+                answer = browser.get(f"{cluster.url}/whoami", timeout=10).json()
+                assert (answer["route"], answer["session"], answer["counter"]) == (
+                    route, login["sessionId"], request_number
+                )
+    return login_routes
+
+
 @contextlib.contextmanager
 def deployed(client: docker.DockerClient, stack: str = "itest", subnet: str = "10.213.90.0/24",
              app: dict[str, Any] | None = None, **balancer: Any) -> Iterator[LocalCluster]:
@@ -323,7 +424,7 @@ def deployed(client: docker.DockerClient, stack: str = "itest", subnet: str = "1
         yield cluster
     finally:
         leftovers = deployer.destroy()
-        remaining = [f"{kind} {name}" for kind, name in deployer.created if _exists(client, kind, name)]
+        remaining = [f"{kind} {name}" for kind, name, _ in deployer.created if _exists(client, kind, name)]
         assert not leftovers and not remaining, f"teardown left {leftovers + remaining}"
 
 

@@ -39,6 +39,7 @@ class Registration:
     outputs: dict[str, Any]
     ignore_changes: list[str] = field(default_factory=list)
     delete_before_replace: bool = False
+    provider: str = ""  # "<provider urn>::<id>" when the resource names its provider; empty: the default one
 
     def plain(self, key: str, default: Any = None) -> Any:
         """An input with every secret unwrapped, as the provider would receive it."""
@@ -167,6 +168,7 @@ class RecordingMonitor(MockMonitor):
                     outputs=self.resources[response.urn].state,
                     ignore_changes=list(request.ignoreChanges),
                     delete_before_replace=request.deleteBeforeReplace,
+                    provider=request.provider,
                 )
             )
         return response

@@ -11,6 +11,7 @@ from .app import AppConfig
 from .aws import AwsConfig
 from .balancer import BalancerConfig
 from .database import DatabaseConfig
+from .hosts import MAX_HOSTS, MIN_HOSTS, Host, Placement, default_start, placement_problems, spread
 from .network import NetworkConfig
 from .search import SearchConfig
 from .storage import StorageConfig
@@ -19,6 +20,10 @@ from .storage import StorageConfig
 # each node (core 2.8 added both; distro/pom.xml of each RefApp tag names its core).
 PRE_CLUSTER_IMAGE = re.compile(
     r"(.*/)?(openmrs-reference-application-3-backend:3\.[0-5]|openmrs-core:2\.[0-7])([.-].*)?")
+
+
+# On several hosts, the least time between a node's first passing heartbeat and its return to the balancers.
+READMISSION_SECONDS = 5
 
 
 class ClusterConfig(_Section):
@@ -30,6 +35,26 @@ class ClusterConfig(_Section):
     network: NetworkConfig = NetworkConfig()
     search: SearchConfig = SearchConfig()
     aws: Optional[AwsConfig] = None
+    hosts: list[Host] = []
+    placement: Placement = Placement()
+
+    def member_counts(self) -> dict[str, int]:
+        """How many members each placed tier has (0: the tier runs no containers of its own)."""
+        return {
+            "balancers": 2 if self.balancer.pair else 1,
+            "database": 2,
+            "storage": 3 if self.storage.replicated else 0,
+            "search": 0 if self.search.uris else self.search.servers,
+            "app": self.app.nodes,
+        }
+
+    def members_of(self, tier: str) -> list[str]:
+        """The host name of each of the tier's members, in member order; empty without hosts."""
+        if not self.hosts:
+            return []
+        given = getattr(self.placement, tier)
+        return given if given is not None else spread([host.name for host in self.hosts], self.member_counts()[tier],
+                                                      default_start(tier))
 
     @model_validator(mode="after")
     def _nodes_answer_alike(self) -> "ClusterConfig":
@@ -69,6 +94,60 @@ class ClusterConfig(_Section):
         for key, value in (("fails", heartbeat.fails), ("passes", heartbeat.passes)):
             if not 2 <= value <= 10:
                 problems.append(f"balancer.heartbeat.{key}: an ALB counts 2 to 10 checks (got {value}); set one in that range")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _survives_the_loss_of_a_machine(self) -> "ClusterConfig":
+        """On several hosts: enough of them, and no tier whose members one machine's loss takes down."""
+        if not self.hosts:
+            if self.placement != Placement():
+                raise ValueError("placement: places members on hosts, and no hosts are given; set hosts or remove it")
+            return self
+        problems = []
+        names = [host.name for host in self.hosts]
+        if self.platform != "local":
+            problems.append("hosts: are machines of your own for the local platform; remove them, or set platform: local")
+        if not MIN_HOSTS <= len(self.hosts) <= MAX_HOSTS:
+            problems.append(f"hosts: {len(self.hosts)} given; a cluster across machines needs {MIN_HOSTS} to {MAX_HOSTS}, "
+                            "as a failover is decided by a majority of them (a small third machine is enough)")
+        for index, host in enumerate(self.hosts):
+            problems += host.problems(index)
+        for field, values in (("name", names), ("address", [host.address for host in self.hosts])):
+            if len(set(values)) != len(values):
+                problems.append(f"hosts: two hosts have the same {field}; give each its own")
+        if self.network.interface is None:
+            problems.append("network.interface: on several hosts, name each host's interface on the back network, "
+                            "such as eth1 (a switch or VLAN for the cluster alone)")
+        if self.network.front is None:
+            problems.append("network.front: on several hosts, give the hospital network's interface, subnet, gateway, "
+                            "the clients' virtual_address and the two balancer_addresses")
+        elif {self.network.front.virtual_address, *self.network.front.balancer_addresses} & {h.address for h in self.hosts}:
+            problems.append("network.front: an address of the balancers is a host's own address; choose free ones")
+        if not self.balancer.pair:
+            problems.append("balancer.pair: one balancer dies with its machine; set it to true on several hosts")
+        if not self.storage.replicated:
+            problems.append("storage.replicated: plain volumes live on one machine and are not shared between hosts; "
+                            "set it to true")
+        if not self.search.uris and self.search.servers == 1:
+            problems.append("search.servers: one search server dies with its machine; set 3, or give search.uris")
+        if self.app.nodes < 2:
+            problems.append("app.nodes: one node dies with its machine; set 2 or more")
+        heartbeat = self.balancer.heartbeat
+        if heartbeat.passes * heartbeat.interval_seconds < READMISSION_SECONDS:
+            problems.append(
+                f"balancer.heartbeat: a node on a machine back from a partition must stay out until that machine's "
+                f"storage client has reconnected (GlusterFS retries every 3 s), or file writes through it fail; make "
+                f"passes × interval_seconds at least {READMISSION_SECONDS} (got {heartbeat.passes} × "
+                f"{heartbeat.interval_seconds}; the defaults give 10)")
+        for tier, count in self.member_counts().items():
+            given = getattr(self.placement, tier)
+            if given is not None and len(given) != count:
+                problems.append(f"placement.{tier}: names {len(given)} hosts for the tier's {count} members; "
+                                "name one host per member")
+            elif count:
+                problems += placement_problems(tier, self.members_of(tier), names, distinct=tier != "app")
         if problems:
             raise ValueError("\n".join(problems))
         return self

@@ -11,6 +11,9 @@ class Failover(_Section):
 
     interval_seconds: float = Field(0.5, ge=0.2, le=60)
     fails: int = Field(3, ge=1, le=20)
+    # On several hosts: how long a writer that hears no majority of the monitors goes on before it stops
+    # itself; the others wait that long and more (1 s and two intervals) before they promote its replica.
+    fence_seconds: float = Field(2.0, ge=0.5, le=30)
 
 
 class DatabaseConfig(_Section):

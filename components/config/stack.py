@@ -14,7 +14,8 @@ from .cluster import ClusterConfig
 
 SECRET_KEYS = ("database_password", "database_root_password", "database_replication_password", "admin_password",
                "search_password")
-STRUCTURED_KEYS = ("platform", "app", "balancer", "database", "storage", "network", "search", "aws")
+STRUCTURED_KEYS = ("platform", "app", "balancer", "database", "storage", "network", "search", "aws", "hosts",
+                   "placement")
 
 
 class ConfigError(Exception):

@@ -10,7 +10,6 @@ with it only when they take one of its outputs as an input, and these take none.
 import hashlib
 import json
 import os
-import sys
 
 import pulumi
 import pulumi_command as command
@@ -25,13 +24,17 @@ from ..tomcat_pool import (
     search_environment,
 )
 from . import images
+from .engines import STEP_INTERPRETER
+from .network import LocalNetwork
 
 SERVER_XML = "/usr/local/tomcat/conf/server.xml"
 APP_REPOSITORY = "openmrs-cluster/app"
 
 
-# Every node holds this name on the private network, so Docker's DNS answers it with every running node:
-# what the clustered caches' DNS_PING asks to find the others.
+# The name that answers with every node's address: what the clustered caches' DNS_PING asks to find the
+# others (it resolves A records through the system's resolver, InetAddress.getAllByName, so /etc/hosts
+# answers first), and the scheduler keeper too. Written into each container's /etc/hosts rather than left to
+# Docker's DNS, which knows only the containers of its own engine, not those of the other hosts.
 DISCOVERY_NAME = "app-nodes"
 
 
@@ -56,9 +59,14 @@ def node_environment(args: TomcatPoolArgs, route: str, admin_password: pulumi.Ou
     ]
 
 
-def app_image(name: str, args: TomcatPoolArgs, component: pulumi.ComponentResource) -> pulumi.Output[str]:
+def discovery_hosts(network: LocalNetwork, nodes: int) -> list[docker.ContainerHostArgs]:
+    return [docker.ContainerHostArgs(host=DISCOVERY_NAME, ip=network.app_node_address(index)) for index in range(nodes)]
+
+
+def app_image(name: str, args: TomcatPoolArgs,
+              component: pulumi.ComponentResource) -> tuple[pulumi.Output[str], pulumi.Resource]:
     """The user's own build of the app (app.build) or the configured image, with the release layer on top
-    when the stack lists modules or configuration."""
+    when the stack lists modules or configuration; and the resource that makes it."""
     settings = args.cluster.app
     if settings.build:
         base = images.build_image(f"{name}-image", settings.build, APP_REPOSITORY, component)
@@ -69,7 +77,7 @@ def app_image(name: str, args: TomcatPoolArgs, component: pulumi.ComponentResour
         )
         base_reference, base_image = settings.image, base.image_id
     if not settings.modules and not settings.configuration:
-        return base_image
+        return base_image, base
     release = Release(base_image=base_reference, app=settings)
     layered = docker.Image(
         f"{name}-release",
@@ -78,12 +86,10 @@ def app_image(name: str, args: TomcatPoolArgs, component: pulumi.ComponentResour
         skip_push=True,
         opts=pulumi.ResourceOptions(parent=component, depends_on=[base]),
     )
-    return layered.image_name
+    return layered.image_name, layered
 
 
-# The steps run with this program's own Python (the project's .venv). Moving the checkout changes them,
-# which re-runs every drain and admit once, one node at a time: harmless.
-ROLLOUT_INTERPRETER = [sys.executable, "-m", "components.local.rollout"]
+ROLLOUT_INTERPRETER = [*STEP_INTERPRETER, "components.local.rollout"]
 
 
 def spec_digest(*inputs) -> pulumi.Output[str]:
@@ -101,7 +107,7 @@ def build(
     settings = args.cluster.app
     heartbeat = args.cluster.balancer.heartbeat
     admin_password = password(f"{name}-admin-password", args.admin_password, component)
-    image = app_image(name, args, component)
+    image, image_made_by = app_image(name, args, component)
     server_xml = render("server.xml", port=settings.port)
     manager = args.balancer.membership
     # Each node waits for the one before it to be back in the balancer; the first waits for the balancer.
@@ -110,16 +116,20 @@ def build(
     for index in range(settings.nodes):
         route = route_of(index)
         logical = f"{name}-{index + 1}"
+        machine = network.machine_of("app", index)
         address = network.app_node_address(index)
         environment = node_environment(args, route, admin_password)
         mounts = [
             docker.ContainerMountArgs(
                 type=mount.kind, source=mount.source, target=mount.container_path,
                 bind_options=docker.ContainerMountBindOptionsArgs(propagation="rslave") if mount.kind == "bind" else None)
-            for mount in args.storage.mounts
+            for mount in args.storage.mounts if mount.host == machine.host
         ]
         rollout_settings = {
             "ROLLOUT_BALANCER_CONTAINERS": pulumi.Output.all(*manager.container_names).apply(",".join),
+            # How to reach each balancer's engine and the node's (secret: a tcp:// engine's key is in them).
+            "ROLLOUT_BALANCER_ENGINES": pulumi.Output.secret(json.dumps(manager.engines)),
+            "ROLLOUT_NODE_ENGINE": pulumi.Output.secret(machine.engine.to_json()),
             "ROLLOUT_BALANCER_NAME": manager.balancer_name,
             "ROLLOUT_WORKER_URL": f"http://{address}:{settings.port}",
             "ROLLOUT_ROUTE": route,
@@ -143,11 +153,8 @@ def build(
             envs=environment,
             uploads=[docker.ContainerUploadArgs(file=SERVER_XML, content=server_xml)],
             mounts=mounts,
-            networks_advanced=[
-                docker.ContainerNetworksAdvancedArgs(
-                    name=network.private.name, ipv4_address=address, aliases=[DISCOVERY_NAME]
-                )
-            ],
+            networks_advanced=[network.attach(machine, address)],
+            hosts=discovery_hosts(network, settings.nodes),
             healthcheck=docker.ContainerHealthcheckArgs(
                 tests=["CMD", "curl", "-fsS", "-o", "/dev/null", f"http://localhost:{settings.port}{heartbeat.path}"],
                 interval=f"{heartbeat.interval_seconds}s",
@@ -165,7 +172,8 @@ def build(
             wait=True,
             wait_timeout=settings.start_period_seconds + 120,
             # Its fixed name and address must be free before the new container can exist.
-            opts=pulumi.ResourceOptions(parent=component, depends_on=[args.storage, drain], delete_before_replace=True),
+            opts=network.options(machine, component, delete_before_replace=True, depends_on=[
+                args.storage, drain, *network.image_on(machine, f"{name}-image", image, image_made_by, component)]),
         )
         previous_step = command.local.Command(
             f"{logical}-admit", create="admit", interpreter=ROLLOUT_INTERPRETER, dir=str(PROJECT_ROOT),
@@ -186,6 +194,8 @@ def scheduler_keeper(component: pulumi.ComponentResource, name: str, args: Tomca
     image = images.build_image(f"{name}-keeper-image", "images/scheduler-keeper", "openmrs-cluster/scheduler-keeper",
                                component)
     logical = f"{name}-scheduler-keeper"
+    # Beside the last node: the keeper puts the tasks on the first, so one machine's loss never takes both.
+    machine = network.machine_of("app", settings.nodes - 1)
     return docker.Container(
         logical,
         **network.identity(logical),
@@ -193,7 +203,8 @@ def scheduler_keeper(component: pulumi.ComponentResource, name: str, args: Tomca
         envs=[f"DISCOVERY_NAME={DISCOVERY_NAME}", f"NODE_PORT={settings.port}", f"CONTEXT_PATH={settings.context_path}",
               "OPENMRS_USER=admin", pulumi.Output.concat("OPENMRS_PASSWORD=", admin_password),
               f"POLL_SECONDS={settings.scheduler.poll_seconds}", f"GRACE_SECONDS={settings.scheduler.grace_seconds}"],
-        networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network.private.name)],
+        networks_advanced=[network.attach(machine)],
+        hosts=discovery_hosts(network, settings.nodes),
         healthcheck=docker.ContainerHealthcheckArgs(
             tests=["CMD", "python3", "/usr/local/bin/scheduler-keeper", "--check"],
             interval="5s", timeout="5s", retries=3, start_period=f"{settings.scheduler.poll_seconds * 3}s",
@@ -202,5 +213,6 @@ def scheduler_keeper(component: pulumi.ComponentResource, name: str, args: Tomca
         restart="unless-stopped",
         wait=True,
         wait_timeout=settings.scheduler.poll_seconds * 6 + 60,
-        opts=pulumi.ResourceOptions(parent=component, depends_on=[depends_on]),
+        opts=network.options(machine, component, depends_on=[
+            depends_on, *network.image_on(machine, f"{name}-keeper-image", image.image_name, image, component)]),
     )

@@ -14,7 +14,7 @@ from ..mysql_pair import MySQLPairArgs, MySQLPairOutputs
 from ..passwords import password
 from ..render import render
 from . import images
-from .network import DATABASE_HOSTS, DATABASE_VIRTUAL_HOST, DATABASE_MONITOR_HOST
+from .network import DATABASE_HOSTS, DATABASE_VIRTUAL_HOST, FIRST_DATABASE_MONITOR_HOST
 from .vrrp import CAPABILITIES as VRRP_CAPABILITIES, FileCheck, VrrpPair
 
 MYSQL_PORT = 3306
@@ -22,13 +22,13 @@ CONFIG_FILE = "/etc/mysql/mariadb.conf.d/90-openmrs-cluster.cnf"
 # Enough for 16 nodes at the 50 connections of OpenMRS's c3p0 pool, and the replication threads.
 MAX_CONNECTIONS = 850
 VIRTUAL_ROUTER_ID = 52  # the balancers' pair uses balancer.virtual_router_id (51 by default)
-ROLE_FILE = "/run/mysqld/read_only"  # images/mariadb: entrypoint.sh makes it, role-watch.sh keeps it
+ROLE_FILE = "/run/mysqld/read_only"
+MONITOR_PORT = 8700  # each monitor's view, for the other monitors and the servers' fencing agents  # images/mariadb: entrypoint.sh makes it, role-watch.sh keeps it
 
 
 def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -> MySQLPairOutputs:
     network = args.network.platform_network
     settings = args.cluster.database
-    child = pulumi.ResourceOptions(parent=component)
     root_password = password(f"{name}-root-password", args.passwords.get("database_root_password"), component)
     app_password = password(f"{name}-password", args.passwords.get("database_password"), component)
     replication_password = password(
@@ -47,12 +47,21 @@ def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -
         advert_seconds=0.2, version=3, check_name="is_writer", check=FileCheck(ROLE_FILE),
     )
 
+    # One monitor per machine: on several hosts a failover is decided by a majority of them, and a writer
+    # that hears no majority stops itself (images/mariadb/fence.py).
+    machines = network.machines
+    monitor_addresses = [network.address(FIRST_DATABASE_MONITOR_HOST + machine.index) for machine in machines]
+    quorum = len(machines) > 1
+    fencing = [f"FENCE_MONITORS={','.join(f'{address}:{MONITOR_PORT}' for address in monitor_addresses)}",
+               f"FENCE_SECONDS={settings.failover.fence_seconds}"] if quorum else []
     servers = []
     for index, address in enumerate(addresses):
         logical = f"{name}-{index + 1}"
-        data = docker.Volume(f"{logical}-data", name=network.container_name(f"{logical}-data"), opts=child)
+        machine = network.machine_of("database", index)
+        data = docker.Volume(f"{logical}-data", name=network.container_name(f"{logical}-data"),
+                             opts=network.options(machine, component))
         config = render("my.cnf", server_id=index + 1, max_connections=MAX_CONNECTIONS,
-                        semi_sync_timeout_ms=settings.semi_sync_timeout_ms)
+                        semi_sync_timeout_ms=settings.semi_sync_timeout_ms, monitor_quorum=quorum)
         servers.append(docker.Container(
             logical,
             **network.identity(logical),
@@ -66,11 +75,12 @@ def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -
                 pulumi.Output.concat("MARIADB_REPLICATION_PASSWORD=", replication_password),
                 "MARIADB_MONITOR_USER=monitor",
                 pulumi.Output.concat("MARIADB_MONITOR_PASSWORD=", monitor_password),
+                *fencing,
             ],
             uploads=[docker.ContainerUploadArgs(file=CONFIG_FILE, content=config),
                      *pair.uploads(index, logical, priority=100)],
             volumes=[docker.ContainerVolumeArgs(volume_name=data.name, container_path="/var/lib/mysql")],
-            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network.private.name, ipv4_address=address)],
+            networks_advanced=[network.attach(machine, address)],
             healthcheck=docker.ContainerHealthcheckArgs(
                 tests=["CMD-SHELL", f"/usr/local/bin/mariadb-healthcheck && {pair.running_check()}"],
                 interval="5s", timeout="5s", retries=6, start_period="120s",
@@ -80,41 +90,49 @@ def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -
             restart="unless-stopped",
             wait=True,
             wait_timeout=300,
-            opts=child,
+            opts=network.options(machine, component,
+                                 depends_on=network.image_on(machine, f"{name}-image", image.image_name, image, component)),
         ))
 
     monitor_image = images.build_image(f"{name}-monitor-image", "images/db-monitor", "openmrs-cluster/db-monitor", component)
     failover = settings.failover
-    logical = f"{name}-monitor"
-    monitor = docker.Container(
-        logical,
-        **network.identity(logical),
-        image=monitor_image.image_name,
-        envs=[
-            f"DB_SERVERS={','.join(addresses)}",  # in order of preference for the first writer
-            f"DB_VIRTUAL_ADDRESS={virtual_address}",
-            f"CHECK_INTERVAL_SECONDS={failover.interval_seconds}",
-            f"FAILS={failover.fails}",
-            "MONITOR_USER=monitor",
-            pulumi.Output.concat("MONITOR_PASSWORD=", monitor_password),
-            "REPLICATION_USER=replication",
-            pulumi.Output.concat("REPLICATION_PASSWORD=", replication_password),
-        ],
-        networks_advanced=[docker.ContainerNetworksAdvancedArgs(
-            name=network.private.name, ipv4_address=network.address(DATABASE_MONITOR_HOST))],
-        healthcheck=docker.ContainerHealthcheckArgs(
-            tests=["CMD", "python3", "/usr/local/bin/db-monitor", "--check"],
-            interval="1s", timeout="5s", retries=3, start_period="60s",
-        ),
-        capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
-        restart="unless-stopped",
-        # Healthy once a writer exists and the virtual address reaches it: then the nodes may start.
-        wait=True,
-        wait_timeout=180,
-        opts=pulumi.ResourceOptions(parent=component, depends_on=servers),
-    )
-    # The endpoint serves once the monitor is healthy: whoever uses it waits for the monitor.
-    endpoint = monitor.id.apply(lambda _: f"{virtual_address}:{MYSQL_PORT}")
+    monitors = []
+    for machine, monitor_address in zip(machines, monitor_addresses):
+        logical = f"{name}-monitor" + (f"-{machine.host}" if machine.host else "")
+        peers = [f"{peer}:{MONITOR_PORT}" for peer in monitor_addresses if peer != monitor_address]
+        monitors.append(docker.Container(
+            logical,
+            **network.identity(logical),
+            image=monitor_image.image_name,
+            envs=[
+                f"DB_SERVERS={','.join(addresses)}",  # in order of preference for the first writer
+                f"DB_VIRTUAL_ADDRESS={virtual_address}",
+                f"CHECK_INTERVAL_SECONDS={failover.interval_seconds}",
+                f"FAILS={failover.fails}",
+                f"MONITOR_INDEX={machine.index}",
+                f"MONITOR_PORT={MONITOR_PORT}",
+                f"MONITOR_PEERS={','.join(peers)}",
+                *([f"FENCE_SECONDS={failover.fence_seconds}"] if quorum else []),
+                "MONITOR_USER=monitor",
+                pulumi.Output.concat("MONITOR_PASSWORD=", monitor_password),
+                "REPLICATION_USER=replication",
+                pulumi.Output.concat("REPLICATION_PASSWORD=", replication_password),
+            ],
+            networks_advanced=[network.attach(machine, monitor_address)],
+            healthcheck=docker.ContainerHealthcheckArgs(
+                tests=["CMD", "python3", "/usr/local/bin/db-monitor", "--check"],
+                interval="1s", timeout="5s", retries=3, start_period="60s",
+            ),
+            capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
+            restart="unless-stopped",
+            # Healthy once a writer exists and the virtual address reaches it: then the nodes may start.
+            wait=True,
+            wait_timeout=180,
+            opts=network.options(machine, component, depends_on=[
+                *servers, *network.image_on(machine, f"{name}-monitor-image", monitor_image.image_name, monitor_image, component)]),
+        ))
+    # The endpoint serves once the monitors are healthy: whoever uses it waits for them.
+    endpoint = pulumi.Output.all(*[monitor.id for monitor in monitors]).apply(lambda _: f"{virtual_address}:{MYSQL_PORT}")
     return MySQLPairOutputs(
         writer_endpoint=endpoint,
         # Reads go to the writer too, as on AWS: a replica's lag would show users stale records.

@@ -1,8 +1,12 @@
-"""The local load balancer: Apache httpd with mod_proxy_balancer, each published on its own host port.
+"""The local load balancer: Apache httpd with mod_proxy_balancer. On one machine each balancer is published
+on its own host port; on several hosts the balancers, each on its own host, join the hospital's network.
 
 With balancer.pair (the default), two balancers render the same Apache configuration and share a virtual
 address on the private network with keepalived (VRRP over unicast, a check that Apache answers): clients
-inside the network use the virtual address and keep working when either balancer dies."""
+inside the network use the virtual address and keep working when either balancer dies. On several hosts the
+pair's address on the hospital's network (network.front.virtual_address) moves with it: that is where
+clients connect."""
+import ipaddress
 from typing import NamedTuple
 
 import pulumi
@@ -13,7 +17,7 @@ from ..render import render
 from ..tomcat_pool import route_of
 from . import images
 from .network import BALANCER_HOSTS, BALANCER_VIRTUAL_HOST
-from .vrrp import CAPABILITIES as VRRP_CAPABILITIES, ScriptCheck, VrrpPair
+from .vrrp import CAPABILITIES as VRRP_CAPABILITIES, FrontAddress, ScriptCheck, VrrpPair
 
 LISTEN_PORT = 8080
 CONFIG_FILE = "/etc/apache2/openmrs-balancer.conf"
@@ -22,9 +26,11 @@ PRIORITIES = (150, 100)  # the first balancer takes the virtual address when bot
 
 
 class BalancerManagerAccess(NamedTuple):
-    """Where a rolling update drains and re-admits members: every container whose balancer-manager answers."""
+    """Where a rolling update drains and re-admits members: every container whose balancer-manager answers,
+    and the engine it runs on."""
 
     container_names: list[pulumi.Output[str]]
+    engines: list[str]  # EngineAddress.to_json() of each container's engine
     balancer_name: str
 
 
@@ -51,7 +57,10 @@ def balancer_config(args: LoadBalancerTierArgs) -> str:
 def vrrp_pair(args: LoadBalancerTierArgs) -> VrrpPair:
     balancer = args.cluster.balancer
     network = args.network.platform_network
+    front = args.cluster.network.front
     return VrrpPair(
+        front=FrontAddress(own_addresses=tuple(front.balancer_addresses), virtual_address=front.virtual_address,
+                           prefix_length=ipaddress.IPv4Network(front.subnet).prefixlen) if front else None,
         name="openmrs_balancer",
         addresses=(network.address(BALANCER_HOSTS[0]), network.address(BALANCER_HOSTS[1])),
         virtual_address=network.address(BALANCER_VIRTUAL_HOST),
@@ -77,32 +86,46 @@ def build(component: pulumi.ComponentResource, name: str,
     health = f"curl -fsS -o /dev/null http://localhost:{LISTEN_PORT}/balancer-manager"
     if pair:
         health += " && " + pair.running_check()
-    names, urls = [], []
+    front = args.cluster.network.front
+    names, engines, urls = [], [], []
     for index in range(2 if balancer.pair else 1):
         logical = f"{name}-apache" if index == 0 else f"{name}-apache-{index + 1}"
+        machine = network.machine_of("balancers", index)
         uploads = [docker.ContainerUploadArgs(file=CONFIG_FILE, content=apache_config)]
         if pair:
             uploads += pair.uploads(index, logical, PRIORITIES[index])
+        networks = [network.attach(machine, network.address(BALANCER_HOSTS[index]))]
+        if front:  # several hosts: on the hospital's network, no published port
+            networks.append(docker.ContainerNetworksAdvancedArgs(
+                name=machine.front.name, ipv4_address=front.balancer_addresses[index]))
+            ports = []
+        else:
+            networks.append(docker.ContainerNetworksAdvancedArgs(name=network.edge.name))
+            ports = [docker.ContainerPortArgs(internal=LISTEN_PORT, external=balancer.port + index,
+                                              ip=balancer.listen_address)]
         container = docker.Container(
             logical,
             **network.identity(logical),
             image=image.image_name,
             uploads=uploads,
-            networks_advanced=[
-                docker.ContainerNetworksAdvancedArgs(
-                    name=network.private.name, ipv4_address=network.address(BALANCER_HOSTS[index])),
-                docker.ContainerNetworksAdvancedArgs(name=network.edge.name),
-            ],
-            ports=[docker.ContainerPortArgs(internal=LISTEN_PORT, external=balancer.port + index, ip=balancer.listen_address)],
+            networks_advanced=networks,
+            ports=ports or None,
             healthcheck=docker.ContainerHealthcheckArgs(
                 tests=["CMD-SHELL", health], interval="5s", timeout="3s", retries=3, start_period="10s"),
             capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=capabilities),
             restart="unless-stopped",
             wait=True,
             wait_timeout=120,
-            opts=pulumi.ResourceOptions(parent=component),
+            opts=network.options(machine, component,
+                                 depends_on=network.image_on(machine, f"{name}-image", image.image_name, image, component)),
         )
         names.append(container.name)
-        urls.append(pulumi.Output.format(
-            "http://{0}:{1}{2}/", balancer.listen_address, balancer.port + index, args.cluster.app.context_path))
-    return urls, BalancerManagerAccess(container_names=names, balancer_name=BALANCER_NAME)
+        engines.append(machine.engine.to_json())
+        if not front:
+            urls.append(pulumi.Output.format(
+                "http://{0}:{1}{2}/", balancer.listen_address, balancer.port + index, args.cluster.app.context_path))
+    if front:  # the pair's address first, then each balancer's own
+        urls = [f"http://{address}:{LISTEN_PORT}{args.cluster.app.context_path}/"
+                for address in (front.virtual_address, *front.balancer_addresses)]
+    return [pulumi.Output.from_input(url) for url in urls], BalancerManagerAccess(
+        container_names=names, engines=engines, balancer_name=BALANCER_NAME)

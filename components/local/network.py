@@ -1,36 +1,68 @@
-"""The local network: a private, internal Docker network for every tier, and an edge network that only the
-balancer joins, so that the balancer's port is the one way in."""
+"""The local network. On one machine: a private, internal Docker network for every tier, and an edge network
+that only the balancer joins, so that the balancer's port is the one way in.
+
+On several hosts (`hosts`), each host's engine gets the same private network as a macvlan network on the
+host's back interface (network.interface): every container is a machine of the back network with its fixed
+address, so containers reach each other across hosts with no overlay, and VRRP moves the balancers' and the
+database writer's virtual addresses between hosts as it does between containers. The back network is a
+segment of the cluster's own (a switch or VLAN) where the hosts themselves have no address: nothing on the
+hospital's network can reach the database, storage, cache or replication ports, not even through a host.
+The balancers alone also join the hospital's network (network.front), where clients reach their virtual
+address. Why macvlan rather than host networking: fixed addresses per container, several app nodes on one
+host without port clashes, and no port of the cluster on the hosts' own addresses."""
+from __future__ import annotations
+
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Optional
 
 import pulumi
+import pulumi_command as command
 import pulumi_docker as docker
 
+from ..checksums import PROJECT_ROOT
 from ..config import ClusterConfig
+from ..config.hosts import MAX_HOSTS
+from .engines import STEP_INTERPRETER, EngineAddress
 
 # Fixed host numbers in the private subnet. Addresses never change across restarts, so the balancer's
 # members and the database endpoints stay valid when a container is stopped and started again.
 DATABASE_HOSTS = (10, 11)
 DATABASE_VIRTUAL_HOST = 12  # held by the writer of the pair
-DATABASE_MONITOR_HOST = 13
-STORAGE_HOSTS = (41, 42, 43)  # the last holds the arbiter brick
-STORAGE_CLIENT_HOST = 44
 BALANCER_HOSTS = (20, 21)
 BALANCER_VIRTUAL_HOST = 30  # held by one balancer of the pair at a time
+STORAGE_HOSTS = (41, 42, 43)  # the last holds the arbiter brick
 SEARCH_HOSTS = (50, 51, 52)  # as many as search.servers uses
+# One per machine, numbered by the machine's place in `hosts`.
+FIRST_DATABASE_MONITOR_HOST = 60
+FIRST_STORAGE_CLIENT_HOST = 70
 FIRST_APP_HOST = 101
 
 
 @dataclass
-class LocalNetwork:
+class Machine:
+    """One Docker engine of the stack and its networks: the deploying machine's own, or a host's."""
+
+    index: int
+    host: str  # its name in `hosts`; empty for the deploying machine's engine
+    provider: Optional[docker.Provider]
+    engine: EngineAddress  # how the deploying machine's own steps reach it
     private: docker.Network
-    edge: docker.Network
+    front: Optional[docker.Network] = None  # the hospital's network, on hosts with a balancer
+    shipped: dict[str, command.local.Command] = field(default_factory=dict)
+
+
+@dataclass
+class LocalNetwork:
+    machines: list[Machine]
+    edge: Optional[docker.Network]  # on one machine: where the balancers publish their ports
     subnet: ipaddress.IPv4Network
     resource_prefix: str
+    cluster: ClusterConfig
 
     @property
     def private_network_id(self) -> pulumi.Output[str]:
-        return self.private.id
+        return self.machines[0].private.id
 
     def address(self, host_number: int) -> str:
         return str(self.subnet.network_address + host_number)
@@ -45,20 +77,92 @@ class LocalNetwork:
         """A container's name, unique per stack on the engine, and its host name, the logical name."""
         return {"name": self.container_name(logical_name), "hostname": logical_name}
 
+    def machine_of(self, tier: str, index: int) -> Machine:
+        """The machine that runs member `index` of `tier` (see ClusterConfig.members_of)."""
+        hosts = self.cluster.members_of(tier)
+        if not hosts:
+            return self.machines[0]
+        return next(machine for machine in self.machines if machine.host == hosts[index])
+
+    def attach(self, machine: Machine, address: Optional[str] = None) -> docker.ContainerNetworksAdvancedArgs:
+        return docker.ContainerNetworksAdvancedArgs(name=machine.private.name, ipv4_address=address)
+
+    def options(self, machine: Machine, parent: pulumi.Resource, **options) -> pulumi.ResourceOptions:
+        """A resource on `machine`'s engine: its provider, and `options` (depends_on, …)."""
+        return pulumi.ResourceOptions(parent=parent, provider=machine.provider, **options)
+
+    def image_on(self, machine: Machine, name: str, reference: pulumi.Input[str], made_by: pulumi.Resource,
+                 parent: pulumi.Resource) -> list[pulumi.Resource]:
+        """What a container of image `reference` on `machine` must wait for: the image made on the deploying
+        machine, then, on a host, its copy there (components/local/ship.py), made once per machine."""
+        if machine.provider is None:
+            return [made_by]
+        if name not in machine.shipped:
+            machine.shipped[name] = command.local.Command(
+                f"{name}-on-{machine.host}", create="ship", interpreter=[*STEP_INTERPRETER, "components.local.ship"],
+                dir=str(PROJECT_ROOT),
+                environment={"SHIP_IMAGE": reference, "SHIP_HOST": machine.host,
+                             "SHIP_ENGINE": pulumi.Output.secret(machine.engine.to_json())},
+                # The reference holds the image's digest: a new image is shipped once, an unchanged one never.
+                triggers=[reference],
+                opts=pulumi.ResourceOptions(parent=parent, depends_on=[made_by]),
+            )
+        return [machine.shipped[name]]
+
+
+def _providers(component: pulumi.ComponentResource, cluster: ClusterConfig) -> list[tuple[str, Optional[docker.Provider], EngineAddress]]:
+    if not cluster.hosts:
+        return [("", None, EngineAddress())]
+    machines = []
+    for host in cluster.hosts:
+        tls = host.tls
+        provider = docker.Provider(
+            f"host-{host.name}", host=host.docker_url, ssh_opts=host.ssh_options or None,
+            ca_material=pulumi.Output.secret(tls.ca_pem) if tls else None,
+            cert_material=pulumi.Output.secret(tls.cert_pem) if tls else None,
+            key_material=pulumi.Output.secret(tls.key_pem) if tls else None,
+            opts=pulumi.ResourceOptions(parent=component))
+        engine = EngineAddress(url=host.docker_url, ssh_options=list(host.ssh_options),
+                               tls=tls.model_dump() if tls else None)
+        machines.append((host.name, provider, engine))
+    return machines
+
 
 def build(component: pulumi.ComponentResource, name: str, cluster: ClusterConfig) -> LocalNetwork:
     subnet = ipaddress.IPv4Network(cluster.network.subnet)
     resource_prefix = f"openmrs-{pulumi.get_stack()}"
-    child = pulumi.ResourceOptions(parent=component)
-    # Docker hands out addresses only from the upper half; the fixed ones above live in the lower half.
+    # Docker hands out addresses only from the upper half; the fixed ones above live in the lower half. On
+    # several hosts each engine numbers from its own part of it, so two engines never hand out one address.
     dynamic_range = list(subnet.subnets(new_prefix=subnet.prefixlen + 1))[1]
-    private = docker.Network(
-        f"{name}-private",
-        name=f"{resource_prefix}-{name}-private",
-        driver="bridge",
-        internal=True,
-        ipam_configs=[docker.NetworkIpamConfigArgs(subnet=str(subnet), ip_range=str(dynamic_range))],
-        opts=child,
-    )
-    edge = docker.Network(f"{name}-edge", name=f"{resource_prefix}-{name}-edge", driver="bridge", opts=child)
-    return LocalNetwork(private=private, edge=edge, subnet=subnet, resource_prefix=resource_prefix)
+    per_machine = list(dynamic_range.subnets(new_prefix=dynamic_range.prefixlen + (MAX_HOSTS - 1).bit_length()))
+    front = cluster.network.front
+    balancer_hosts = set(cluster.members_of("balancers"))
+    machines = []
+    for index, (host, provider, engine) in enumerate(_providers(component, cluster)):
+        suffix = f"-{host}" if host else ""
+        options = pulumi.ResourceOptions(parent=component, provider=provider)
+        if host:
+            private = docker.Network(
+                f"{name}-private{suffix}", name=f"{resource_prefix}-{name}-private", driver="macvlan",
+                options={"parent": cluster.network.interface}, internal=True,
+                ipam_configs=[docker.NetworkIpamConfigArgs(subnet=str(subnet), ip_range=str(per_machine[index]))],
+                opts=options)
+        else:
+            private = docker.Network(
+                f"{name}-private", name=f"{resource_prefix}-{name}-private", driver="bridge", internal=True,
+                ipam_configs=[docker.NetworkIpamConfigArgs(subnet=str(subnet), ip_range=str(dynamic_range))],
+                opts=options)
+        front_network = None
+        if host in balancer_hosts:
+            front_network = docker.Network(
+                f"{name}-front{suffix}", name=f"{resource_prefix}-{name}-front", driver="macvlan",
+                options={"parent": front.interface},
+                ipam_configs=[docker.NetworkIpamConfigArgs(subnet=front.subnet, gateway=front.gateway)],
+                opts=options)
+        machines.append(Machine(index=index, host=host, provider=provider, engine=engine, private=private,
+                                front=front_network))
+    edge = None
+    if not cluster.hosts:
+        edge = docker.Network(f"{name}-edge", name=f"{resource_prefix}-{name}-edge", driver="bridge",
+                              opts=pulumi.ResourceOptions(parent=component))
+    return LocalNetwork(machines=machines, edge=edge, subnet=subnet, resource_prefix=resource_prefix, cluster=cluster)

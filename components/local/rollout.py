@@ -8,6 +8,7 @@ balancer container, the only place it answers.
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 import sys
@@ -15,6 +16,8 @@ import time
 from dataclasses import dataclass
 
 import docker
+
+from .engines import Engine, EngineAddress
 
 MANAGER = "http://localhost:8080/balancer-manager"
 
@@ -28,6 +31,7 @@ class Member:
     """One node as one balancer knows it."""
 
     balancer_container: str
+    balancer_engine: EngineAddress
     balancer_name: str
     worker_url: str
     route: str
@@ -35,18 +39,22 @@ class Member:
 
     @classmethod
     def in_each_balancer(cls) -> list["Member"]:
+        engines = [EngineAddress.from_json(engine) for engine in json.loads(os.environ["ROLLOUT_BALANCER_ENGINES"])]
         return [
-            cls(balancer_container=container, balancer_name=os.environ["ROLLOUT_BALANCER_NAME"],
+            cls(balancer_container=container, balancer_engine=engine, balancer_name=os.environ["ROLLOUT_BALANCER_NAME"],
                 worker_url=os.environ["ROLLOUT_WORKER_URL"], route=os.environ["ROLLOUT_ROUTE"],
                 node_container=os.environ["ROLLOUT_NODE_CONTAINER"])
-            for container in os.environ["ROLLOUT_BALANCER_CONTAINERS"].split(",")
+            for container, engine in zip(os.environ["ROLLOUT_BALANCER_CONTAINERS"].split(","), engines)
         ]
 
 
 class BalancerManager:
-    def __init__(self, client: docker.DockerClient, member: Member):
-        self.client = client
+    """One balancer's manager, reached through the engine that runs it."""
+
+    def __init__(self, member: Member):
         self.member = member
+        self.engine = Engine(member.balancer_engine)
+        self.client = self.engine.client
 
     def _curl(self, *arguments: str) -> str:
         balancer = self.client.containers.get(self.member.balancer_container)
@@ -97,7 +105,8 @@ def drain(managers: list[BalancerManager], drain_seconds: float) -> None:
 
 
 def admit(managers: list[BalancerManager], client: docker.DockerClient, admit_seconds: float) -> None:
-    """Back in once the node's own health check passes and every balancer's heartbeats agree."""
+    """Back in once the node's own health check passes (asked of `client`, the node's engine) and every
+    balancer's heartbeats agree."""
     node = managers[0].member.node_container
 
     def healthy() -> bool:
@@ -116,18 +125,21 @@ def main(arguments: list[str]) -> int:
     if arguments not in (["drain"], ["admit"]):
         print("usage: python -m components.local.rollout drain|admit (settings in ROLLOUT_* variables)", file=sys.stderr)
         return 2
-    client = docker.from_env()
-    managers = [BalancerManager(client, member) for member in Member.in_each_balancer()]
+    managers = [BalancerManager(member) for member in Member.in_each_balancer()]
     route = managers[0].member.route
     started = time.monotonic()
     try:
         if arguments == ["drain"]:
             drain(managers, float(os.environ["ROLLOUT_DRAIN_SECONDS"]))
         else:
-            admit(managers, client, float(os.environ["ROLLOUT_ADMIT_SECONDS"]))
+            with Engine(EngineAddress.from_json(os.environ["ROLLOUT_NODE_ENGINE"])) as node_engine:
+                admit(managers, node_engine, float(os.environ["ROLLOUT_ADMIT_SECONDS"]))
     except RolloutFailed as failure:
         print(f"{arguments[0]} {route}: {failure}", file=sys.stderr)
         return 1
+    finally:
+        for manager in managers:
+            manager.engine.close()
     print(f"{arguments[0]} {route}: done in {time.monotonic() - started:.1f} s")
     return 0
 

@@ -36,7 +36,9 @@ def build(component: pulumi.ComponentResource, name: str, args: SearchTierArgs) 
     transport = _transport_certificates(name, servers, addresses, child) if search.servers > 1 else None
     containers = []
     for index, (logical, address) in enumerate(zip(servers, addresses)):
-        data = docker.Volume(f"{logical}-data", name=network.container_name(f"{logical}-data"), opts=child)
+        machine = network.machine_of("search", index)
+        data = docker.Volume(f"{logical}-data", name=network.container_name(f"{logical}-data"),
+                             opts=network.options(machine, component))
         settings = [f"node.name={logical}", "cluster.name=openmrs", "xpack.security.enabled=true",
                     # Plain HTTP inside the private network, as the nodes' JVM trusts no private authority.
                     "xpack.security.http.ssl.enabled=false", "bootstrap.memory_lock=false",
@@ -62,7 +64,7 @@ def build(component: pulumi.ComponentResource, name: str, args: SearchTierArgs) 
             envs=[*settings, pulumi.Output.concat("ELASTIC_PASSWORD=", elastic_password)],
             uploads=uploads,
             volumes=[docker.ContainerVolumeArgs(volume_name=data.name, container_path="/usr/share/elasticsearch/data")],
-            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network.private.name, ipv4_address=address)],
+            networks_advanced=[network.attach(machine, address)],
             healthcheck=docker.ContainerHealthcheckArgs(
                 tests=["CMD-SHELL", f'curl -fsS -u "{USER}:$ELASTIC_PASSWORD" -o /dev/null '
                                     f'"http://localhost:{HTTP_PORT}/_cluster/health?wait_for_status=yellow&timeout=1s"'],
@@ -73,7 +75,8 @@ def build(component: pulumi.ComponentResource, name: str, args: SearchTierArgs) 
             restart="unless-stopped",
             wait=True,
             wait_timeout=300,
-            opts=child,
+            opts=network.options(machine, component,
+                                 depends_on=network.image_on(machine, f"{name}-image", search.image, image, component)),
         ))
     # Known once the servers answer, so that whoever uses them waits for them.
     uris = pulumi.Output.all(*[c.id for c in containers]).apply(

@@ -7,14 +7,16 @@ the same promise with user-space servers from Debian: a write completes on both 
 on with any two of the three servers (the arbiter breaks ties, so there is no split brain), and a server
 that comes back is healed by the others. The official OpenMRS image has no Gluster client, so one client
 container mounts the volume and Docker shares its mount with the host (bind propagation rshared); the
-Docker host's / must be a shared mount, as systemd makes it.
+Docker host's / must be a shared mount, as systemd makes it. On several hosts the servers are spread over
+three machines, and every machine with app nodes has its own client (under a directory named after the host,
+so that machines sharing a file system, as the simulated ones of the tests do, never share a mount point).
 """
 import pulumi
 import pulumi_docker as docker
 
 from ..shared_storage import DATA_DIRECTORY, OPENMRS_UID, SharedMount, SharedStorageArgs
 from . import images
-from .network import STORAGE_CLIENT_HOST, STORAGE_HOSTS
+from .network import FIRST_STORAGE_CLIENT_HOST, STORAGE_HOSTS, LocalNetwork, Machine
 
 VOLUME = "openmrs"
 BRICK = "/bricks/openmrs"
@@ -36,11 +38,16 @@ def replicated(component: pulumi.ComponentResource, name: str, args: SharedStora
     # glusterd marks bricks with trusted.* extended attributes (SYS_ADMIN) and works on files of every
     # owner as root (CHOWN, DAC_OVERRIDE, FOWNER).
     server_capabilities = ["SYS_ADMIN", "CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID"]
+    # glusterd looks up a name for every peer's address; Docker's DNS knows only its own engine's
+    # containers and asks outside for the others, which takes seconds per lookup on several hosts.
+    known_servers = [docker.ContainerHostArgs(host=f"{name}-{index + 1}", ip=address) for index, address in enumerate(addresses)]
     servers = []
     for index, address in enumerate(addresses):
         logical = f"{name}-{index + 1}"
-        state = docker.Volume(f"{logical}-state", name=network.container_name(f"{logical}-state"), opts=child)
-        brick = docker.Volume(f"{logical}-brick", name=network.container_name(f"{logical}-brick"), opts=child)
+        machine = network.machine_of("storage", index)
+        options = network.options(machine, component)
+        state = docker.Volume(f"{logical}-state", name=network.container_name(f"{logical}-state"), opts=options)
+        brick = docker.Volume(f"{logical}-brick", name=network.container_name(f"{logical}-brick"), opts=options)
         first = index == 0
         envs = [f"VOLUME={VOLUME}"]
         if first:  # the first server joins the others and creates the volume
@@ -57,7 +64,8 @@ def replicated(component: pulumi.ComponentResource, name: str, args: SharedStora
             envs=envs,
             volumes=[docker.ContainerVolumeArgs(volume_name=state.name, container_path="/var/lib/glusterd"),
                      docker.ContainerVolumeArgs(volume_name=brick.name, container_path="/bricks")],
-            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network.private.name, ipv4_address=address)],
+            networks_advanced=[network.attach(machine, address)],
+            hosts=known_servers,
             healthcheck=docker.ContainerHealthcheckArgs(
                 tests=["CMD-SHELL", ready], interval="2s", timeout="5s", retries=5, start_period="60s"),
             capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=server_capabilities),
@@ -65,15 +73,29 @@ def replicated(component: pulumi.ComponentResource, name: str, args: SharedStora
             # Healthy: glusterd answers; on the first server, the volume has started too.
             wait=True,
             wait_timeout=180,
-            opts=child,
+            opts=network.options(machine, component,
+                                 depends_on=network.image_on(machine, f"{name}-image", image.image_name, image, component)),
         ))
 
-    host_directory = f"{storage.host_directory}/{network.resource_prefix}"
+    base = docker.RemoteImage(f"{name}-base-image", name="debian:bookworm-slim", keep_locally=True, opts=child)
+    client_machines = {network.machine_of("app", index).index: network.machine_of("app", index)
+                       for index in range(args.cluster.app.nodes)}
+    mounts = []
+    for machine in client_machines.values():
+        mounts += client(component, name, network, storage, machine, image, base, servers, known_servers)
+    return mounts
+
+
+def client(component: pulumi.ComponentResource, name: str, network: LocalNetwork, storage, machine: Machine,
+           image: docker.Image, base: docker.RemoteImage, servers: list[docker.Container],
+           known_servers: list[docker.ContainerHostArgs]) -> list[SharedMount]:
+    """The volume mounted on `machine`, and the folders its nodes bind from there."""
+    suffix = f"-{machine.host}" if machine.host else ""
+    host_directory = f"{storage.host_directory}/{network.resource_prefix}" + (f"/{machine.host}" if machine.host else "")
     # Docker binds only an existing host directory with propagation options; this one-shot container,
     # a plain bind, makes it.
-    base = docker.RemoteImage(f"{name}-base-image", name="debian:bookworm-slim", keep_locally=True, opts=child)
     directory = docker.Container(
-        f"{name}-host-directory",
+        f"{name}-host-directory{suffix}",
         name=network.container_name(f"{name}-host-directory"),
         image=base.image_id,
         command=["mkdir", "-p", f"/host{host_directory}"],
@@ -82,25 +104,26 @@ def replicated(component: pulumi.ComponentResource, name: str, args: SharedStora
         capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
         must_run=False,
         attach=True,
-        opts=child,
+        opts=network.options(machine, component,
+                             depends_on=network.image_on(machine, f"{name}-base-image", base.name, base, component)),
     )
     folders = storage.shared_folders
     logical = f"{name}-client"
     client_ready = " && ".join([f"grep -q ' {CLIENT_MOUNT_PARENT}/files fuse.glusterfs ' /proc/mounts"]
                                + [f"test -d {CLIENT_MOUNT_PARENT}/files/{folder}" for folder in folders])
     docker.Container(
-        logical,
+        f"{logical}{suffix}",
         **network.identity(logical),
         image=image.image_name,
         command=["/usr/local/bin/storage-mount"],
-        envs=[f"VOLUME={VOLUME}", f"SERVERS={' '.join(addresses)}", f"FOLDERS={' '.join(folders)}",
-              f"OWNER={OPENMRS_UID}:0"],
+        envs=[f"VOLUME={VOLUME}", f"SERVERS={' '.join(network.address(host) for host in STORAGE_HOSTS)}",
+              f"FOLDERS={' '.join(folders)}", f"OWNER={OPENMRS_UID}:0"],
         mounts=[docker.ContainerMountArgs(
             type="bind", source=host_directory, target=CLIENT_MOUNT_PARENT,
             bind_options=docker.ContainerMountBindOptionsArgs(propagation="rshared"))],
         devices=[docker.ContainerDeviceArgs(host_path="/dev/fuse", container_path="/dev/fuse")],
-        networks_advanced=[docker.ContainerNetworksAdvancedArgs(
-            name=network.private.name, ipv4_address=network.address(STORAGE_CLIENT_HOST))],
+        networks_advanced=[network.attach(machine, network.address(FIRST_STORAGE_CLIENT_HOST + machine.index))],
+        hosts=known_servers,
         healthcheck=docker.ContainerHealthcheckArgs(
             tests=["CMD-SHELL", client_ready], interval="2s", timeout="5s", retries=5, start_period="60s"),
         # Mounting needs SYS_ADMIN and, where AppArmor runs, a profile that allows mount; chown the folders.
@@ -111,11 +134,12 @@ def replicated(component: pulumi.ComponentResource, name: str, args: SharedStora
         destroy_grace_seconds=30,
         wait=True,
         wait_timeout=180,
-        opts=pulumi.ResourceOptions(parent=component, depends_on=[*servers, directory]),
+        opts=network.options(machine, component, depends_on=[
+            *servers, directory, *network.image_on(machine, f"{name}-image", image.image_name, image, component)]),
     )
     # Nodes bind the folders inside the mount; rslave: they see what the host sees.
     return [SharedMount(source=f"{host_directory}/files/{folder}", container_path=f"{DATA_DIRECTORY}/{folder}",
-                        kind="bind") for folder in folders]
+                        kind="bind", host=machine.host) for folder in folders]
 
 
 def volumes(component: pulumi.ComponentResource, name: str, args: SharedStorageArgs) -> list[SharedMount]:

@@ -33,6 +33,14 @@ class FileCheck:
 
 
 @dataclass(frozen=True)
+class FrontAddress:
+    """A second virtual address, on the hospital's network, that moves with the pair's own."""
+    own_addresses: tuple[str, str]
+    virtual_address: str
+    prefix_length: int
+
+
+@dataclass(frozen=True)
 class VrrpPair:
     name: str  # the VRRP instance
     addresses: tuple[str, str]
@@ -43,6 +51,7 @@ class VrrpPair:
     check_name: str
     check: ScriptCheck | FileCheck
     version: int = 2
+    front: FrontAddress | None = None
 
     def uploads(self, index: int, router_name: str, priority: int) -> list[docker.ContainerUploadArgs]:
         config = render(
@@ -51,14 +60,20 @@ class VrrpPair:
             version=self.version, interface_file=f"{RUN_DIRECTORY}/interface.conf", virtual_router_id=self.virtual_router_id,
             priority=priority, advert_seconds=self.advert_seconds, own_address=self.addresses[index],
             peer_address=self.addresses[1 - index], virtual_address=self.virtual_address,
-            prefix_length=self.prefix_length,
+            prefix_length=self.prefix_length, front_file=self._front_file,
         )
         start = render(
             "start-keepalived.sh", own_address=self.addresses[index], interface_file=f"{RUN_DIRECTORY}/interface.conf",
-            config_file=CONFIG_FILE, pid_directory=RUN_DIRECTORY,
+            config_file=CONFIG_FILE, pid_directory=RUN_DIRECTORY, front_file=self._front_file,
+            front_own_address=self.front.own_addresses[index] if self.front else None,
+            front_virtual_address=f"{self.front.virtual_address}/{self.front.prefix_length}" if self.front else None,
         )
         return [docker.ContainerUploadArgs(file=CONFIG_FILE, content=config),
                 docker.ContainerUploadArgs(file=START_SCRIPT, content=start, executable=True)]
+
+    @property
+    def _front_file(self) -> str | None:
+        return f"{RUN_DIRECTORY}/front-address.conf" if self.front else None
 
     @staticmethod
     def running_check() -> str:

@@ -2,10 +2,16 @@
 # Rendered by openmrs-cluster and run by the image's entrypoint as root: names the interface that holds
 # {{ own_address }} for keepalived (Docker does not fix interface names), then starts keepalived in the background.
 set -eu
-interface=$(ip -o -4 addr show | awk 'index($4, "{{ own_address }}/") == 1 {print $2}')
-[ -n "$interface" ] || { echo "no interface holds {{ own_address }}" >&2; exit 1; }
+interface_of() {
+  found=$(ip -o -4 addr show | awk -v own="$1/" 'index($4, own) == 1 {print $2}')
+  [ -n "$found" ] || { echo "no interface holds $1" >&2; exit 1; }
+  echo "$found"
+}
 mkdir -p "$(dirname {{ interface_file }})" {{ pid_directory }}
-echo "interface $interface" > {{ interface_file }}
+echo "interface $(interface_of {{ own_address }})" > {{ interface_file }}
+{% if front_file %}
+echo "{{ front_virtual_address }} dev $(interface_of {{ front_own_address }})" > {{ front_file }}
+{% endif %}
 # A restarted container keeps its files: pid files of the last run would make keepalived believe it runs.
 rm -f {{ pid_directory }}/*.pid
 exec keepalived --use-file {{ config_file }} --vrrp --log-console --log-detail \

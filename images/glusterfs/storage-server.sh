@@ -15,8 +15,11 @@ if [ -n "${VOLUME_BRICKS:-}" ] && ! gluster --mode=script volume info "$VOLUME" 
   until [ "$(gluster --mode=script pool list | grep -c Connected)" -gt "$(echo $PEERS | wc -w)" ]; do sleep 1; done
   # "force": the bricks are directories of Docker volumes, not dedicated file systems.
   gluster --mode=script volume create "$VOLUME" replica 3 arbiter 1 $VOLUME_BRICKS force
-  # A server that stops answering is given up after PING_TIMEOUT seconds, not Gluster's default 42.
+  # A server that stops answering is given up after PING_TIMEOUT seconds, not Gluster's default 42; and
+  # the self-heal daemons look for files to heal every 10 s, not 600, so that a server that was away (hung,
+  # or cut off) is healed soon after it is back, even when no reconnection told them.
   gluster --mode=script volume set "$VOLUME" network.ping-timeout "$PING_TIMEOUT"
+  gluster --mode=script volume set "$VOLUME" cluster.heal-timeout 10
   gluster --mode=script volume start "$VOLUME"
 fi
 wait "$glusterd_pid"

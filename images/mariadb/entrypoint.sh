@@ -1,6 +1,7 @@
 #!/bin/sh
 # As root: start keepalived when the program uploaded its start script, with the role watcher's file
-# saying "not the writer" until the server answers; then MariaDB as mysql, with no capabilities, as PID 1.
+# saying "not the writer" until the server answers; then mariadb-start as mysql, with no capabilities, as
+# PID 1 (it runs MariaDB and its helpers).
 set -eu
 if [ -x /usr/local/bin/start-keepalived ]; then
   setpriv --reuid=mysql --regid=mysql --init-groups sh -c 'echo 1 > /run/mysqld/read_only'

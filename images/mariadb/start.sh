@@ -40,6 +40,19 @@ SQL
   touch "$initialised"
 fi
 
+# The server runs as this shell's child, not in its place: the fence agent's SIGKILL must reach it, and
+# a container's first process cannot be killed from inside. Its end ends the container, which its restart
+# policy starts again: read-only, with keepalived, the role watcher and the fence agent anew.
+mariadbd &
+server=$!
+trap 'kill -TERM "$server"' TERM INT
 # keepalived's role file, when the entrypoint made one: kept up to date beside the server.
 if [ -f /run/mysqld/read_only ]; then mariadb-role-watch /run/mysqld/read_only & fi
-exec mariadbd
+# Several monitors: a writer cut off from their majority, or deposed by it, kills itself (fence.py).
+if [ -n "${FENCE_MONITORS:-}" ]; then mariadb-fence "$server" & fi
+set +e
+wait "$server"
+status=$?
+# A trapped TERM ends the first wait before the server has stopped.
+while kill -0 "$server" 2>/dev/null; do wait "$server"; status=$?; done
+exit "$status"

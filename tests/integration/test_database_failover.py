@@ -5,40 +5,14 @@ the killed server rejoins as a replica without divergence, and no acknowledged c
 Its own deployment (stack "dbfail"), since it kills the database.
 """
 import statistics
-import threading
 import time
-import uuid
 
 import pytest
-import requests
 
-from local_cluster import BoundedLoop, deployed, wait_for
+from local_cluster import BoundedLoop, RowWriter, deployed, wait_for
 
 pytestmark = pytest.mark.docker
 KILLS = 3
-
-
-class Writer(BoundedLoop):
-    """Inserts unique ids through the application, one after another, logging each with its outcome."""
-
-    def __init__(self, url: str, limit_seconds: float = 600):
-        super().__init__(limit_seconds, pause=0.02)
-        self.url = url
-        self.log: list[tuple[float, float, str, int]] = []  # (sent, answered, id, HTTP status or 0)
-        self.paused = threading.Event()
-
-    def step(self):
-        if self.paused.is_set():
-            return
-        row, sent = uuid.uuid4().hex, time.time()
-        try:
-            status = self.http.post(f"{self.url}/rows", params={"id": row}, timeout=10).status_code
-        except requests.RequestException:
-            status = 0
-        self.log.append((sent, time.time(), row, status))
-
-    def acknowledged(self) -> list[str]:
-        return [row for _, _, row, status in self.log if status == 200]
 
 
 class WriterSampler(BoundedLoop):
@@ -67,7 +41,7 @@ def failover_cluster(docker_client):
 
 def test_three_writer_kills_lose_no_acknowledged_commit(failover_cluster, docker_client, figures):
     cluster = failover_cluster
-    writer_stream, sampler = Writer(cluster.url), WriterSampler(cluster)
+    writer_stream, sampler = RowWriter(cluster.url), WriterSampler(cluster)
     recoveries, rejoins, killed, moments = [], [], [], []
     writer_stream.start()
     sampler.start()

@@ -10,7 +10,9 @@ from collections import Counter
 import pytest
 import requests
 
-from local_cluster import KEEPER_GRACE_SECONDS, KEEPER_POLL_SECONDS, RequestStream, wait_for
+from local_cluster import (
+    KEEPER_GRACE_SECONDS, KEEPER_POLL_SECONDS, RequestStream, session_less_routes, sessions_stay_on_their_node, wait_for,
+)
 
 pytestmark = pytest.mark.docker
 
@@ -18,8 +20,7 @@ pytestmark = pytest.mark.docker
 def test_round_robin_spreads_requests_evenly(local_cluster, figures):
     """First in this file: byrequests evens out each member's share of all requests, sticky ones
     included, so later tests' sessions would shift which member the next session-less request gets."""
-    with requests.Session() as http:
-        routes = Counter(http.get(f"{local_cluster.url}/whoami", timeout=10).json()["route"] for _ in range(300))
+    routes = session_less_routes(local_cluster.url, 300)
     assert set(routes) == set(local_cluster.nodes)
     for route, count in routes.items():
         assert 90 <= count <= 110, routes
@@ -37,20 +38,7 @@ def test_the_login_answers_as_openmrs_and_refuses_a_wrong_password(local_cluster
 
 
 def test_every_request_of_a_session_reaches_the_node_that_logged_it_in(local_cluster, figures):
-    login_routes = Counter()
-    for _ in range(50):
-        with requests.Session() as browser:
-            login = browser.get(f"{local_cluster.url}/ws/rest/v1/session", auth=("admin", local_cluster.admin_password),
-                                timeout=10).json()
-            assert login["authenticated"] and login["user"]["username"] == "admin"
-            route = login["sessionId"].rsplit(".", 1)[1]  # Tomcat appends the jvmRoute
-            assert route in local_cluster.nodes
-            login_routes[route] += 1
-            for request_number in range(1, 21):
-                answer = browser.get(f"{local_cluster.url}/whoami", timeout=10).json()
-                assert (answer["route"], answer["session"], answer["counter"]) == (
-                    route, login["sessionId"], request_number
-                )
+    login_routes = sessions_stay_on_their_node(local_cluster, sessions=50, requests_each=20)
     assert set(login_routes) == set(local_cluster.nodes)  # sessions were spread, then stuck
     figures["sticky sessions, 50 x 20 requests"] = f"all on their node; logins per node {dict(sorted(login_routes.items()))}"
 
@@ -144,21 +132,13 @@ def resolved_discovery_name(local_cluster, route: str) -> set[str]:
     return {line.split()[0] for line in answer.splitlines() if line.strip()}
 
 
-def test_the_discovery_name_answers_with_exactly_the_running_nodes(local_cluster, figures):
+def test_the_discovery_name_answers_with_every_node_inside_every_node(local_cluster, figures):
+    """A fixed list, in each container's /etc/hosts, as on several hosts, where no one engine's DNS knows every
+    node: a node that is down is still listed, and JGroups simply finds it not answering."""
     addresses = {route: local_cluster.address_of(f"app-{route[4:]}") for route in local_cluster.nodes}
     for route in local_cluster.nodes:
         assert resolved_discovery_name(local_cluster, route) == set(addresses.values()), route
-    stopped = local_cluster.client.containers.get(local_cluster.nodes["node3"])
-    stopped.stop(timeout=60)
-    try:
-        left = wait_for(lambda: resolved_discovery_name(local_cluster, "node1") == {addresses["node1"], addresses["node2"]},
-                        timeout=10, poll=0.2)
-        assert left, f"the stopped node still answers to the name: {resolved_discovery_name(local_cluster, 'node1')}"
-    finally:
-        stopped.start()
-    assert wait_for(lambda: resolved_discovery_name(local_cluster, "node1") == set(addresses.values()), timeout=30, poll=0.2)
-    assert wait_for(local_cluster.all_members_in, timeout=120, poll=0.5), "node3 never came back into the balancers"
-    figures["discovery name"] = "every running node from inside each node; a stopped node drops out, a started one comes back"
+    figures["discovery name"] = "every node's address, from inside each node"
 
 
 def reaches(local_cluster, container: str, address: str, port: int) -> bool:

@@ -6,13 +6,12 @@ Its own deployment (stack "rolling"), since it replaces every node.
 """
 import hashlib
 import re
-import time
 from pathlib import Path
 
 import pytest
 
 from components.checksums import checksum
-from local_cluster import NODES, BoundedLoop, RequestStream, deployed
+from local_cluster import NODES, deployed, updated_under_requests
 from program import run_program, with_overrides
 
 pytestmark = pytest.mark.docker
@@ -99,36 +98,13 @@ def test_the_first_node_is_ready_before_the_next_one_starts(rolling_cluster):
         assert started > previous_ready, f"node{index} started at {started}, before node{index - 1} was ready ({previous_ready})"
 
 
-class Sampler(BoundedLoop):
-    """Every 0.25 s: which nodes the balancer has in service and which Docker reports healthy."""
-
-    def __init__(self, cluster, limit_seconds: float = 600):
-        super().__init__(limit_seconds, pause=0.25)
-        self.cluster = cluster
-        self.samples: list[tuple[set[str], set[str]]] = []
-
-    def step(self):
-        self.samples.append((self.cluster.in_service(), self.cluster.healthy_nodes()))
-
-
 def test_a_new_release_rolls_one_node_at_a_time_without_a_failed_request(rolling_cluster, releases, figures):
     _, second = releases
     cluster = rolling_cluster
     old_containers = {route: cluster.client.containers.get(name).id for route, name in cluster.nodes.items()}
     new_graph = run_program("rolling", with_overrides(cluster.config, app=second))
     steps_before = len(cluster.deployer.steps)
-    stream, sampler = RequestStream(f"{cluster.url}/whoami", limit_seconds=600), Sampler(cluster)
-    stream.start()
-    sampler.start()
-    try:
-        time.sleep(1)
-        started = time.monotonic()
-        cluster.deployer.update(new_graph)
-        rollout = time.monotonic() - started
-        time.sleep(1)
-    finally:
-        stream.stop()
-        sampler.stop()
+    stream, sampler, rollout = updated_under_requests(cluster, new_graph)
 
     failures = stream.failures()
     assert stream.log and not failures, (

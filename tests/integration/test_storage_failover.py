@@ -1,31 +1,13 @@
 """The replicated shared files: a writer creates files through the application while a storage server is
 killed; writes go on, every acknowledged file is readable, and the server catches up when it returns."""
 import time
-import uuid
 
 import pytest
 import requests
 
-from local_cluster import BoundedLoop, wait_for
+from local_cluster import FileWriter, wait_for
 
 pytestmark = pytest.mark.docker
-
-
-class FileWriter(BoundedLoop):
-    """Creates files through the application, one after another, logging each with its outcome."""
-
-    def __init__(self, url: str, limit_seconds: float = 300):
-        super().__init__(limit_seconds, pause=0.02)
-        self.url = url
-        self.log: list[tuple[float, float, str, int]] = []  # (sent, answered, name, HTTP status or 0)
-
-    def step(self):
-        name, sent = f"obs-{uuid.uuid4().hex}.txt", time.time()
-        try:
-            status = self.http.post(f"{self.url}/files", params={"name": name, "content": name}, timeout=30).status_code
-        except requests.RequestException:
-            status = 0
-        self.log.append((sent, time.time(), name, status))
 
 
 def test_a_killed_storage_server_loses_no_file_and_catches_up(local_cluster, docker_client, figures):
@@ -49,7 +31,7 @@ def test_a_killed_storage_server_loses_no_file_and_catches_up(local_cluster, doc
     recovery = time.time() - restarted_at
     assert caught_up, cluster.exec(survivor, "gluster", "--mode=script", "volume", "heal", "openmrs", "info")
 
-    acknowledged = [name for _, _, name, status in writer.log if status == 200]
+    acknowledged = writer.acknowledged()
     failed = [entry for entry in writer.log if entry[3] != 200]
     with requests.Session() as http:
         unreadable = [name for name in acknowledged

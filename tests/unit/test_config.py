@@ -124,3 +124,69 @@ def test_a_search_password_without_an_existing_cluster_is_refused():
     with pytest.raises(ConfigError) as raised:
         run_program("local", config)
     assert f"{PROJECT}:search_password: is the password of an existing cluster (search.uris)" in str(raised.value)
+
+
+# -- several hosts --------------------------------------------------------------------------------------
+THREE_HOSTS = [{"name": "a", "address": "192.0.2.11"}, {"name": "b", "address": "192.0.2.12"},
+               {"name": "c", "address": "192.0.2.13"}]
+ON_HOSTS = {
+    "hosts": THREE_HOSTS,
+    "network": {"interface": "eth1", "front": {"interface": "eth0", "subnet": "192.0.2.0/24", "gateway": "192.0.2.1",
+                                               "virtual_address": "192.0.2.50",
+                                               "balancer_addresses": ["192.0.2.51", "192.0.2.52"]}},
+    "search": {"servers": 3},
+}
+
+
+def test_hosts_default_to_docker_over_ssh_as_root_and_spread_every_tier():
+    cluster = parse_cluster_config(ON_HOSTS)
+    assert [host.docker_url for host in cluster.hosts] == [f"ssh://root@192.0.2.1{i}" for i in (1, 2, 3)]
+    assert cluster.members_of("balancers") == ["a", "b"] and cluster.members_of("database") == ["b", "c"]
+    assert cluster.members_of("storage") == cluster.members_of("search") == cluster.members_of("app") == ["a", "b", "c"]
+    assert parse_cluster_config({**ON_HOSTS, "app": {"nodes": 5}}).members_of("app") == ["a", "b", "c", "a", "b"]
+
+
+@pytest.mark.parametrize(
+    "change, key, words",
+    [
+        ({"hosts": THREE_HOSTS[:2]}, "hosts", "needs 3 to 8"),
+        ({"hosts": [*THREE_HOSTS[:2], {"name": "a", "address": "192.0.2.14"}]}, "hosts", "same name"),
+        ({"placement": {"database": ["a", "a"]}}, "placement.database", "two of the tier's 2 members on one machine"),
+        ({"placement": {"balancers": ["b", "b"]}}, "placement.balancers", "on one machine"),
+        ({"placement": {"storage": ["a", "b", "b"]}}, "placement.storage", "on one machine"),
+        ({"placement": {"app": ["c", "c", "c"]}}, "placement.app", "die with that machine"),
+        ({"placement": {"database": ["a", "d"]}}, "placement.database", "d is not in hosts"),
+        ({"placement": {"storage": ["a", "b"]}}, "placement.storage", "names 2 hosts for the tier's 3 members"),
+        ({"balancer": {"pair": False}}, "balancer.pair", "dies with its machine"),
+        ({"balancer": {"heartbeat": {"interval_seconds": 1, "passes": 2}}}, "balancer.heartbeat", "at least 5"),
+        ({"storage": {"replicated": False}}, "storage.replicated", "not shared between hosts"),
+        ({"search": {"servers": 1}}, "search.servers", "dies with its machine"),
+        ({"network": {"interface": "eth1"}}, "network.front", "virtual_address"),
+        ({"network": {"front": ON_HOSTS["network"]["front"]}}, "network.interface", "back network"),
+        ({"hosts": [{"name": "a", "address": "192.0.2.11", "docker": "tcp://192.0.2.11:2376"}, *THREE_HOSTS[1:]]},
+         "hosts.0", "without TLS"),
+        ({"hosts": [{"name": "a", "address": "192.0.2.11", "docker": "http://192.0.2.11"}, *THREE_HOSTS[1:]]},
+         "hosts.0.docker", "ssh://user@address"),
+        ({"platform": "aws", "aws": {"availability_zones": ["eu-west-1a", "eu-west-1b"]}}, "hosts", "platform: local"),
+    ],
+)
+def test_a_cluster_that_one_machines_loss_would_take_down_is_refused_before_any_resource(change, key, words):
+    sections = {**ON_HOSTS, **change}
+    problems = problems_for(**sections)
+    assert any(problem.startswith(f"{PROJECT}:{key}") and words in problem for problem in problems), problems
+
+
+def test_placement_without_hosts_is_refused():
+    assert problems_for(placement={"database": ["a", "b"]}) == [
+        f"{PROJECT}:placement: places members on hosts, and no hosts are given; set hosts or remove it"]
+
+
+def test_a_machine_added_at_the_end_of_hosts_moves_no_member():
+    """Adding a machine never moves a database server, storage server or node (their data stays); raising
+    app.nodes with it puts the new node on the new machine."""
+    before = parse_cluster_config({**ON_HOSTS, "app": {"nodes": 3}})
+    more_hosts = [*THREE_HOSTS, {"name": "d", "address": "192.0.2.14"}]
+    after = parse_cluster_config({**ON_HOSTS, "hosts": more_hosts, "app": {"nodes": 4}})
+    for tier in ("balancers", "database", "storage", "search"):
+        assert after.members_of(tier) == before.members_of(tier), tier
+    assert after.members_of("app") == [*before.members_of("app"), "d"]

@@ -16,7 +16,8 @@ COMPONENTS = {
 }
 
 
-LOCAL_STACKS = stacks_on("local")
+# The stacks on one machine; those across hosts have tests of their own (test_hosts_graph.py).
+LOCAL_STACKS = [stack for stack in stacks_on("local") if not stack_config(stack).get("openmrs-cluster:hosts")]
 
 
 @pytest.fixture(scope="module", params=LOCAL_STACKS)
@@ -57,7 +58,9 @@ def uploaded_file(registration, path: str) -> str:
 
 def test_every_stack_file_is_tested():
     assert "local" in LOCAL_STACKS
-    assert set(STACKS) == set(LOCAL_STACKS) | set(stacks_on("aws"))
+    hosts_stacks = {stack for stack in stacks_on("local") if stack_config(stack).get("openmrs-cluster:hosts")}
+    assert "onprem" in hosts_stacks
+    assert set(STACKS) == set(LOCAL_STACKS) | hosts_stacks | set(stacks_on("aws"))
 
 
 def test_the_cluster_is_the_six_components_and_their_children(graph, stack):
@@ -338,17 +341,20 @@ def app_nodes(graph) -> list:
     return sorted((r for r in graph.of_type(CONTAINER) if re.fullmatch(r"app-\d+", r.name)), key=lambda r: r.name)
 
 
-def test_caches_are_clustered_and_every_node_holds_the_discovery_name(graph):
-    """Core 2.8's Infinispan caches invalidate across nodes, found by JGroups' DNS_PING: Docker's DNS answers
-    the name every node holds on the private network with every running node."""
+def discovery_answers(container) -> list[str]:
+    return sorted(entry["ip"] for entry in container.plain("hosts", []) if entry["host"] == "app-nodes")
+
+
+def test_caches_are_clustered_and_every_node_finds_every_node_by_the_discovery_name(graph):
+    """Core 2.8's Infinispan caches invalidate across nodes, found by JGroups' DNS_PING, which resolves the
+    name with InetAddress.getAllByName: /etc/hosts answers first, and lists every node under it."""
+    addresses = sorted(node.plain("networksAdvanced")[0]["ipv4Address"] for node in app_nodes(graph))
     for node in app_nodes(graph):
         options = env_of(node)["OMRS_JAVA_SERVER_OPTS"].split()
         assert {"-Dcache.type=cluster", "-Dcache.stack=kubernetes", "-Djgroups.dns.query=app-nodes"} <= set(options)
         (private,) = node.plain("networksAdvanced")
-        assert private["name"] == graph.named("net-private").plain("name") and private["aliases"] == ["app-nodes"]
-    holders = [r.name for r in graph.of_type(CONTAINER)
-               if any("app-nodes" in net.get("aliases", []) for net in r.plain("networksAdvanced", []))]
-    assert holders == [node.name for node in app_nodes(graph)]  # nothing else answers to the name
+        assert private["name"] == graph.named("net-private").plain("name")
+        assert discovery_answers(node) == addresses
 
 
 def test_one_search_server_secured_on_its_own_volume_and_never_published(graph):
@@ -426,6 +432,7 @@ def test_a_scheduler_keeper_asks_the_nodes_by_the_discovery_name_once_they_are_a
     assert env["OPENMRS_USER"] == "admin" and env["OPENMRS_PASSWORD"] == env_of(graph.named("app-1"))["OMRS_ADMIN_USER_PASSWORD"]
     assert ("OPENMRS_PASSWORD=" + env["OPENMRS_PASSWORD"], True) in env_entries(keeper)
     (private,) = keeper.plain("networksAdvanced")
-    assert private["name"] == graph.named("net-private").plain("name") and "app-nodes" not in private.get("aliases", [])
+    assert private["name"] == graph.named("net-private").plain("name")
+    assert discovery_answers(keeper) == discovery_answers(graph.named("app-1")) != []
     last_admit = max((r for r in graph.registrations if re.fullmatch(r"app-\d+-admit", r.name)), key=lambda r: r.name)
     assert last_admit.urn in keeper.dependencies and keeper.plain("ports") is None

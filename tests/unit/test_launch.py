@@ -261,6 +261,22 @@ def test_an_engine_elsewhere_skips_the_checks_of_this_machine(broken_host):
     assert [problem.code for problem in problems] == [Exit.PULUMI_MISSING]
 
 
+def test_a_stack_on_hosts_needs_this_machines_engine_and_every_hosts(broken_host):
+    """The hosts' own /dev/fuse and mounts are theirs (the README's list); each engine must answer here."""
+    cluster = read_cluster_config(PROJECT_ROOT / "stacks" / "Pulumi.onprem.yaml")
+    asked = []
+
+    def reach(host):
+        asked.append(host.docker_url)
+        return None if host.name != "server-b" else "ssh: connect to host 192.0.2.12 port 22: Connection refused"
+
+    problems = host_problems("onprem", cluster, {"PATH": "/nonexistent"}, reach=reach, **broken_host)
+    assert [problem.code for problem in problems] == [Exit.PULUMI_MISSING, Exit.DOCKER_UNREACHABLE, Exit.HOST_UNREACHABLE]
+    assert asked == ["ssh://root@192.0.2.11", "ssh://root@192.0.2.12", "ssh://openmrs@192.0.2.13"]
+    assert "server-b (ssh://root@192.0.2.12): ssh: connect to host 192.0.2.12 port 22" in problems[-1].message
+    assert "docker info" in problems[-1].message
+
+
 def test_the_aws_platform_needs_only_the_pulumi_cli(broken_host, machine):
     cluster = read_cluster_config(PROJECT_ROOT / "stacks" / "Pulumi.aws-staging.yaml")
     assert cluster.platform == "aws"

@@ -79,6 +79,18 @@ def test_mariadb_accepts_each_servers_config(tmp_path, graph, server):
     assert variables["character-set-server"] == "utf8mb4"
 
 
+def test_mariadb_accepts_the_config_with_a_quorum_of_monitors_and_waits_for_its_replica_forever(tmp_path):
+    """Across hosts: semi-sync starts off and has no timeout; the monitors' leader turns it on on the writer."""
+    path = tmp_path / "my.cnf"
+    path.write_text(uploaded(run_program("onprem"), "db-1")[MARIADB_CONFIG])
+    check = mariadb_accepts(path)
+    assert check.returncode == 0, check.stderr
+    variables = dict(re.findall(r"^(\S+) +(\S+)$", check.stdout.split("Variables (--variable-name=value)", 1)[1], re.M))
+    assert variables["rpl-semi-sync-master-enabled"] == "FALSE" and variables["rpl-semi-sync-slave-enabled"] == "TRUE"
+    assert variables["rpl-semi-sync-master-timeout"] == "18446744073709551615"
+    assert variables["rpl-semi-sync-master-wait-no-slave"] == "TRUE"
+
+
 def test_mariadb_rejects_an_unknown_option(tmp_path, graph):
     content = uploaded(graph, "db-1")[MARIADB_CONFIG]
     path = tmp_path / "my.cnf"
@@ -170,3 +182,20 @@ def test_keepalived_rejects_a_broken_config(tmp_path, graph, keepalived_interfac
     path = tmp_path / "keepalived.conf"
     path.write_text(uploaded(graph, "lb-apache")[KEEPALIVED_CONFIG].replace("nopreempt", "nopreemptt"))
     assert "Unknown keyword 'nopreemptt'" in keepalived_complaints(path)
+
+
+@pytest.mark.parametrize("member", ["lb-apache", "lb-apache-2"])
+def test_keepalived_accepts_the_balancers_config_across_hosts_with_the_clients_address(tmp_path, member):
+    """On several hosts the pair also moves the clients' address, on the interface the start script finds."""
+    uploads = uploaded(run_program("onprem"), member)
+    os.makedirs("/run/keepalived", exist_ok=True)
+    with open("/run/keepalived/interface.conf", "w") as interface:
+        interface.write("interface eth0\n")  # an interface this machine has
+    with open("/run/keepalived/front-address.conf", "w") as front:
+        front.write("192.0.2.50/24 dev eth0\n")  # as the start script writes it
+    path = tmp_path / "keepalived.conf"
+    path.write_text(uploads[KEEPALIVED_CONFIG])
+    assert keepalived_complaints(path) == ""
+    start = tmp_path / "start-keepalived"
+    start.write_text(uploads["/usr/local/bin/start-keepalived"])
+    assert subprocess.run(["sh", "-n", str(start)], capture_output=True, text=True).returncode == 0

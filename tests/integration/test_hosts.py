@@ -1,0 +1,160 @@
+"""The cluster across three machines (network namespaces, each with its own Docker engine, one reached over
+real SSH; see tests/machines.py), deployed from the program's registered inputs: it serves as on one
+machine, only the balancers' address answers the hospital's network, and it survives losing any one machine,
+whether the machine hangs (every process frozen) or is cut off while it runs on (a partition).
+
+Members as placed by default: a holds the first balancer (the clients' address), storage server 1, node 1
+and the first monitor (the one that acts while it has a majority); b the second balancer, database server 1
+(the first writer), storage server 2, node 2; c database server 2, the storage arbiter, node 3, the keeper.
+The scenarios run in file order on one deployment, each starting from a whole cluster.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+
+from hosts_cluster import BACK_SUBNET, LISTEN_PORT, STACK, BackSideWriter, away, deployed_across
+from local_cluster import NODES, session_less_routes, sessions_stay_on_their_node, updated_under_requests
+from machines import in_namespace, simulated_machines
+from program import run_program, with_overrides
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="module")
+def lab():
+    with simulated_machines(("a", "b", "c"), ssh_machine="c") as machines:
+        yield machines
+
+
+@pytest.fixture(scope="module")
+def cluster(lab, docker_client, figures):
+    with deployed_across(lab, docker_client) as deployed:
+        figures["across 3 machines, bring-up"] = (
+            f"every image on every machine after {deployed.timings['images shipped']:.0f} s, containers up after "
+            f"{deployed.timings['containers up']:.0f} s, all members in after {deployed.timings['serving']:.0f} s")
+        yield deployed
+
+
+def test_each_member_runs_on_its_machine_one_reached_over_ssh(cluster):
+    expected = {"a": ["lb-apache", "files-1", "app-1"], "b": ["lb-apache-2", "db-1", "files-2", "app-2"],
+                "c": ["db-2", "files-3", "app-3", "app-scheduler-keeper"]}
+    for host, members in expected.items():
+        running = {container.name for container in cluster.clients[host].containers.list()}
+        assert {cluster.graph.named(member).plain("name") for member in members} <= running, host
+    assert cluster.lab.machines["c"].docker_url.startswith("ssh://")
+
+
+def test_round_robin_sticky_sessions_and_heartbeats_as_on_one_machine(cluster, figures):
+    routes = session_less_routes(cluster.url, 300)
+    assert set(routes) == set(cluster.nodes) and all(90 <= count <= 110 for count in routes.values()), routes
+    logins = sessions_stay_on_their_node(cluster, sessions=15, requests_each=10)
+    assert set(logins) == set(cluster.nodes)
+    for balancer in cluster.balancers:
+        assert {status for status, _ in cluster.members(balancer).values()} == {"Init Ok"}, balancer
+    figures["across machines: round robin, 300 requests"] = dict(sorted(routes.items()))
+
+
+def test_only_the_balancers_address_answers_the_hospitals_network(cluster, lab):
+    """From a machine on the hospital's network that is not the cluster's: the clients' address answers,
+    and no database, storage, cache or monitor port does, not even routed through one of the hosts."""
+    assert lab.outsider_get(f"http://{cluster.front_virtual_address}:{LISTEN_PORT}/openmrs/health/started") == 200
+    back = {"database writer": (cluster.database_virtual_address, 3306), "database server": (cluster.address_of("db-1"), 3306),
+            "storage": (cluster.address_of("files-1"), 24007), "node caches": (cluster.address_of("app-1"), 7800),
+            "node": (cluster.address_of("app-1"), 8080), "monitor": (cluster.address_of("db-monitor-a"), 8700)}
+    for via in (None, lab.machines["a"].front_address):
+        with outsider_route(lab, BACK_SUBNET, via):
+            for what, (address, port) in back.items():
+                assert not lab.outsider_connects(address, port, timeout=2), f"{what} {address}:{port} via {via}"
+    # ...while they do answer inside the cluster
+    assert cluster.exec(cluster.nodes["node1"], "sh", "-c", f"timeout 3 bash -c '</dev/tcp/{cluster.address_of('app-2')}/7800'"
+                        " && echo reached") .strip() == "reached"
+
+
+@contextlib.contextmanager
+def outsider_route(lab, subnet: str, via: str | None):
+    """The outsider sends traffic for `subnet` to a host, as an attacker on the hospital's network could."""
+    if via is None:
+        yield
+        return
+    route = ["ip", "route", "add", subnet, "via", via]
+    assert in_namespace(lab.outsider_namespace, route, timeout=10).returncode == 0
+    try:
+        yield
+    finally:
+        in_namespace(lab.outsider_namespace, ["ip", "route", "del", subnet], timeout=10)
+
+
+def test_a_hung_machine_holding_the_clients_address(cluster, figures):
+    (holder,) = cluster.holders_of_the_clients_address()
+    host = cluster.host_of(holder)
+    held = cluster.roles_on(host)
+    outage = away(cluster, host, "freeze")
+    figures[f"machine {host} frozen 20 s ({held})"] = outage.describe()
+
+
+def test_the_writers_machine_cut_off_while_clients_on_both_sides_write(cluster, figures):
+    """The writer's machine loses its links, its processes run on, a node there keeps writing: the writer,
+    without a majority of monitors, stops itself before the other side promotes; after the partition heals,
+    every acknowledged row is on the new writer, and the old one rejoins as its replica."""
+    (writer,) = cluster.writers()
+    host = cluster.host_of(writer)
+    held = cluster.roles_on(host)
+    (node,) = [name for name in cluster.nodes.values() if cluster.host_of(name) == host]
+    far_side = BackSideWriter(cluster, node)
+    outage = away(cluster, host, "cut", extra_writer=far_side)
+    cut_at = outage.lost_at
+    (new_writer,) = cluster.writers()
+    assert new_writer != writer
+    acknowledged_far = [entry for entry in far_side.log if entry[3] == 200]
+    late = [entry for entry in acknowledged_far if cut_at + 1 < entry[1] < outage.back_at]
+    assert not late, f"{len(late)} rows acknowledged on the cut-off side more than 1 s after the cut, before it healed"
+    promoted = [line for other in cluster.clients if other != host
+                for line in cluster.monitor_log(other, cut_at).splitlines() if "promoted" in line]
+    assert len(promoted) == 1, promoted  # one decision, by the majority's acting monitor
+    figures[f"writer's machine {host} cut off 20 s ({held}), clients on both sides"] = (
+        f"{outage.describe()}; on the cut-off side {len(acknowledged_far)} rows acknowledged, "
+        f"none between the cut and the healing")
+
+
+def test_a_hung_machine_holding_the_writer(cluster, figures):
+    (writer,) = cluster.writers()
+    host = cluster.host_of(writer)
+    held = cluster.roles_on(host)
+    outage = away(cluster, host, "freeze")
+    assert cluster.writers() != [writer]
+    figures[f"writer's machine {host} frozen 20 s ({held})"] = outage.describe()
+
+
+def test_the_acting_monitors_machine_cut_off(cluster, figures):
+    """The monitor that makes the decisions (the first machine's) is cut off: the other two, a majority, go
+    on without it, and no failover happens, since the writer is elsewhere and fine."""
+    (writer,) = cluster.writers()
+    assert cluster.host_of(writer) != "a"  # the database pair is on b and c
+    held = cluster.roles_on("a")
+    outage = away(cluster, "a", "cut")
+    assert cluster.writers() == [writer]
+    promoted = [line for host in ("b", "c") for line in cluster.monitor_log(host, outage.lost_at).splitlines()
+                if "promoted" in line]
+    assert not promoted, promoted
+    figures[f"acting monitor's machine a cut off 20 s ({held})"] = outage.describe()
+
+
+def test_a_rolling_update_replaces_each_node_on_its_own_machine_without_a_failed_request(cluster, figures):
+    """A change of the nodes' settings: each node is drained through both balancers (each asked on its own
+    machine's engine), replaced on its machine and admitted again, one at a time."""
+    before = {route: (cluster.host_of(name), cluster.engine_of(name).containers.get(name).id)
+              for route, name in cluster.nodes.items()}
+    changed = with_overrides(cluster.config, app={"max_ram_percent": 70})
+    stream, sampler, rollout = updated_under_requests(cluster, run_program(STACK, changed))
+    assert stream.log and not stream.failures(), stream.failures()[:5]
+    for route, name in cluster.nodes.items():
+        host, old_id = before[route]
+        container = cluster.engine_of(name).containers.get(name)
+        assert container.id != old_id and cluster.host_of(name) == host, route
+        assert "-XX:MaxRAMPercentage=70" in " ".join(container.attrs["Config"]["Env"]), route
+    fewest = min(len(in_service) for in_service, _ in sampler.samples)
+    assert fewest >= NODES - 1 and cluster.in_service() == set(cluster.nodes), sampler.samples
+    figures["across machines: rolling update of 3 nodes"] = (
+        f"{rollout:.0f} s; {len(stream.log)} requests, 0 failed; at least {fewest} nodes in the balancers")
