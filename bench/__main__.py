@@ -322,17 +322,21 @@ def across_machines(client: docker.DockerClient) -> dict:
 def across_machines_markdown(results: dict) -> str:
     lines = [f"Measured {results['measured_at']} on {results['machine']}: 3 simulated machines (network namespaces, "
              f"each its own Docker engine), each taken away for {results['hold_seconds']} s under a stream of reads, "
-             "one of row writes and one of file writes through the clients' address (one request at a time each).",
+             "one of row writes and one of file writes through the clients' address (one request at a time each; "
+             "a client gives up after 10 s, a file writer after 30 s).",
              "", f"Bring-up across the machines until every member serves: {results['bring_up_seconds']} s, of which "
              f"{results['images_shipped_seconds']} s until every image was on every machine (loaded over the Docker "
              "API, one of them over SSH; the images were already built here)", "",
              "| machine taken away | it held | failed: reads / rows / files | longest wait for an answer: reads / "
              "rows / files | whole again after its return |", "|---|---|---|---|---|"]
     for loss in results["losses"]:
-        failed, gap = loss["failed"], loss["longest_gap_s"]
+        failed = loss["failed"]
+        # inf: the stream's one request in flight waited on the lost machine until the stream ended
+        gap = {stream: "no answer" if seconds == float("inf") else f"{seconds} s"
+               for stream, seconds in loss["longest_gap_s"].items()}
         lines.append(f"| {loss['machine']}, {'frozen' if loss['how'] == 'freeze' else 'cut off'} | {loss['held']} | "
                      f"{failed['reads']} / {failed['row writes']} / {failed['file writes']} | "
-                     f"{gap['reads']} / {gap['row writes']} / {gap['file writes']} s | {loss['whole_after_s']} s |")
+                     f"{gap['reads']} / {gap['row writes']} / {gap['file writes']} | {loss['whole_after_s']} s |")
     return "\n".join(lines) + "\n"
 
 

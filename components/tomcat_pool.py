@@ -23,6 +23,11 @@ JAVA_SERVER_OPTS = (
 )
 
 
+# How long Tomcat keeps an idle connection (the uploaded server.xml's connectionTimeout, which its
+# keepAliveTimeout follows); the balancer stops reusing its pooled connections before that.
+TOMCAT_KEEP_ALIVE_SECONDS = 20
+
+
 def java_memory_options(max_ram_percent: int) -> str:
     """OMRS_JAVA_MEMORY_OPTS (the image puts it in CATALINA_OPTS): the image's default, -XX:NewSize=128m, and
     the heap's share of the container's memory, which the JVM reads from its cgroup limit."""

@@ -20,7 +20,7 @@ from ..passwords import password
 from ..release import Release
 from ..render import render
 from ..tomcat_pool import (
-    JAVA_SERVER_OPTS, PoolMember, TomcatPoolArgs, cluster_cache_options, java_memory_options, route_of,
+    JAVA_SERVER_OPTS, TOMCAT_KEEP_ALIVE_SECONDS, PoolMember, TomcatPoolArgs, cluster_cache_options, java_memory_options, route_of,
     search_environment,
 )
 from . import images
@@ -108,7 +108,7 @@ def build(
     heartbeat = args.cluster.balancer.heartbeat
     admin_password = password(f"{name}-admin-password", args.admin_password, component)
     image, image_made_by = app_image(name, args, component)
-    server_xml = render("server.xml", port=settings.port)
+    server_xml = render("server.xml", port=settings.port, keep_alive_seconds=TOMCAT_KEEP_ALIVE_SECONDS)
     manager = args.balancer.membership
     # Each node waits for the one before it to be back in the balancer; the first waits for the balancer.
     previous_step: pulumi.Resource = args.balancer

@@ -14,7 +14,7 @@ import pulumi_docker as docker
 
 from ..load_balancer_tier import APACHE_LBMETHODS, LoadBalancerTierArgs
 from ..render import render
-from ..tomcat_pool import route_of
+from ..tomcat_pool import TOMCAT_KEEP_ALIVE_SECONDS, route_of
 from . import images
 from .network import BALANCER_HOSTS, BALANCER_VIRTUAL_HOST
 from .vrrp import CAPABILITIES as VRRP_CAPABILITIES, FrontAddress, ScriptCheck, VrrpPair
@@ -46,6 +46,7 @@ def balancer_config(args: LoadBalancerTierArgs) -> str:
         lbmethod=APACHE_LBMETHODS[balancer.scheduling],
         sticky_sessions=balancer.sticky_sessions,
         heartbeat=balancer.heartbeat,
+        pooled_connection_seconds=TOMCAT_KEEP_ALIVE_SECONDS - 5,
         context_path=args.cluster.app.context_path,
         members=[
             {"host": network.app_node_address(index), "port": args.cluster.app.port, "route": route_of(index)}

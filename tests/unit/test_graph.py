@@ -436,3 +436,15 @@ def test_a_scheduler_keeper_asks_the_nodes_by_the_discovery_name_once_they_are_a
     assert discovery_answers(keeper) == discovery_answers(graph.named("app-1")) != []
     last_admit = max((r for r in graph.registrations if re.fullmatch(r"app-\d+-admit", r.name)), key=lambda r: r.name)
     assert last_admit.urn in keeper.dependencies and keeper.plain("ports") is None
+
+
+def test_the_balancer_never_reuses_a_connection_that_tomcat_may_have_closed(graph):
+    """A pooled connection idle longer than Tomcat's keep-alive would be closed under the next request (a 502),
+    as after a balancer that hung resumes; the members' ttl retires them first."""
+    config = balancer_config(graph)
+    ttls = {int(ttl) for ttl in re.findall(r"BalancerMember .* ttl=(\d+) ", config)}
+    server_xml = uploaded_file(graph.named("app-1"), "/usr/local/tomcat/conf/server.xml")
+    keep_alive_ms = int(re.search(r'connectionTimeout="(\d+)"', server_xml)[1])
+    assert len(re.findall(r"BalancerMember .* ttl=", config)) == len(app_nodes(graph))
+    (ttl,) = ttls
+    assert 0 < ttl * 1000 < keep_alive_ms
