@@ -26,6 +26,7 @@ from .database import PASSWORD_KEY
 
 CONTAINER = "openmrs"
 KEEPER_CONTAINER = "scheduler-keeper"
+FARGATE_MAX_STOP_SECONDS = 120  # ECS container definition stopTimeout on Fargate: 2 to 120 s
 # Fargate's smallest size: the keeper is one Python process that polls the nodes.
 KEEPER_CPU, KEEPER_MEMORY_MB = 256, 512
 EXECUTION_POLICY_ARN = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
@@ -81,6 +82,9 @@ def _container_definitions(args: TomcatPoolArgs, image: pulumi.Input[str], log_g
             "name": CONTAINER,
             "image": values["image"],
             "essential": True,
+            # As long as Fargate allows (local nodes get 60 s): Tomcat lets running requests finish, then
+            # OpenMRS shuts down, before ECS sends SIGKILL.
+            "stopTimeout": FARGATE_MAX_STOP_SECONDS,
             "portMappings": [{"containerPort": cluster.app.port, "protocol": "tcp"}],
             "environment": [{"name": key, "value": value} for key, value in sorted(environment.items())],
             # An existing search cluster may take no password ("").

@@ -65,6 +65,7 @@ def build(
         security_groups=[network.balancer_group.id],
         subnets=network.public_subnet_ids,
         drop_invalid_header_fields=True,
+        idle_timeout=settings.idle_timeout_seconds,
         enable_deletion_protection=settings.production,
         opts=child,
     )

@@ -53,6 +53,9 @@ class AwsConfig(_Section):
     log_retention_days: int = 30
     stickiness: Literal["lb_cookie", "app_cookie"] = "lb_cookie"
     stickiness_seconds: int = Field(43200, ge=1, le=604800)
+    # How long the ALB keeps a connection with no data either way: OpenMRS's slow pages (reports, large
+    # uploads) get as long as the official gateway's read timeout gives them.
+    idle_timeout_seconds: int = Field(300, ge=1, le=4000)
     # The OpenSearch domain's data nodes (one per zone) and each one's gp3 volume.
     search_instance_type: str = "t3.medium.search"
     search_volume_gb: int = Field(20, ge=10, le=3072)

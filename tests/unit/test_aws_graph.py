@@ -519,6 +519,18 @@ def test_balancer_is_internet_facing_in_the_public_subnets(graph, settings):
     assert balancer.plain("dropInvalidHeaderFields") is True
 
 
+def test_the_alb_waits_for_slow_pages_as_long_as_the_official_gateway_and_is_configurable(graph):
+    """The ALB's default of 60 s would cut a report or an upload that the official gateway lets finish."""
+    assert one(graph, "aws:lb/loadBalancer:LoadBalancer").plain("idleTimeout") == 300
+    config = with_overrides(stack_config("aws-staging"), aws={"idle_timeout_seconds": 900})
+    assert one(run_program("aws-staging", config), "aws:lb/loadBalancer:LoadBalancer").plain("idleTimeout") == 900
+
+
+def test_a_task_gets_as_long_as_fargate_allows_to_stop():
+    """ECS sends SIGKILL 30 s after SIGTERM by default; Tomcat finishes running requests, then OpenMRS stops."""
+    assert container_definition(run_program("aws-staging"))["stopTimeout"] == 120
+
+
 def listeners(graph):
     return {l.plain("port"): l.inputs for l in graph.of_type("aws:lb/listener:Listener")}
 
