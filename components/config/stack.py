@@ -12,8 +12,8 @@ from pydantic import ValidationError
 from ..checksums import PROJECT, checksum_problems
 from .cluster import ClusterConfig
 
-SECRET_KEYS = ("database_password", "database_root_password", "database_replication_password", "admin_password",
-               "search_password")
+DATABASE_SECRET_KEYS = ("database_password", "database_root_password", "database_replication_password")
+SECRET_KEYS = (*DATABASE_SECRET_KEYS, "admin_password", "search_password")
 STRUCTURED_KEYS = ("platform", "app", "balancer", "database", "storage", "network", "search", "aws", "hosts",
                    "placement")
 
@@ -115,6 +115,10 @@ def read_stack_config() -> StackConfig:
         problems.append(f"{PROJECT}:search_password: is the password of an existing cluster (search.uris), and a "
                         "search tier the stack makes generates its own; remove it with `pulumi config rm "
                         "search_password`, or set search.uris")
+    if cluster is not None and cluster.platform == "aws":
+        problems += [f"{PROJECT}:{key}: RDS generates the database's password and keeps it in Secrets Manager, so "
+                     f"this one would not be used; remove it with `pulumi config rm {key}`"
+                     for key in DATABASE_SECRET_KEYS if key in given_secrets]
     if cluster is not None and cluster.platform == "aws" and not runtime_config.get_config("aws:region"):
         problems.append("aws:region: the AWS provider needs a region; fix with `pulumi config set aws:region <region>`")
     if problems:

@@ -674,3 +674,14 @@ def test_missing_region_is_reported():
     del config["aws:region"]
     with pytest.raises(ConfigError, match="aws:region: the AWS provider needs a region"):
         run_program("aws-staging", config)
+
+
+@pytest.mark.parametrize("key", ["database_password", "database_root_password", "database_replication_password"])
+def test_a_database_password_given_on_aws_is_refused_not_ignored(key):
+    """RDS generates and rotates the master password itself; a given one would be silently unused."""
+    config = {**stack_config("aws-staging"), f"{PROJECT}:{key}": "a-password-of-24-chars!!"}
+    with pytest.raises(ConfigError) as raised:
+        run_program("aws-staging", config)
+    assert raised.value.problems == [
+        f"{PROJECT}:{key}: RDS generates the database's password and keeps it in Secrets Manager, so this one "
+        f"would not be used; remove it with `pulumi config rm {key}`"]
