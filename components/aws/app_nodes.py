@@ -226,8 +226,10 @@ def build(component: pulumi.ComponentResource, name: str, args: TomcatPoolArgs) 
         health_check_grace_period_seconds=cluster.app.start_period_seconds,
         enable_execute_command=False,
         propagate_tags="SERVICE",
-        # The autoscaler owns the task count once the service exists; `pulumi up` must not reset it.
-        opts=pulumi.ResourceOptions(parent=component, ignore_changes=["desiredCount"], depends_on=membership.listeners),
+        # The autoscaler owns the task count once the service exists; `pulumi up` must not reset it. Its first
+        # tasks mount the file system, whose mount targets nothing else makes the service wait for.
+        opts=pulumi.ResourceOptions(parent=component, ignore_changes=["desiredCount"],
+                                    depends_on=[*membership.listeners, args.storage]),
     )
     # Needs the AWS CLI where `pulumi up` runs. Runs again only when app.nodes changes.
     scale_out = command.local.Command(

@@ -685,3 +685,9 @@ def test_a_database_password_given_on_aws_is_refused_not_ignored(key):
     assert raised.value.problems == [
         f"{PROJECT}:{key}: RDS generates the database's password and keeps it in Secrets Manager, so this one "
         f"would not be used; remove it with `pulumi config rm {key}`"]
+
+
+def test_the_service_starts_its_tasks_once_every_efs_mount_target_exists(graph):
+    """A task whose subnet has no mount target yet fails to mount the shared folders."""
+    targets = {r.urn for r in graph.of_type("aws:efs/mountTarget:MountTarget")}
+    assert targets and targets <= app_service(graph).dependencies
