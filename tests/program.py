@@ -40,6 +40,7 @@ class Registration:
     ignore_changes: list[str] = field(default_factory=list)
     delete_before_replace: bool = False
     provider: str = ""  # "<provider urn>::<id>" when the resource names its provider; empty: the default one
+    protect: bool = False
 
     def plain(self, key: str, default: Any = None) -> Any:
         """An input with every secret unwrapped, as the provider would receive it."""
@@ -169,6 +170,7 @@ class RecordingMonitor(MockMonitor):
                     ignore_changes=list(request.ignoreChanges),
                     delete_before_replace=request.deleteBeforeReplace,
                     provider=request.provider,
+                    protect=request.protect,
                 )
             )
         return response

@@ -1,4 +1,6 @@
 """The AWS shared storage: one encrypted EFS file system, backed up, with an access point per shared folder."""
+import json
+
 import pulumi
 import pulumi_aws as aws
 
@@ -16,6 +18,17 @@ def build(
         performance_mode="generalPurpose",
         throughput_mode="elastic",
         tags={"Name": f"{pulumi.get_stack()}-{name}"},
+        # In production the patients' files: a change that would replace (empty) the file system, or a
+        # destroy, stops with Pulumi's protection error instead.
+        opts=pulumi.ResourceOptions(parent=component, protect=args.cluster.aws.production),
+    )
+    # Every mount over TLS: the tasks mount with TLS and IAM, and a client without either is refused.
+    aws.efs.FileSystemPolicy(
+        f"{name}-tls-only",
+        file_system_id=file_system.id,
+        policy=file_system.arn.apply(lambda arn: json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Sid": "TlsOnly", "Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "*", "Resource": arn,
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]})),
         opts=child,
     )
     aws.efs.BackupPolicy(

@@ -691,3 +691,13 @@ def test_the_service_starts_its_tasks_once_every_efs_mount_target_exists(graph):
     """A task whose subnet has no mount target yet fails to mount the shared folders."""
     targets = {r.urn for r in graph.of_type("aws:efs/mountTarget:MountTarget")}
     assert targets and targets <= app_service(graph).dependencies
+
+
+def test_the_file_system_refuses_mounts_without_tls_and_is_protected_in_production(graph, settings):
+    (policy,) = graph.of_type("aws:efs/fileSystemPolicy:FileSystemPolicy")
+    file_system = one(graph, "aws:efs/fileSystem:FileSystem")
+    (statement,) = json.loads(policy.plain("policy"))["Statement"]
+    assert (statement["Effect"], statement["Principal"], statement["Action"]) == ("Deny", {"AWS": "*"}, "*")
+    assert statement["Resource"] == file_system.outputs["arn"]
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert file_system.protect is settings["production"]
