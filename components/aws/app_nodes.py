@@ -69,6 +69,9 @@ def _container_definitions(args: TomcatPoolArgs, image: pulumi.Input[str], log_g
         environment = {
             "OMRS_DB": "mysql", "OMRS_DB_HOSTNAME": host, "OMRS_DB_PORT": port, "OMRS_DB_NAME": values["name"],
             "OMRS_DB_USERNAME": values["user"], "OMRS_MODULE_WEB_ADMIN": "false",
+            # Appended to the image's JDBC URL: Connector/J refuses to connect without TLS (the database
+            # requires it too). It does not verify RDS's certificate, which needs RDS's CA in a trust store.
+            "OMRS_DB_EXTRA_ARGS": "&sslMode=REQUIRED",
             "OMRS_JAVA_SERVER_OPTS": f"{JAVA_SERVER_OPTS} {cluster_cache_options(values['discovery_name'])}",
             "OMRS_JAVA_MEMORY_OPTS": java_memory_options(cluster.app.max_ram_percent),
             **values["search"],

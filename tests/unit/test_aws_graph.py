@@ -701,3 +701,12 @@ def test_the_file_system_refuses_mounts_without_tls_and_is_protected_in_producti
     assert statement["Resource"] == file_system.outputs["arn"]
     assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     assert file_system.protect is settings["production"]
+
+
+def test_the_database_requires_tls_exports_its_logs_and_the_nodes_connect_with_tls(graph):
+    parameters = {p["name"]: p["value"] for p in one(graph, "aws:rds/parameterGroup:ParameterGroup").plain("parameters")}
+    assert parameters["require_secure_transport"] == "1"
+    assert (parameters["slow_query_log"], parameters["log_output"]) == ("1", "FILE")
+    assert one(graph, "aws:rds/instance:Instance").plain("enabledCloudwatchLogsExports") == ["error", "slowquery"]
+    environment = {e["name"]: e["value"] for e in container_definition(graph)["environment"]}
+    assert environment["OMRS_DB_EXTRA_ARGS"] == "&sslMode=REQUIRED"  # appended to the image's JDBC URL
