@@ -156,16 +156,25 @@ class FileWriter(BoundedLoop):
         return [name for _, _, name, status in self.log if status == 200]
 
 
+class UnreadableBalancer(Exception):
+    """balancer-manager's page did not come back."""
+
+
 class MembershipSampler(BoundedLoop):
-    """Every 0.25 s: which nodes the balancer has in service and which Docker reports healthy."""
+    """Every 0.25 s: which nodes the balancer has in service and which Docker reports healthy; a moment whose
+    balancer-manager page could not be read is counted, not taken for a balancer without members."""
 
     def __init__(self, cluster, limit_seconds: float = 600):
         super().__init__(limit_seconds, pause=0.25)
         self.cluster = cluster
         self.samples: list[tuple[set[str], set[str]]] = []
+        self.unreadable: list[str] = []
 
     def step(self):
-        self.samples.append((self.cluster.in_service(), self.cluster.healthy_nodes()))
+        try:
+            self.samples.append((self.cluster.in_service(), self.cluster.healthy_nodes()))
+        except UnreadableBalancer as error:
+            self.unreadable.append(str(error))
 
 
 @dataclass
@@ -208,11 +217,15 @@ class LocalCluster:
         """Each member's status and how often the balancer elected it, from balancer-manager (inside only)."""
         page = self.exec(balancer or self.balancer, "curl", "-fsS", "http://localhost:8080/balancer-manager")
         rows = re.findall(r"<td>(node\d+)</td><td>[^<]*</td><td>[^<]*</td><td>[^<]*</td><td>([^<]*)</td><td>(\d+)</td>", page)
+        if not rows:  # the page did not come (an exec that failed): nothing is known, not "no member"
+            raise UnreadableBalancer(f"{balancer or self.balancer}: {page[:200]!r}")
         return {route: (status.strip(), int(elected)) for route, status, elected in rows}
 
     def member_in(self, route: str) -> bool:
         """Whether the balancer sends this node traffic (status Ok: not in error, health checks passing)."""
-        return self.members()[route][0] == "Init Ok"
+        with contextlib.suppress(UnreadableBalancer):
+            return self.members()[route][0] == "Init Ok"
+        return False
 
     def in_service(self) -> set[str]:
         """The routes every balancer may send new requests to: enabled, not in error, heartbeats passing."""
@@ -235,7 +248,9 @@ class LocalCluster:
         return json.loads(self.exec(self.nodes[route], "curl", "-fsS", f"http://localhost:8080/openmrs{path}"))
 
     def all_members_in(self) -> bool:
-        return self.in_service() == set(self.nodes)
+        with contextlib.suppress(UnreadableBalancer):
+            return self.in_service() == set(self.nodes)
+        return False
 
     def node_started(self, route: str) -> bool:
         """Whether the node's own health check passes (200, as core's StartupFilter), asked inside the node."""
