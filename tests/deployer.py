@@ -398,10 +398,11 @@ class Deployer:
     def remove_leftovers(self) -> None:
         """Removes objects with this deployment's names that an interrupted earlier run left behind, on this
         machine's engine (a host's engine is new in each run of the tests)."""
-        own = [r for r in self.resources if not r.provider]
-        for type_ in (CONTAINER, NETWORK, VOLUME):
-            for resource in [r for r in own if r.type == type_]:
-                remove = {CONTAINER: lambda name: self.client.api.remove_container(name, force=True),
-                          NETWORK: self.client.api.remove_network, VOLUME: self.client.api.remove_volume}[type_]
-                with contextlib.suppress(docker.errors.NotFound):
-                    remove(resource.plain("name"))
+        api = self.client.api
+        removers = ((CONTAINER, lambda name: api.remove_container(name, force=True)),
+                    (NETWORK, api.remove_network), (VOLUME, api.remove_volume))
+        for type_, remove in removers:  # containers first: they hold the networks and volumes
+            for resource in self.resources:
+                if resource.type == type_ and not resource.provider:
+                    with contextlib.suppress(docker.errors.NotFound):
+                        remove(resource.plain("name"))
