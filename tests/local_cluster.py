@@ -24,7 +24,7 @@ from deployer import CONTAINER, NETWORK, VOLUME, Deployer
 from program import PROJECT_ROOT, Graph, run_program, stack_config, with_overrides
 
 UNANSWERED_SEARCH_URI = "http://search.invalid:9200"  # .invalid never resolves (RFC 6761)
-HEARTBEAT = {"path": "/openmrs/health/started", "interval_seconds": 1, "fails": 2, "passes": 2}
+HEARTBEAT = {"path": "/openmrs/health/started", "interval_seconds": 1, "fails": 2, "passes": 2, "timeout_seconds": 1}
 NODES = 3
 KEEPER_POLL_SECONDS, KEEPER_GRACE_SECONDS = 2, 6  # the scheduler keeper, quicker than its defaults
 

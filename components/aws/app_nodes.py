@@ -96,7 +96,8 @@ def _container_definitions(args: TomcatPoolArgs, image: pulumi.Input[str], log_g
                             for mount in args.storage.mounts],
             "healthCheck": {
                 "command": ["CMD-SHELL", f"curl -fsS -o /dev/null http://localhost:{cluster.app.port}{heartbeat.path} || exit 1"],
-                "interval": heartbeat.interval_seconds, "timeout": 5, "retries": heartbeat.fails,
+                "interval": heartbeat.interval_seconds, "timeout": heartbeat.timeout_seconds,
+                "retries": heartbeat.fails,
                 "startPeriod": min(cluster.app.start_period_seconds, 300),  # ECS allows at most 300 s
             },
             "logConfiguration": {"logDriver": "awslogs", "options": {

@@ -42,7 +42,7 @@ def _target_group(name: str, args: LoadBalancerTierArgs, child: pulumi.ResourceO
             path=heartbeat.path,
             matcher="200",
             interval=heartbeat.interval_seconds,
-            timeout=min(heartbeat.interval_seconds - 1, 5),
+            timeout=heartbeat.timeout_seconds,
             unhealthy_threshold=heartbeat.fails,
             healthy_threshold=heartbeat.passes,
         ),

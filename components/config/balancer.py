@@ -7,6 +7,9 @@ from pydantic import Field, field_validator, model_validator
 
 from ._base import _ipv4_address, _Section
 
+DEFAULT_TIMEOUT_SECONDS = 4
+
+
 class Heartbeat(_Section):
     """What the balancer's health checks ask of every node, and how fast they take it out and back in."""
 
@@ -14,6 +17,9 @@ class Heartbeat(_Section):
     interval_seconds: int = Field(5, ge=1, le=300)
     fails: int = Field(3, ge=1, le=20)
     passes: int = Field(2, ge=1, le=20)
+    # A node that takes connections but never answers (a hung JVM, a hung machine whose kernel still
+    # completes handshakes) fails a check after this long, not after a request's timeout.
+    timeout_seconds: int = Field(DEFAULT_TIMEOUT_SECONDS, ge=1, le=60)
 
     @field_validator("path")
     @classmethod
@@ -24,6 +30,21 @@ class Heartbeat(_Section):
             raise ValueError("/health/alive can trigger OpenMRS setup; use /openmrs/health/started")
         return path
 
+    @model_validator(mode="before")
+    @classmethod
+    def _timeout_within_the_interval(cls, values):
+        """Unset, the timeout is the default or the interval, whichever is shorter."""
+        interval = values.get("interval_seconds") if isinstance(values, dict) else None
+        if isinstance(interval, int) and "timeout_seconds" not in values:
+            return {**values, "timeout_seconds": max(1, min(DEFAULT_TIMEOUT_SECONDS, interval))}
+        return values
+
+    @model_validator(mode="after")
+    def _answer_within_interval(self) -> "Heartbeat":
+        if self.timeout_seconds > self.interval_seconds:
+            raise ValueError(f"balancer.heartbeat.timeout_seconds: {self.timeout_seconds} s is longer than "
+                             f"interval_seconds ({self.interval_seconds} s); set it to {self.interval_seconds} or less")
+        return self
 
 
 class BalancerConfig(_Section):

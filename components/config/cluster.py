@@ -91,6 +91,9 @@ class ClusterConfig(_Section):
         heartbeat = self.balancer.heartbeat
         if heartbeat.interval_seconds < 5:
             problems.append("balancer.heartbeat.interval_seconds: an ALB checks at most every 5 s; set 5 or more")
+        if not 2 <= heartbeat.timeout_seconds < heartbeat.interval_seconds:
+            problems.append(f"balancer.heartbeat.timeout_seconds: an ALB waits 2 s or more, and less than the interval "
+                            f"({heartbeat.interval_seconds} s); set one in that range")
         for key, value in (("fails", heartbeat.fails), ("passes", heartbeat.passes)):
             if not 2 <= value <= 10:
                 problems.append(f"balancer.heartbeat.{key}: an ALB counts 2 to 10 checks (got {value}); set one in that range")

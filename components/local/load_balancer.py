@@ -21,6 +21,7 @@ from .vrrp import CAPABILITIES as VRRP_CAPABILITIES, FrontAddress, ScriptCheck, 
 
 LISTEN_PORT = 8080
 CONFIG_FILE = "/etc/apache2/openmrs-balancer.conf"
+HEARTBEAT_WATCH = "/usr/local/bin/heartbeat-watch"
 BALANCER_NAME = "openmrs-nodes"
 PRIORITIES = (150, 100)  # the first balancer takes the virtual address when both start
 
@@ -34,10 +35,15 @@ class BalancerManagerAccess(NamedTuple):
     balancer_name: str
 
 
+def members(args: LoadBalancerTierArgs) -> list[dict]:
+    network = args.network.platform_network
+    return [{"host": network.app_node_address(index), "port": args.cluster.app.port, "route": route_of(index)}
+            for index in range(args.cluster.app.nodes)]
+
+
 def balancer_config(args: LoadBalancerTierArgs) -> str:
     """The rendered httpd configuration: one member per node, at the node's fixed address."""
     balancer = args.cluster.balancer
-    network = args.network.platform_network
     return render(
         "balancer.conf",
         server_name="openmrs-balancer",
@@ -48,11 +54,14 @@ def balancer_config(args: LoadBalancerTierArgs) -> str:
         heartbeat=balancer.heartbeat,
         pooled_connection_seconds=TOMCAT_KEEP_ALIVE_SECONDS - 5,
         context_path=args.cluster.app.context_path,
-        members=[
-            {"host": network.app_node_address(index), "port": args.cluster.app.port, "route": route_of(index)}
-            for index in range(args.cluster.app.nodes)
-        ],
+        members=members(args),
     )
+
+
+def heartbeat_watch(args: LoadBalancerTierArgs) -> str:
+    """The script that gives each heartbeat the timeout Apache's checks lack (templates/heartbeat-watch.sh)."""
+    return render("heartbeat-watch.sh", manager_url=f"http://localhost:{LISTEN_PORT}/balancer-manager",
+                  balancer_name=BALANCER_NAME, heartbeat=args.cluster.balancer.heartbeat, members=members(args))
 
 
 def vrrp_pair(args: LoadBalancerTierArgs) -> VrrpPair:
@@ -80,7 +89,7 @@ def build(component: pulumi.ComponentResource, name: str,
     network = args.network.platform_network
     balancer = args.cluster.balancer
     image = images.build_image(f"{name}-image", "images/httpd", "openmrs-cluster/httpd", component)
-    apache_config = balancer_config(args)
+    apache_config, watch = balancer_config(args), heartbeat_watch(args)
     pair = vrrp_pair(args) if balancer.pair else None
     # Apache starts as www-data through setpriv (SETUID, SETGID), and keepalived needs its own two.
     capabilities = ["SETUID", "SETGID"] + (VRRP_CAPABILITIES if pair else [])
@@ -92,7 +101,8 @@ def build(component: pulumi.ComponentResource, name: str,
     for index in range(2 if balancer.pair else 1):
         logical = f"{name}-apache" if index == 0 else f"{name}-apache-{index + 1}"
         machine = network.machine_of("balancers", index)
-        uploads = [docker.ContainerUploadArgs(file=CONFIG_FILE, content=apache_config)]
+        uploads = [docker.ContainerUploadArgs(file=CONFIG_FILE, content=apache_config),
+                   docker.ContainerUploadArgs(file=HEARTBEAT_WATCH, content=watch, executable=True)]
         if pair:
             uploads += pair.uploads(index, logical, PRIORITIES[index])
         networks = [network.attach(machine, network.address(BALANCER_HOSTS[index]))]

@@ -126,6 +126,43 @@ def test_a_stopped_node_is_taken_out_then_put_back(local_cluster, figures):
     )
 
 
+def test_a_hung_node_is_taken_out_within_its_heartbeats_timeout(local_cluster, figures):
+    """A paused container takes connections (its kernel completes the handshake) and never answers, as a hung
+    JVM: out after `fails` heartbeats of `timeout_seconds`, where Apache's own check would wait as long as a
+    request may; only the request it held is in doubt; back after `passes` once it answers again."""
+    heartbeat = local_cluster.heartbeat
+    interval, fails, timeout = heartbeat["interval_seconds"], heartbeat["fails"], heartbeat["timeout_seconds"]
+    bound = fails * max(interval, timeout) + interval + 1
+    route = "node3"
+    container = local_cluster.client.containers.get(local_cluster.nodes[route])
+    stream = RequestStream(f"{local_cluster.url}/whoami")
+    stream.start()
+    try:
+        time.sleep(1)
+        hung = time.monotonic()
+        container.pause()
+        out = wait_for(lambda: not local_cluster.member_in(route), timeout=30, poll=0.2)
+        detection = time.monotonic() - hung
+        assert out, "the balancer never took the hung node out"
+        served_meanwhile = session_less_routes(local_cluster.url, 30)
+        container.unpause()
+        answering = time.monotonic()
+        back = wait_for(lambda: any(r == route and sent > answering for sent, _, r in stream.log), timeout=30, poll=0.2)
+        assert back, "no request reached the node again once it answered"
+    finally:
+        stream.stop()
+        container.reload()
+        if container.status == "paused":
+            container.unpause()
+    assert detection <= bound, f"out after {detection:.1f} s (bound {bound} s)"
+    assert route not in served_meanwhile and sum(served_meanwhile.values()) == 30, served_meanwhile
+    failures = stream.failures()
+    # one request at a time: at most the one the node held when it hung (the client gives up after 10 s)
+    assert len(failures) <= 1 and all("timed out" in error.lower() for _, _, error in failures), failures
+    figures["node hung (paused) -> out of the balancer"] = (
+        f"{detection:.2f} s (bound {bound} s); {len(stream.log)} requests, {len(failures)} failed")
+
+
 def resolved_discovery_name(local_cluster, route: str) -> set[str]:
     """What the clustered caches' DNS_PING gets for the discovery name, asked inside the node."""
     answer = local_cluster.exec(local_cluster.nodes[route], "getent", "ahostsv4", "app-nodes")

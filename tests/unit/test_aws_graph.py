@@ -9,6 +9,7 @@ import pytest
 from components.checksums import PROJECT_ROOT, folder_checksum
 from components.config import ConfigError
 from components.config.app import SchedulerKeeperConfig
+from components.config.balancer import DEFAULT_TIMEOUT_SECONDS
 from components.tomcat_pool import JAVA_SERVER_OPTS
 from program import PROJECT, is_secret, run_program, stack_config, stacks_on, unwrap, with_overrides
 
@@ -493,8 +494,9 @@ def test_target_group_checks_the_started_path_with_the_heartbeat(graph, stack):
     assert group.plain("targetType") == "ip"
     check = group.plain("healthCheck")
     assert check["path"] == "/openmrs/health/started" and check["matcher"] == "200"
-    assert (check["interval"], check["unhealthyThreshold"], check["healthyThreshold"]) == (
-        heartbeat["interval_seconds"], heartbeat["fails"], heartbeat["passes"])
+    assert (check["interval"], check["timeout"], check["unhealthyThreshold"], check["healthyThreshold"]) == (
+        heartbeat["interval_seconds"], heartbeat.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS), heartbeat["fails"],
+        heartbeat["passes"])
     algorithm = {"round_robin": "round_robin", "by_busyness": "least_outstanding_requests"}[balancer["scheduling"]]
     assert group.plain("loadBalancingAlgorithmType") == algorithm
     assert group.plain("stickiness")["enabled"] is balancer["sticky_sessions"]
@@ -654,7 +656,8 @@ def test_invalid_aws_settings_fail_before_any_resource(aws_change, key, words):
 @pytest.mark.parametrize(
     "heartbeat, key",
     [({"interval_seconds": 2}, "balancer.heartbeat.interval_seconds"), ({"fails": 1}, "balancer.heartbeat.fails"),
-     ({"passes": 11}, "balancer.heartbeat.passes")],
+     ({"passes": 11}, "balancer.heartbeat.passes"),
+     ({"interval_seconds": 5, "timeout_seconds": 5}, "balancer.heartbeat.timeout_seconds")],
 )
 def test_heartbeats_the_alb_cannot_do_are_refused(heartbeat, key):
     config = with_overrides(stack_config("aws-staging"), balancer={"heartbeat": heartbeat})

@@ -41,6 +41,8 @@ def test_defaults_are_a_sticky_round_robin_cluster_of_three_on_loopback():
         ({"balancer": {"heartbeat": {"interval_seconds": 0}}}, "balancer.heartbeat.interval_seconds", ">= 1"),
         ({"balancer": {"heartbeat": {"fails": 0}}}, "balancer.heartbeat.fails", ">= 1"),
         ({"balancer": {"heartbeat": {"passes": 21}}}, "balancer.heartbeat.passes", "<= 20"),
+        ({"balancer": {"heartbeat": {"interval_seconds": 2, "timeout_seconds": 3}}}, "balancer.heartbeat.timeout_seconds",
+         "set it to 2 or less"),
         ({"database": {"failover": {"interval_seconds": 0.1}}}, "database.failover.interval_seconds", ">= 0.2"),
         ({"database": {"name": "open-mrs"}}, "database.name", "letters, digits and _"),
         ({"database": {"user": "1admin"}}, "database.user", "start with a letter"),

@@ -165,6 +165,20 @@ def test_heartbeat_settings_reach_apache():
     assert "hcinterval=7 hcfails=4 hcpasses=3" in balancer_config(graph)
 
 
+def test_each_balancer_times_every_members_heartbeat_out():
+    """Apache's checks wait as long as a request may: the uploaded watcher gives each member's heartbeat
+    the configured timeout, and marks it failed after `fails` unanswered ones."""
+    heartbeat = {"path": "/openmrs/health/started", "interval_seconds": 7, "fails": 4, "passes": 3,
+                 "timeout_seconds": 2}
+    graph = run_program("local", with_overrides(stack_config("local"), balancer={"heartbeat": heartbeat}))
+    members = set(re.findall(r'BalancerMember "(http://[\d.]+:\d+)"', balancer_config(graph)))
+    for balancer in ("lb-apache", "lb-apache-2"):
+        (upload,) = [u for u in graph.named(balancer).plain("uploads") if u["file"] == "/usr/local/bin/heartbeat-watch"]
+        watch = upload["content"]
+        assert upload["executable"] and set(re.findall(r"^watch_member (\S+) &$", watch, re.M)) == members
+        assert '--max-time 2 "$1/openmrs/health/started"' in watch and '-eq 4 ]' in watch and "w_status_C=1" in watch
+
+
 def test_balancer_manager_is_for_the_container_itself_only(graph):
     config = balancer_config(graph)
     block = re.search(r'<Location "/balancer-manager">(.*?)</Location>', config, re.S)[1]
@@ -213,7 +227,7 @@ def test_a_single_balancer_has_no_keepalived_and_no_network_capabilities():
     graph = run_program("local", with_overrides(stack_config("local"), balancer={"pair": False}))
     assert not [r for r in graph.of_type(CONTAINER) if r.name == "lb-apache-2"]
     single = graph.named("lb-apache")
-    assert [u["file"] for u in single.plain("uploads")] == [APACHE_CONFIG]
+    assert [u["file"] for u in single.plain("uploads")] == [APACHE_CONFIG, "/usr/local/bin/heartbeat-watch"]
     assert single.plain("capabilities") == {"drops": ["ALL"], "adds": ["SETUID", "SETGID"]}
 
 

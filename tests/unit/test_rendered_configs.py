@@ -178,6 +178,14 @@ def test_the_keepalived_start_script_is_valid_shell(tmp_path, graph, member):
     assert check.returncode == 0, check.stderr
 
 
+@pytest.mark.parametrize("stack", ["local", "onprem"])
+def test_the_heartbeat_watcher_is_valid_shell(tmp_path, stack):
+    path = tmp_path / "heartbeat-watch"
+    path.write_text(uploaded(run_program(stack), "lb-apache")["/usr/local/bin/heartbeat-watch"])
+    check = subprocess.run(["sh", "-n", str(path)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+
+
 def test_keepalived_rejects_a_broken_config(tmp_path, graph, keepalived_interface_file):
     path = tmp_path / "keepalived.conf"
     path.write_text(uploaded(graph, "lb-apache")[KEEPALIVED_CONFIG].replace("nopreempt", "nopreemptt"))
