@@ -122,6 +122,7 @@ class Deployer:
         self.client = client or docker.from_env()
         # A client per host's engine, by provider URN, made when its provider resource is created.
         self.engines: dict[str, Engine] = {}
+        self.engine_addresses: dict[str, EngineAddress] = {}
         self.created: list[tuple[str, str, str]] = []  # (type, docker name, provider URN), in creation order
         self.image_ids: dict[str, str] = {}  # a mocked RemoteImage id -> the engine's image id
         # What each step did and when it ended: (monotonic time, "create"/"replace"/"update"/"delete", name).
@@ -164,6 +165,11 @@ class Deployer:
         """Applies `graph` over what `up` made, as `pulumi up` applies a changed program."""
         resources = _deployable(graph)
         previous = {r.urn: r for r in self.resources}
+        # As each `pulumi up` does, reach every host's engine afresh: an ssh connection kept idle since the
+        # last run may have been closed by its far end, and the SDK does not retry a request sent on it.
+        for urn, address in self.engine_addresses.items():
+            self.engines[urn].close()
+            self.engines[urn] = Engine(address)
         self.graph, self.resources = graph, resources
         self._apply(lambda resource: self._change(previous.get(resource.urn), resource))
         current = {r.urn for r in resources}
@@ -239,9 +245,10 @@ class Deployer:
             tls = {"ca_pem": inputs["caMaterial"], "cert_pem": inputs["certMaterial"], "key_pem": inputs["keyMaterial"]}
         # A provider's inputs are its configuration, where a list travels as JSON text.
         ssh_options = json.loads(inputs.get("sshOpts", "[]"))
-        engine = Engine(EngineAddress(url=inputs["host"], ssh_options=ssh_options, tls=tls))
+        address = EngineAddress(url=inputs["host"], ssh_options=ssh_options, tls=tls)
+        engine = Engine(address)
         engine.client.ping()
-        self.engines[resource.urn] = engine
+        self.engines[resource.urn], self.engine_addresses[resource.urn] = engine, address
 
     def _network(self, inputs: dict[str, Any], resource: Registration) -> None:
         pools = [
@@ -367,7 +374,12 @@ class Deployer:
             if status in ("unhealthy", "exited", "dead"):
                 break
             time.sleep(0.5)
-        raise DeploymentFailed(f"{name} is {self.health(name, client)} after {timeout}s:\n{self.logs(name, client=client)}")
+        state = (client or self.client).api.inspect_container(name)["State"]
+        checks = [(check["ExitCode"], check["Output"].strip()[-200:]) for check in state.get("Health", {}).get("Log", [])]
+        raise DeploymentFailed(
+            f"{name} is {self.health(name, client)} after {timeout}s (exit code {state['ExitCode']}, restarts "
+            f"{(client or self.client).api.inspect_container(name)['RestartCount']}, last checks {checks[-3:]}):\n"
+            f"{self.logs(name, client=client)}")
 
     def destroy(self) -> list[str]:
         """Removes every container, network and volume this deployment made; returns what it could not."""
