@@ -8,7 +8,7 @@ import ipaddress
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import docker
 import docker.errors
@@ -35,14 +35,18 @@ def front_address(lab: Lab, host_number: int) -> str:
     return str(ipaddress.IPv4Network(lab.front_subnet).network_address + host_number)
 
 
-def hosts_config(lab: Lab) -> dict[str, Any]:
-    """The stack the tests deploy: every simulated machine a host, the stand-in as the app."""
-    hosts = []
-    for machine in lab.machines.values():
-        host = {"name": machine.name, "address": machine.front_address, "docker": machine.docker_url}
-        if machine.docker_url.startswith("ssh://"):
-            host["ssh_options"] = lab.ssh_options
-        hosts.append(host)
+def host_entry(lab: Lab, name: str) -> dict[str, Any]:
+    """A simulated machine as an entry of the stack's `hosts`."""
+    machine = lab.machines[name]
+    host = {"name": machine.name, "address": machine.front_address, "docker": machine.docker_url}
+    if machine.docker_url.startswith("ssh://"):
+        host["ssh_options"] = lab.ssh_options
+    return host
+
+
+def hosts_config(lab: Lab, names: Sequence[str]) -> dict[str, Any]:
+    """The stack the tests deploy: these simulated machines the hosts, the stand-in as the app."""
+    hosts = [host_entry(lab, name) for name in names]
     config = with_overrides(
         stack_config("local"),
         app={"nodes": NODES, "build": "tests/standin", "start_period_seconds": 120,
@@ -270,12 +274,14 @@ def away(cluster: HostsCluster, host: str, how: str, extra_writer: BoundedLoop |
 
 
 @contextlib.contextmanager
-def deployed_across(lab: Lab, local_client: docker.DockerClient) -> Iterator[HostsCluster]:
-    """The stack on the lab's machines until the block ends; then everything it made is removed."""
-    config = hosts_config(lab)
+def deployed_across(lab: Lab, local_client: docker.DockerClient, hosts: Sequence[str] = ()) -> Iterator[HostsCluster]:
+    """The stack on the lab's machines (or those named) until the block ends; then everything it made, on
+    every machine, is removed."""
+    hosts = hosts or list(lab.machines)
+    config = hosts_config(lab, hosts)
     graph: Graph = run_program(STACK, config)
     deployer = Deployer(graph, PROJECT_ROOT, local_client)
-    clients = {name: machine.client(timeout=ENGINE_TIMEOUT) for name, machine in lab.machines.items()}
+    clients = {name: lab.machines[name].client(timeout=ENGINE_TIMEOUT) for name in hosts}
     try:
         started = time.monotonic()
         deployer.up()

@@ -11,7 +11,7 @@ from .app import AppConfig
 from .aws import AwsConfig
 from .balancer import BalancerConfig
 from .database import DatabaseConfig
-from .hosts import MAX_HOSTS, MIN_HOSTS, Host, Placement, default_start, placement_problems, spread
+from .hosts import MAX_HOSTS, MIN_HOSTS, MONITORS, Host, Placement, default_start, placement_problems, spread
 from .network import NetworkConfig
 from .search import SearchConfig
 from .storage import StorageConfig
@@ -43,6 +43,7 @@ class ClusterConfig(_Section):
         return {
             "balancers": 2 if self.balancer.pair else 1,
             "database": 2,
+            "monitors": len(self.placement.monitors) if self.placement.monitors else MONITORS,
             "storage": 3 if self.storage.replicated else 0,
             "search": 0 if self.search.uris else self.search.servers,
             "app": self.app.nodes,
@@ -144,6 +145,11 @@ class ClusterConfig(_Section):
                 f"storage client has reconnected (GlusterFS retries every 3 s), or file writes through it fail; make "
                 f"passes × interval_seconds at least {READMISSION_SECONDS} (got {heartbeat.passes} × "
                 f"{heartbeat.interval_seconds}; the defaults give 10)")
+        monitors = self.member_counts()["monitors"]
+        if monitors % 2 == 0 or monitors < MONITORS:
+            problems.append(f"placement.monitors: {monitors} monitors; a failover needs a majority that one lost or "
+                            f"cut-off machine cannot take away, and two halves of an even number cannot decide: "
+                            f"name 3 or 5 hosts")
         for tier, count in self.member_counts().items():
             given = getattr(self.placement, tier)
             if given is not None and len(given) != count:

@@ -15,6 +15,9 @@ from ._base import _ipv4_address, _matching, _Section
 # A majority of machines decides a database failover (and GlusterFS keeps a quorum of three servers):
 # two machines cannot out-vote each other when the link between them fails.
 MIN_HOSTS = 3
+# A failover is decided by a majority of this many monitors, each on its own host (three out-vote one lost
+# or cut-off machine). More hosts add no monitor, so a host added to the list changes no running member.
+MONITORS = 3
 # Each machine gets its own share of the back network's addresses (see components/local/network.py).
 MAX_HOSTS = 8
 DOCKER_URL = re.compile(r"(?P<scheme>ssh|tcp|unix)://(?P<rest>.+)")
@@ -79,6 +82,7 @@ class Placement(_Section):
 
     balancers: Optional[list[str]] = None
     database: Optional[list[str]] = None
+    monitors: Optional[list[str]] = None
     storage: Optional[list[str]] = None
     search: Optional[list[str]] = None
     app: Optional[list[str]] = None

@@ -213,6 +213,7 @@ def scheduler_keeper(component: pulumi.ComponentResource, name: str, args: Tomca
         restart="unless-stopped",
         wait=True,
         wait_timeout=settings.scheduler.poll_seconds * 6 + 60,
-        opts=network.options(machine, component, depends_on=[
+        # Removed before its successor takes its fixed name: the seconds without a keeper only delay a move.
+        opts=network.options(machine, component, delete_before_replace=True, depends_on=[
             depends_on, *network.image_on(machine, f"{name}-keeper-image", image.image_name, image, component)]),
     )

@@ -47,9 +47,9 @@ def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -
         advert_seconds=0.2, version=3, check_name="is_writer", check=FileCheck(ROLE_FILE),
     )
 
-    # One monitor per machine: on several hosts a failover is decided by a majority of them, and a writer
-    # that hears no majority stops itself (images/mariadb/fence.py).
-    machines = network.machines
+    # On several hosts three monitors, each on its own machine (placement.monitors): a failover is decided by
+    # a majority of them, and a writer that hears no majority stops itself (images/mariadb/fence.py).
+    machines = [network.machine_of("monitors", index) for index in range(len(args.cluster.members_of("monitors")) or 1)]
     monitor_addresses = [network.address(FIRST_DATABASE_MONITOR_HOST + machine.index) for machine in machines]
     quorum = len(machines) > 1
     fencing = [f"FENCE_MONITORS={','.join(f'{address}:{MONITOR_PORT}' for address in monitor_addresses)}",
@@ -97,7 +97,7 @@ def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -
     monitor_image = images.build_image(f"{name}-monitor-image", "images/db-monitor", "openmrs-cluster/db-monitor", component)
     failover = settings.failover
     monitors = []
-    for machine, monitor_address in zip(machines, monitor_addresses):
+    for index, (machine, monitor_address) in enumerate(zip(machines, monitor_addresses)):
         logical = f"{name}-monitor" + (f"-{machine.host}" if machine.host else "")
         peers = [f"{peer}:{MONITOR_PORT}" for peer in monitor_addresses if peer != monitor_address]
         monitors.append(docker.Container(
@@ -109,7 +109,7 @@ def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -
                 f"DB_VIRTUAL_ADDRESS={virtual_address}",
                 f"CHECK_INTERVAL_SECONDS={failover.interval_seconds}",
                 f"FAILS={failover.fails}",
-                f"MONITOR_INDEX={machine.index}",
+                f"MONITOR_INDEX={index}",
                 f"MONITOR_PORT={MONITOR_PORT}",
                 f"MONITOR_PEERS={','.join(peers)}",
                 *([f"FENCE_SECONDS={failover.fence_seconds}"] if quorum else []),

@@ -97,7 +97,7 @@ def build(component: pulumi.ComponentResource, name: str,
     if pair:
         health += " && " + pair.running_check()
     front = args.cluster.network.front
-    names, engines, urls = [], [], []
+    names, engines, urls, containers = [], [], [], []
     for index in range(2 if balancer.pair else 1):
         logical = f"{name}-apache" if index == 0 else f"{name}-apache-{index + 1}"
         machine = network.machine_of("balancers", index)
@@ -125,11 +125,16 @@ def build(component: pulumi.ComponentResource, name: str,
                 tests=["CMD-SHELL", health], interval="5s", timeout="3s", retries=3, start_period="10s"),
             capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=capabilities),
             restart="unless-stopped",
+            # Stopped, not killed, when replaced: it hands the address over and finishes its requests first.
+            destroy_grace_seconds=60,
             wait=True,
             wait_timeout=120,
-            opts=network.options(machine, component,
-                                 depends_on=network.image_on(machine, f"{name}-image", image.image_name, image, component)),
+            # Replaced one at a time (a new member or a changed heartbeat changes both): the second waits for
+            # the first to be healthy again; each is removed before its successor takes its fixed name.
+            opts=network.options(machine, component, delete_before_replace=True, depends_on=[
+                *containers[-1:], *network.image_on(machine, f"{name}-image", image.image_name, image, component)]),
         )
+        containers.append(container)
         names.append(container.name)
         engines.append(machine.engine.to_json())
         if not front:

@@ -1,12 +1,30 @@
 #!/bin/sh
-# Apache runs as www-data with no capabilities, and is PID 1: when it dies the container stops. In a
-# balancer pair the program uploads start-keepalived, which starts keepalived (as root) first, so the
-# peer takes the virtual address over when this container stops. The program's heartbeat-watch (the
-# heartbeats' own timeout) runs beside Apache as www-data.
+# Runs Apache as www-data with no capabilities, and the program's heartbeat-watch (the heartbeats' own
+# timeout) beside it; when Apache dies the container stops. In a balancer pair the program uploads
+# start-keepalived, which starts keepalived (as root) first.
+# Stopping (SIGWINCH, the image's stop signal) hands the virtual address over before Apache stops: keepalived
+# leaves first, which tells the peer to take the address at once, then Apache stops gracefully, finishing
+# the requests it has. So a planned replacement costs clients nothing (a killed balancer's address moves
+# only after the peer misses three adverts).
 set -eu
+KEEPALIVED_PID=/run/keepalived/keepalived.pid
 [ ! -x /usr/local/bin/start-keepalived ] || /usr/local/bin/start-keepalived
 # Apache reopens /dev/stdout and /dev/stderr by name: let www-data write to the container's log pipes.
 chmod a+w /proc/self/fd/1 /proc/self/fd/2
 AS_WWW_DATA="setpriv --reuid=www-data --regid=www-data --init-groups --inh-caps=-all"
 [ ! -x /usr/local/bin/heartbeat-watch ] || $AS_WWW_DATA /usr/local/bin/heartbeat-watch &
-exec $AS_WWW_DATA /usr/sbin/apache2 -DFOREGROUND -f /etc/apache2/openmrs-balancer.conf
+$AS_WWW_DATA /usr/sbin/apache2 -DFOREGROUND -f /etc/apache2/openmrs-balancer.conf &
+apache=$!
+
+hand_over_and_stop() {
+  if [ -f "$KEEPALIVED_PID" ]; then
+    kill -TERM "$(cat "$KEEPALIVED_PID")" 2>/dev/null || true
+    sleep 1  # the peer's gratuitous ARP reaches the clients
+  fi
+  kill -WINCH "$apache" 2>/dev/null || true
+}
+trap hand_over_and_stop WINCH TERM INT
+# `wait` returns early when a trapped signal arrives: wait again until Apache has gone.
+while kill -0 "$apache" 2>/dev/null; do
+  wait "$apache" || true
+done

@@ -6,16 +6,20 @@ whether the machine hangs (every process frozen) or is cut off while it runs on 
 Members as placed by default: a holds the first balancer (the clients' address), storage server 1, node 1
 and the first monitor (the one that acts while it has a majority); b the second balancer, database server 1
 (the first writer), storage server 2, node 2; c database server 2, the storage arbiter, node 3, the keeper.
-The scenarios run in file order on one deployment, each starting from a whole cluster.
+The scenarios run in file order on one deployment, each starting from a whole cluster. A fourth machine, d,
+runs an engine and nothing else until the last scenario adds it to the stack's hosts.
 """
 from __future__ import annotations
 
 import contextlib
+import time
 
 import pytest
 
-from hosts_cluster import BACK_SUBNET, LISTEN_PORT, STACK, BackSideWriter, away, deployed_across
-from local_cluster import NODES, session_less_routes, sessions_stay_on_their_node, updated_under_requests
+from hosts_cluster import (
+    BACK_SUBNET, ENGINE_TIMEOUT, LISTEN_PORT, STACK, BackSideWriter, away, deployed_across, host_entry,
+)
+from local_cluster import NODES, session_less_routes, sessions_stay_on_their_node, updated_under_requests, wait_for
 from machines import in_namespace, simulated_machines
 from program import run_program, with_overrides
 
@@ -24,13 +28,13 @@ pytestmark = pytest.mark.docker
 
 @pytest.fixture(scope="module")
 def lab():
-    with simulated_machines(("a", "b", "c"), ssh_machine="c") as machines:
+    with simulated_machines(("a", "b", "c", "d"), ssh_machine="c") as machines:
         yield machines
 
 
 @pytest.fixture(scope="module")
 def cluster(lab, docker_client, figures):
-    with deployed_across(lab, docker_client) as deployed:
+    with deployed_across(lab, docker_client, hosts=("a", "b", "c")) as deployed:
         figures["across 3 machines, bring-up"] = (
             f"every image on every machine after {deployed.timings['images shipped']:.0f} s, containers up after "
             f"{deployed.timings['containers up']:.0f} s, all members in after {deployed.timings['serving']:.0f} s")
@@ -154,9 +158,57 @@ def test_a_rolling_update_replaces_each_node_on_its_own_machine_without_a_failed
         container = cluster.engine_of(name).containers.get(name)
         assert container.id != old_id and cluster.host_of(name) == host, route
         assert "-XX:MaxRAMPercentage=70" in " ".join(container.attrs["Config"]["Env"]), route
+    cluster.config = changed
     fewest = min(len(in_service) for in_service, _ in sampler.samples)
     assert fewest >= NODES - 1 and cluster.in_service() == set(cluster.nodes), sampler.samples
     assert len(sampler.unreadable) <= len(sampler.samples) // 10, sampler.unreadable
     figures["across machines: rolling update of 3 nodes"] = (
         f"{rollout:.0f} s; {len(stream.log)} requests, 0 failed; at least {fewest} nodes in the balancers "
         f"({len(sampler.samples)} samples, {len(sampler.unreadable)} unreadable: {sampler.unreadable[:2]})")
+
+
+def test_a_machine_added_to_the_list_takes_a_new_node_and_the_quorum_is_untouched(cluster, lab, figures):
+    """Machine d joins the hosts and app.nodes grows to 4, in one update under load: d gets the images, a
+    storage client and node 4; both balancers (a new member) are replaced one at a time, each handing the
+    clients' address over before it stops; the nodes are replaced in turn (each one's list of nodes grows);
+    the monitors and the database servers, the quorum, are not replaced."""
+    monitors = [cluster.graph.named(f"db-monitor-{host}").plain("name") for host in ("a", "b", "c")]
+    quorum = [*monitors, *cluster.databases]
+    before = {name: cluster.engine_of(name).containers.get(name).id for name in quorum}
+    (writer,) = cluster.writers()
+    changed = with_overrides(cluster.config, app={"nodes": NODES + 1})
+    changed["openmrs-cluster:hosts"] = [*cluster.config["openmrs-cluster:hosts"], host_entry(lab, "d")]
+    grown = run_program(STACK, changed)
+    steps_before = len(cluster.deployer.steps)
+    stream, _, took = updated_under_requests(cluster, grown)
+    steps = cluster.deployer.steps[steps_before:]
+    # The clients' address moves when the balancer holding it is replaced: what a client had in flight on the
+    # old holder then fails (its connection now ends on the other balancer), as when a balancer dies; nothing else.
+    removed = [at for at, action, name in steps if action == "delete" and name.startswith("lb-apache")]
+    assert stream.log and all(any(end - 15 <= sent <= end + 2 for end in removed) for sent, _, _ in stream.failures()), \
+        (removed, stream.failures()[:5])
+    assert len(stream.failures()) <= len(removed), stream.failures()
+
+    cluster.graph, cluster.config = grown, changed
+    cluster.clients["d"] = lab.machines["d"].client(timeout=ENGINE_TIMEOUT)
+    cluster.nodes[f"node{NODES + 1}"] = grown.named(f"app-{NODES + 1}").plain("name")
+    assert cluster.host_of(cluster.nodes[f"node{NODES + 1}"]) == "d"
+    assert {name: cluster.engine_of(name).containers.get(name).id for name in quorum} == before
+    # Not asserted: the writer. Here four machines share two cores while images are copied to the new one,
+    # and a writer starved of its monitors' answers for fence_seconds stops itself (a failover, no lost row).
+    started = time.time() - took - 2
+    failovers = [line for host in ("a", "b", "c") for line in cluster.monitor_log(host, started).splitlines()
+                 if "promoted" in line]
+    fenced = [line for name in cluster.databases for line in cluster.engine_of(name).containers.get(name).logs(
+        since=int(started)).decode(errors="replace").splitlines() if "fence:" in line]
+    balancer_steps = [(action, name) for _, action, name in steps if name.startswith("lb-apache")]
+    assert balancer_steps == [("delete", "lb-apache"), ("replace", "lb-apache"),
+                              ("delete", "lb-apache-2"), ("replace", "lb-apache-2")], balancer_steps
+    assert wait_for(cluster.whole, timeout=120, poll=1), f"in service {cluster.in_service()}"
+    routes = session_less_routes(cluster.url, 200)
+    assert set(routes) == set(cluster.nodes), routes
+    figures["across machines: a fourth machine added, node 4 on it"] = (
+        f"{took:.0f} s; {len(stream.log)} requests, {len(stream.failures())} failed (in flight as the clients' address "
+        f"moved), {stream.resent} resent; quorum untouched, balancers replaced one at a time; writer "
+        f"{'unchanged' if cluster.writers() == [writer] else 'changed'} ({len(fenced)} fenced, "
+        f"{len(failovers)} promoted: {(fenced + failovers)[:2]})")

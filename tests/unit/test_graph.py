@@ -223,6 +223,15 @@ def test_the_balancer_pair_shares_one_configuration_and_a_virtual_address(graph)
     assert str(virtual.ip) not in used
 
 
+def test_the_balancers_are_replaced_one_at_a_time_each_stopped_before_its_successor(graph):
+    """A new member changes both balancers' configuration: the second waits for the first's successor, and
+    each is stopped (handing the address over, finishing its requests) before its fixed name is taken again."""
+    first, second = graph.named("lb-apache"), graph.named("lb-apache-2")
+    assert first.urn in second.dependencies and second.urn not in first.dependencies
+    for balancer in (first, second):
+        assert balancer.delete_before_replace and balancer.plain("destroyGraceSeconds") >= 30, balancer.name
+
+
 def test_a_single_balancer_has_no_keepalived_and_no_network_capabilities():
     graph = run_program("local", with_overrides(stack_config("local"), balancer={"pair": False}))
     assert not [r for r in graph.of_type(CONTAINER) if r.name == "lb-apache-2"]
@@ -450,6 +459,7 @@ def test_a_scheduler_keeper_asks_the_nodes_by_the_discovery_name_once_they_are_a
     assert discovery_answers(keeper) == discovery_answers(graph.named("app-1")) != []
     last_admit = max((r for r in graph.registrations if re.fullmatch(r"app-\d+-admit", r.name)), key=lambda r: r.name)
     assert last_admit.urn in keeper.dependencies and keeper.plain("ports") is None
+    assert keeper.delete_before_replace  # its fixed name is free again before a new node list replaces it
 
 
 def test_the_balancer_never_reuses_a_connection_that_tomcat_may_have_closed(graph):

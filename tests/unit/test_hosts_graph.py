@@ -7,6 +7,7 @@ from collections import Counter
 
 import pytest
 
+from components.config import ConfigError
 from program import run_program, stack_config, unwrap
 
 CONTAINER = "docker:index/container:Container"
@@ -58,7 +59,8 @@ def test_members_are_spread_so_that_no_machine_holds_two_of_a_pair_or_of_the_sto
     assert placed(graph, "files-1", "files-2", "files-3") == ["server-a", "server-b", "server-c"]
     assert placed(graph, "search-1", "search-2", "search-3") == ["server-a", "server-b", "server-c"]
     assert placed(graph, "app-1", "app-2", "app-3") == ["server-a", "server-b", "server-c"]
-    # a monitor and a storage client on every machine; the keeper away from the node it gives the tasks
+    # a monitor on each of the first three machines, a storage client on every one; the keeper away from the
+    # node it gives the tasks
     assert sorted(placed(graph, "db-monitor-server-a", "db-monitor-server-b", "db-monitor-server-c")) == sorted(HOSTS)
     assert sorted(placed(graph, *(f"files-client-{host}" for host in HOSTS))) == sorted(HOSTS)
     assert placed(graph, "app-scheduler-keeper") == ["server-c"]
@@ -183,3 +185,42 @@ def test_a_monitor_per_machine_decides_by_majority_and_the_writer_fences_itself(
             "/etc/mysql/mariadb.conf.d/90-openmrs-cluster.cnf"]
         # a writer cut off or frozen can acknowledge nothing: no timeout to fall back to asynchronous
         assert "rpl_semi_sync_master_timeout = 18446744073709551615" in my_cnf
+
+
+def with_fourth_host(nodes: int = 3) -> dict:
+    config = dict(stack_config(STACK))
+    config["openmrs-cluster:hosts"] = [*config["openmrs-cluster:hosts"], {"name": "server-d", "address": "192.0.2.14"}]
+    config["openmrs-cluster:app"] = {**config.get("openmrs-cluster:app", {}), "nodes": nodes}
+    return config
+
+
+def test_a_host_added_to_the_list_changes_no_monitor_database_server_or_storage_server(graph):
+    """Three monitors decide, however many hosts: the new machine gets a storage client, the images and a node
+    once app.nodes grows, and the quorum's members keep their inputs (nothing of theirs is replaced)."""
+    grown = run_program(STACK, with_fourth_host(nodes=4))
+    assert not [r for r in grown.of_type(CONTAINER) if r.name == "db-monitor-server-d"]
+    for name in ("db-monitor-server-a", "db-monitor-server-b", "db-monitor-server-c", "db-1", "db-2",
+                 "files-1", "files-2", "files-3"):
+        assert unwrap(grown.named(name).inputs) == unwrap(graph.named(name).inputs), name
+    assert placed(grown, "app-4", "files-client-server-d") == ["server-d", "server-d"]
+
+
+@pytest.mark.parametrize("monitors, words", [(["server-a", "server-b"], "name 3 or 5 hosts"),
+                                             (["server-a", "server-b", "server-b"], "on one machine"),
+                                             (["server-a", "server-b", "server-c", "server-d"], "name 3 or 5 hosts")])
+def test_a_quorum_one_machine_could_break_or_tie_is_refused(monitors, words):
+    config = with_fourth_host()
+    config["openmrs-cluster:placement"] = {"monitors": monitors}
+    with pytest.raises(ConfigError) as raised:
+        run_program(STACK, config)
+    assert any(p.startswith("openmrs-cluster:placement.monitors: ") and words in p for p in raised.value.problems), \
+        raised.value.problems
+
+
+def test_monitors_follow_an_explicit_placement():
+    config = with_fourth_host()
+    config["openmrs-cluster:placement"] = {"monitors": ["server-b", "server-c", "server-d"]}
+    grown = run_program(STACK, config)
+    assert sorted(r.name for r in grown.of_type(CONTAINER) if r.name.startswith("db-monitor-")) == [
+        "db-monitor-server-b", "db-monitor-server-c", "db-monitor-server-d"]
+    assert env_of(grown.named("db-monitor-server-b"))["MONITOR_INDEX"] == "0"
