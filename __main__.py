@@ -24,6 +24,13 @@ pool = TomcatPool(
     ),
 )
 
+if cluster.platform == "aws":
+    # What operators are told about; AWS only, where the platform keeps the metrics.
+    from components.aws.alarms import Alarms, AlarmsArgs
+
+    alarms = Alarms("alarms", AlarmsArgs(cluster=cluster, database=database, storage=storage, balancer=balancer))
+    pulumi.export("alarm_topic_arn", alarms.topic_arn)
+
 pulumi.export("url", balancer.url)
 pulumi.export("urls", balancer.urls)
 pulumi.export("members", [member._asdict() for member in pool.members])

@@ -12,6 +12,8 @@ from pulumi_policy import (
 )
 
 RDS_INSTANCE = "aws:rds/instance:Instance"
+RDS_PARAMETER_GROUP = "aws:rds/parameterGroup:ParameterGroup"
+LOAD_BALANCER = "aws:lb/loadBalancer:LoadBalancer"
 EFS = "aws:efs/fileSystem:FileSystem"
 TARGET_GROUP = "aws:lb/targetGroup:TargetGroup"
 TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
@@ -22,6 +24,10 @@ BALANCER_CONFIG = "/etc/apache2/openmrs-balancer.conf"
 DATABASE_PORTS = {3306, 33060}
 INTERNET = {"0.0.0.0/0", "::/0"}
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|PRIVATE_KEY", re.I)
+# Secrets Manager secrets that RDS manages (and rotates) are named rds!<…>.
+RDS_MANAGED_SECRET = re.compile(r":secret:rds!")
+# Connector/J modes that refuse a connection without TLS.
+JDBC_TLS = re.compile(r"sslMode=(REQUIRED|VERIFY_CA|VERIFY_IDENTITY)", re.I)
 # Passwords that ship with OpenMRS images, charts and examples.
 KNOWN_DEFAULTS = {"admin123", "openmrs", "openmrs123", "root123", "password", "admin", "test", "changeme"}
 
@@ -152,6 +158,54 @@ def module_web_admin_off(args: ResourceValidationArgs, report: ReportViolation):
             report("Cluster mode: OMRS_MODULE_WEB_ADMIN must be false, or a module could be installed on one node only.")
 
 
+def _containers(args) -> list[dict]:
+    return json.loads(args.props.get("containerDefinitions") or "[]")
+
+
+@_for(TASK_DEFINITION)
+def database_credentials_rotation_safe(args, report):
+    """RDS rotates the secrets it manages (every 7 days by default) and ECS reads a secret only when a task
+    starts: a container that keeps running on such a password is refused new connections after a rotation.
+    Only a container that runs at the task's start and exits (essential false) may take one."""
+    for container in _containers(args):
+        if container.get("essential", True) is False:
+            continue
+        for secret in container.get("secrets") or []:
+            if RDS_MANAGED_SECRET.search(str(secret.get("valueFrom", ""))):
+                report(f"{container.get('name')}: {secret.get('name')} comes from a secret RDS rotates, which a running "
+                       "container keeps until it restarts; give it an application user's password that is not rotated.")
+
+
+def database_requires_tls(args: ResourceValidationArgs, report: ReportViolation):
+    """Patients' records cross the network to the database: the server refuses connections without TLS, and
+    the nodes connect with it."""
+    props = args.props
+    if args.resource_type == RDS_PARAMETER_GROUP and re.match(r"(mysql|mariadb)", str(props.get("family", ""))):
+        values = {p.get("name"): str(p.get("value", "")).upper() for p in props.get("parameters") or []}
+        if values.get("require_secure_transport") not in ("1", "ON"):
+            report("The database's parameter group must set require_secure_transport=1, so it refuses connections "
+                   "without TLS.")
+    if args.resource_type == RDS_INSTANCE and re.match(r"(mysql|mariadb)", str(props.get("engine", ""))):
+        group = str(props.get("parameterGroupName") or "")
+        if not group or group.startswith("default."):
+            report("The database must use a parameter group of the stack's that requires TLS; RDS's default one does not.")
+    if args.resource_type == TASK_DEFINITION:
+        for environment in _environments(args):
+            if "OMRS_DB_HOSTNAME" in environment or "OMRS_DB_URL" in environment:
+                jdbc = " ".join(environment.get(key, "") for key in ("OMRS_DB_URL", "OMRS_DB_ARGS", "OMRS_DB_EXTRA_ARGS"))
+                if not JDBC_TLS.search(jdbc):
+                    report("An OpenMRS node must connect to the database with TLS: add &sslMode=REQUIRED (or VERIFY_CA, "
+                           "VERIFY_IDENTITY) to OMRS_DB_EXTRA_ARGS.")
+
+
+@_for(LOAD_BALANCER)
+def access_logs_in_production(args, report):
+    """In production every request to the way in is kept, for an investigation after the fact."""
+    logs = args.props.get("accessLogs") or {}
+    if is_production(args.urn) and (logs.get("enabled") is not True or not logs.get("bucket")):
+        report("A production load balancer must write access logs to a bucket (access_logs.enabled=True, bucket=…).")
+
+
 def internet_reaches_only_the_balancer(args: StackValidationArgs, report: ReportViolation):
     """No security group is open to the internet except the load balancer's, on 80 and 443."""
     balancer_groups = {group for r in args.resources if r.resource_type == "aws:lb/loadBalancer:LoadBalancer"
@@ -197,6 +251,11 @@ POLICIES = [
     _policy("no-plaintext-secret-in-environment", "Passwords never sit in plain task environments.",
             no_plaintext_secret_in_environment),
     _policy("module-web-admin-off", "Every OpenMRS node runs with module web administration off.", module_web_admin_off),
+    _policy("database-credentials-rotation-safe", "No running container holds a password that RDS rotates.",
+            database_credentials_rotation_safe),
+    _policy("database-requires-tls", "The database refuses connections without TLS, and the nodes use TLS.",
+            database_requires_tls),
+    _policy("access-logs-in-production", "Production load balancers write access logs.", access_logs_in_production),
     StackValidationPolicy(name="internet-reaches-only-the-balancer",
                           description="Only the load balancer is open to the internet, on 80 and 443.",
                           validate=internet_reaches_only_the_balancer),

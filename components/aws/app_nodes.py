@@ -3,10 +3,15 @@ target group, scaling on CPU between aws.min_nodes and aws.max_nodes. Each task 
 Cloud Map DNS name, by which the nodes find each other for their shared caches, and uses the shared search
 tier.
 
+A task runs two short containers before the node: one creates the database's application user with the
+master password current at that start (database_users.py), one writes the project's server.xml into the
+task's Tomcat configuration (tomcat_conf.py). The node starts once both have succeeded.
+
 The service starts with one task, so that OpenMRS's first-time setup and migrations run once; once that
-task is healthy, a pulumi-command step raises the count to app.nodes. A new release (image, modules or
-configuration) is an ECS rolling deployment: never fewer healthy tasks than before, about one new task at
-a time, old tasks drained by the target group for app.drain_seconds.
+task is healthy, a Lambda invocation raises the count to app.nodes (scale_out.py). A new release (image,
+modules or configuration) is an ECS rolling deployment: never fewer healthy tasks than before, about one
+new task at a time, old tasks drained by the target group for app.drain_seconds. `pulumi up` waits for it
+as long as the configuration says it may take (service_timeouts).
 
 Beside them runs the scheduler keeper, one task of its own service (see scheduler_keeper)."""
 import json
@@ -15,13 +20,14 @@ import re
 
 import pulumi
 import pulumi_aws as aws
-import pulumi_command as command
 
+from ..config.aws import health_check_grace_seconds
 from ..passwords import password
 from ..tomcat_pool import (
     JAVA_SERVER_OPTS, PoolMember, TomcatPoolArgs, cluster_cache_options, java_memory_options, search_environment,
 )
-from .app_image import app_image, keeper_image
+from . import database_users, image_cache, scale_out, tomcat_conf
+from .app_image import PLATFORMS, app_image, keeper_image
 from .database import PASSWORD_KEY
 
 CONTAINER = "openmrs"
@@ -33,6 +39,8 @@ EXECUTION_POLICY_ARN = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecut
 SEARCH_PASSWORD = "OMRS_EXTRA_HIBERNATE_SEARCH_BACKEND_PASSWORD"
 # A task that stops leaves the other nodes' DNS answers within this many seconds.
 DISCOVERY_TTL_SECONDS = 10
+# What `pulumi up` allows beyond the tasks' own starts: placement, network interfaces, a retried task.
+DEPLOYMENT_MARGIN_SECONDS = 600
 
 
 def _task_role(name: str, child: pulumi.ResourceOptions) -> aws.iam.Role:
@@ -59,13 +67,17 @@ def _execution_role(name: str, secret_arns: list[pulumi.Input[str]], child: pulu
 
 
 def _container_definitions(args: TomcatPoolArgs, image: pulumi.Input[str], log_group: aws.cloudwatch.LogGroup,
-                           admin_secret_arn, discovery_name: pulumi.Output[str], region: str) -> pulumi.Output[str]:
-    """The official image's OMRS_* contract; every password comes from Secrets Manager, never in plain text."""
+                           admin_secret_arn, discovery_name: pulumi.Output[str], region: str,
+                           database_user_image: pulumi.Output[str]) -> pulumi.Output[str]:
+    """The official image's OMRS_* contract; every password comes from Secrets Manager, never in plain text.
+    The node's container starts after the database user and the Tomcat configuration are in place."""
     cluster, database, search = args.cluster, args.database, args.search
     heartbeat = cluster.balancer.heartbeat
+    administrator = database.platform_database
 
     def definition(values):
         host, port = values["writer"].rsplit(":", 1)
+        log_options = {"awslogs-group": values["log_group"], "awslogs-region": region}
         environment = {
             "OMRS_DB": "mysql", "OMRS_DB_HOSTNAME": host, "OMRS_DB_PORT": port, "OMRS_DB_NAME": values["name"],
             "OMRS_DB_USERNAME": values["user"], "OMRS_MODULE_WEB_ADMIN": "false",
@@ -81,7 +93,7 @@ def _container_definitions(args: TomcatPoolArgs, image: pulumi.Input[str], log_g
             "OMRS_ADMIN_USER_PASSWORD": values["admin_password"],
             SEARCH_PASSWORD: values["search_password"],
         }
-        return json.dumps([{
+        node = {
             "name": CONTAINER,
             "image": values["image"],
             "essential": True,
@@ -93,22 +105,32 @@ def _container_definitions(args: TomcatPoolArgs, image: pulumi.Input[str], log_g
             # An existing search cluster may take no password ("").
             "secrets": [{"name": key, "valueFrom": value} for key, value in secrets.items() if value],
             "mountPoints": [{"sourceVolume": mount.folder, "containerPath": mount.container_path, "readOnly": False}
-                            for mount in args.storage.mounts],
+                            for mount in args.storage.mounts] + [tomcat_conf.NODE_MOUNT],
+            "dependsOn": [{"containerName": database_users.CONTAINER, "condition": "SUCCESS"},
+                          {"containerName": tomcat_conf.CONTAINER, "condition": "SUCCESS"}],
             "healthCheck": {
                 "command": ["CMD-SHELL", f"curl -fsS -o /dev/null http://localhost:{cluster.app.port}{heartbeat.path} || exit 1"],
                 "interval": heartbeat.interval_seconds, "timeout": heartbeat.timeout_seconds,
                 "retries": heartbeat.fails,
                 "startPeriod": min(cluster.app.start_period_seconds, 300),  # ECS allows at most 300 s
             },
-            "logConfiguration": {"logDriver": "awslogs", "options": {
-                "awslogs-group": values["log_group"], "awslogs-region": region, "awslogs-stream-prefix": CONTAINER}},
-        }])
+            "logConfiguration": {"logDriver": "awslogs",
+                                 "options": {**log_options, "awslogs-stream-prefix": CONTAINER}},
+        }
+        return json.dumps([
+            database_users.container(values["database_user_image"], host, port, values["name"], values["user"],
+                                     administrator.admin_user, values["database_admin_password"],
+                                     values["database_password"], log_options),
+            tomcat_conf.container(values["image"], cluster.app.port, cluster.aws.idle_timeout_seconds, log_options),
+            node,
+        ])
 
     return pulumi.Output.all(
         writer=database.writer_endpoint, name=database.database, user=database.user,
-        database_password=database.password, admin_password=admin_secret_arn, search_password=search.password,
+        database_password=database.password, database_admin_password=administrator.admin_password,
+        admin_password=admin_secret_arn, search_password=search.password,
         search=pulumi.Output.all(**search_environment(search)), discovery_name=discovery_name,
-        log_group=log_group.name, image=image,
+        log_group=log_group.name, image=image, database_user_image=database_user_image,
     ).apply(definition)
 
 
@@ -151,6 +173,31 @@ def rolling_maximum_percent(min_nodes: int) -> int:
     return min(200, 100 + math.ceil(100 / min_nodes))
 
 
+def service_timeouts(cluster) -> pulumi.CustomTimeouts:
+    """How long `pulumi up` waits for the service (the provider's default, 20 min, is shorter than one
+    OpenMRS first start with its image pull). Creating it waits for its one first task; an update replaces
+    up to aws.max_nodes tasks, about one at a time, each started (within the health check grace), passed by
+    the target group's checks, and its predecessor drained and stopped."""
+    heartbeat = cluster.balancer.heartbeat
+    per_task = (health_check_grace_seconds(cluster.aws, cluster.app.start_period_seconds)
+                + heartbeat.passes * heartbeat.interval_seconds + cluster.app.drain_seconds + FARGATE_MAX_STOP_SECONDS)
+    create = per_task + DEPLOYMENT_MARGIN_SECONDS
+    update = cluster.aws.max_nodes * per_task + DEPLOYMENT_MARGIN_SECONDS
+    return pulumi.CustomTimeouts(create=f"{math.ceil(create / 60)}m", update=f"{math.ceil(update / 60)}m")
+
+
+def _node_image(component: pulumi.ComponentResource, name: str, cluster, platform: str, region: str,
+                registry: aws.ecr.Repository) -> tuple[pulumi.Input[str], pulumi.Output[str] | None]:
+    """The release the stack builds; or the configured image, pulled through the image cache when there is one
+    (then with the policy the execution role needs for that)."""
+    release = app_image(name, cluster.app, platform, component)
+    if release is not None:
+        return release, None
+    if cluster.aws.image_cache is None:
+        return cluster.app.image, None
+    return image_cache.node_image(component, name, cluster.app.image, cluster.aws.image_cache, region, registry)
+
+
 def build(component: pulumi.ComponentResource, name: str, args: TomcatPoolArgs) -> tuple[list[PoolMember], pulumi.Output[str]]:
     cluster, settings = args.cluster, args.cluster.aws
     network = args.network.platform_network
@@ -158,6 +205,9 @@ def build(component: pulumi.ComponentResource, name: str, args: TomcatPoolArgs) 
     file_system = args.storage.file_system
     child = pulumi.ResourceOptions(parent=component)
     region = aws.config.region  # required by the configuration for platform aws
+    platform = PLATFORMS[settings.cpu_architecture]
+    runtime_platform = aws.ecs.TaskDefinitionRuntimePlatformArgs(
+        operating_system_family="LINUX", cpu_architecture=settings.cpu_architecture)
 
     ecs_cluster = aws.ecs.Cluster(
         f"{name}-cluster", settings=[aws.ecs.ClusterSettingArgs(name="containerInsights", value="enabled")], opts=child)
@@ -166,9 +216,16 @@ def build(component: pulumi.ComponentResource, name: str, args: TomcatPoolArgs) 
     admin_secret = aws.secretsmanager.Secret(f"{name}-admin-password", recovery_window_in_days=7, opts=child)
     aws.secretsmanager.SecretVersion(f"{name}-admin-password", secret_id=admin_secret.id,
                                      secret_string=admin_password, opts=child)
-    secret_arns = [args.database.password.apply(_secret_arn), admin_secret.arn, args.search.password.apply(_secret_arn)]
+    administrator = args.database.platform_database
+    secret_arns = [args.database.password.apply(_secret_arn), administrator.admin_password.apply(_secret_arn),
+                   admin_secret.arn, args.search.password.apply(_secret_arn)]
+
+    keeper = keeper_image(name, platform, component)
+    image, cache_policy = _node_image(component, name, cluster, platform, region, keeper.repository)
 
     execution_role = _execution_role(f"{name}-execution", secret_arns, child)
+    if cache_policy is not None:  # the tasks pull the image through the cache
+        aws.iam.RolePolicy(f"{name}-execution-image-cache", role=execution_role.id, policy=cache_policy, opts=child)
     # The task role is the application's: it may mount and write this file system, through its access points only.
     task_role = _task_role(f"{name}-task", child)
     aws.iam.RolePolicy(
@@ -193,11 +250,12 @@ def build(component: pulumi.ComponentResource, name: str, args: TomcatPoolArgs) 
         memory=str(settings.task_memory_mb),
         network_mode="awsvpc",
         requires_compatibilities=["FARGATE"],
-        runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(operating_system_family="LINUX", cpu_architecture="X86_64"),
+        runtime_platform=runtime_platform,
         execution_role_arn=execution_role.arn,
         task_role_arn=task_role.arn,
         container_definitions=_container_definitions(
-            args, app_image(name, cluster.app, component), log_group, admin_secret.arn, discovery_name, region),
+            args, image, log_group, admin_secret.arn, discovery_name, region,
+            database_users.image(name, platform, component)),
         volumes=[
             aws.ecs.TaskDefinitionVolumeArgs(
                 name=mount.folder,
@@ -209,7 +267,7 @@ def build(component: pulumi.ComponentResource, name: str, args: TomcatPoolArgs) 
                 ),
             )
             for mount in args.storage.mounts
-        ],
+        ] + [aws.ecs.TaskDefinitionVolumeArgs(name=tomcat_conf.VOLUME)],  # the task's own storage
         opts=child,
     )
     service = aws.ecs.Service(
@@ -227,23 +285,20 @@ def build(component: pulumi.ComponentResource, name: str, args: TomcatPoolArgs) 
         deployment_circuit_breaker=aws.ecs.ServiceDeploymentCircuitBreakerArgs(enable=True, rollback=True),
         deployment_minimum_healthy_percent=100,
         deployment_maximum_percent=rolling_maximum_percent(settings.min_nodes),
-        health_check_grace_period_seconds=cluster.app.start_period_seconds,
+        # A new task's failing checks (the balancer's and its container's) are ignored this long: the image
+        # pull, OpenMRS's start and, on an upgrade, its database migrations, which a replaced task would
+        # leave half done.
+        health_check_grace_period_seconds=health_check_grace_seconds(settings, cluster.app.start_period_seconds),
         enable_execute_command=False,
         propagate_tags="SERVICE",
         # The autoscaler owns the task count once the service exists; `pulumi up` must not reset it. Its first
         # tasks mount the file system, whose mount targets nothing else makes the service wait for.
         opts=pulumi.ResourceOptions(parent=component, ignore_changes=["desiredCount"],
-                                    depends_on=[*membership.listeners, args.storage]),
+                                    depends_on=[*membership.listeners, args.storage],
+                                    custom_timeouts=service_timeouts(cluster)),
     )
-    # Needs the AWS CLI where `pulumi up` runs. Runs again only when app.nodes changes.
-    scale_out = command.local.Command(
-        f"{name}-scale-out",
-        create='aws ecs update-service --cluster "$CLUSTER" --service "$SERVICE" --desired-count "$NODES" > /dev/null'
-               ' && aws ecs wait services-stable --cluster "$CLUSTER" --services "$SERVICE"',
-        environment={"CLUSTER": ecs_cluster.name, "SERVICE": service.name, "NODES": str(cluster.app.nodes),
-                     "AWS_REGION": region},
-        opts=pulumi.ResourceOptions(parent=component, depends_on=[service]),
-    )
+    scaled_out = scale_out.build(component, name, ecs_cluster.name, service, cluster.app.nodes,
+                                 settings.log_retention_days)
     scaling = aws.appautoscaling.Target(
         f"{name}-scaling",
         service_namespace="ecs",
@@ -251,7 +306,7 @@ def build(component: pulumi.ComponentResource, name: str, args: TomcatPoolArgs) 
         resource_id=pulumi.Output.concat("service/", ecs_cluster.name, "/", service.name),
         min_capacity=settings.min_nodes,
         max_capacity=settings.max_nodes,
-        opts=pulumi.ResourceOptions(parent=component, depends_on=[scale_out]),
+        opts=pulumi.ResourceOptions(parent=component, depends_on=[scaled_out]),
     )
     aws.appautoscaling.Policy(
         f"{name}-scale-on-cpu",
@@ -268,7 +323,8 @@ def build(component: pulumi.ComponentResource, name: str, args: TomcatPoolArgs) 
         ),
         opts=child,
     )
-    scheduler_keeper(component, name, args, ecs_cluster, admin_secret.arn, discovery_name, depends_on=service)
+    scheduler_keeper(component, name, args, ecs_cluster, admin_secret.arn, discovery_name, keeper.digest,
+                     runtime_platform, depends_on=service)
     # ECS places and replaces the tasks; the pool's one stable member is the service.
     members = [PoolMember(name=service.name, route="", port=cluster.app.port)]
     return members, admin_password
@@ -310,6 +366,7 @@ def _keeper_definition(args: TomcatPoolArgs, image: pulumi.Input[str], log_group
 
 def scheduler_keeper(component: pulumi.ComponentResource, name: str, args: TomcatPoolArgs, ecs_cluster: aws.ecs.Cluster,
                      admin_secret_arn: pulumi.Output[str], discovery_name: pulumi.Output[str],
+                     image: pulumi.Output[str], runtime_platform: aws.ecs.TaskDefinitionRuntimePlatformArgs,
                      depends_on: pulumi.Resource) -> aws.ecs.Service:
     """Core 2.8 runs each start-on-startup task on every node; the keeper moves them onto one node
     (images/scheduler-keeper/keeper.py), asking each task of the app service directly, at the addresses
@@ -333,10 +390,10 @@ def scheduler_keeper(component: pulumi.ComponentResource, name: str, args: Tomca
         memory=str(KEEPER_MEMORY_MB),
         network_mode="awsvpc",
         requires_compatibilities=["FARGATE"],
-        runtime_platform=aws.ecs.TaskDefinitionRuntimePlatformArgs(operating_system_family="LINUX", cpu_architecture="X86_64"),
+        runtime_platform=runtime_platform,
         execution_role_arn=execution_role.arn,
-        container_definitions=_keeper_definition(args, keeper_image(name, component), log_group, admin_secret_arn,
-                                                 discovery_name, aws.config.region),
+        container_definitions=_keeper_definition(args, image, log_group, admin_secret_arn, discovery_name,
+                                                 aws.config.region),
         opts=child,
     )
     return aws.ecs.Service(

@@ -1,8 +1,19 @@
-"""The AWS database: RDS MySQL with Multi-AZ, whose synchronous standby is the passive half of the pair."""
+"""The AWS database: RDS MySQL with Multi-AZ, whose synchronous standby is the passive half of the pair.
+
+Two users. RDS manages the master user's password in Secrets Manager and rotates it every 7 days; ECS reads
+a secret only when a task starts, so a node holding the master password would be refused new connections
+after the first rotation. The nodes therefore log in as an application user (database.user) whose generated
+password is kept in a secret of its own that nothing rotates; a short first container in every task
+(database_users.py) logs in as the master user, with the password current at that start, and creates or
+updates the application user. Nothing has to reach the database from the deploying machine."""
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_aws as aws
 
+from ..config.aws import DATABASE_ADMIN_USER
 from ..mysql_pair import MySQLPairArgs, MySQLPairOutputs
+from ..passwords import password
 
 # How ECS names a JSON key of a Secrets Manager secret: <secret arn>:<key>::
 PASSWORD_KEY = ":password::"
@@ -20,6 +31,31 @@ PARAMETERS = {
 }
 # The logs RDS sends to CloudWatch Logs, where the nodes' logs are.
 LOG_EXPORTS = ["error", "slowquery"]
+
+
+@dataclass
+class AwsDatabase:
+    """What the nodes' tasks need beyond MySQLPair's outputs: the master user, to create the application user."""
+
+    instance: aws.rds.Instance
+    admin_user: str
+    # The reference ECS resolves to the master password (RDS's rotating secret); secret.
+    admin_password: pulumi.Output[str]
+
+
+def _application_secret(component, name: str, user: str) -> pulumi.Output[str]:
+    """A generated password for the application user, in a secret that is never rotated; returns the
+    reference ECS resolves to it."""
+    child = pulumi.ResourceOptions(parent=component)
+    secret = aws.secretsmanager.Secret(
+        f"{name}-app-user", recovery_window_in_days=7,
+        description="OpenMRS database: the application user the nodes log in as (not rotated: ECS reads it at task start)",
+        opts=child)
+    aws.secretsmanager.SecretVersion(
+        f"{name}-app-user", secret_id=secret.id,
+        secret_string=pulumi.Output.json_dumps({"username": user, "password": password(f"{name}-app-user", None, component)}),
+        opts=child)
+    return pulumi.Output.secret(secret.arn.apply(lambda arn: arn + PASSWORD_KEY))
 
 
 def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -> MySQLPairOutputs:
@@ -44,7 +80,7 @@ def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -
         storage_encrypted=True,
         multi_az=True,
         db_name=database.name,
-        username=database.user,
+        username=DATABASE_ADMIN_USER,
         manage_master_user_password=True,
         parameter_group_name=parameters.name,
         enabled_cloudwatch_logs_exports=LOG_EXPORTS,
@@ -59,13 +95,14 @@ def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -
         final_snapshot_identifier=f"{pulumi.get_stack()}-{name}-final" if settings.production else None,
         opts=child,
     )
-    # The password never leaves AWS: this is the reference ECS resolves from Secrets Manager.
-    password_reference = instance.master_user_secrets.apply(lambda secrets: secrets[0].secret_arn + PASSWORD_KEY)
+    # The passwords never leave AWS: these are the references ECS resolves from Secrets Manager.
+    admin_password = instance.master_user_secrets.apply(lambda secrets: secrets[0].secret_arn + PASSWORD_KEY)
+    component.platform_database = AwsDatabase(instance, DATABASE_ADMIN_USER, pulumi.Output.secret(admin_password))
     return MySQLPairOutputs(
         writer_endpoint=instance.endpoint,
         # The Multi-AZ standby takes no reads; readers use the writer endpoint.
         reader_endpoint=instance.endpoint,
         database=pulumi.Output.from_input(database.name),
         user=pulumi.Output.from_input(database.user),
-        password=pulumi.Output.secret(password_reference),
+        password=_application_secret(component, name, database.user),
     )

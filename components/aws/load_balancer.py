@@ -1,11 +1,13 @@
 """The AWS load balancer: an internet-facing ALB whose target group carries the heartbeat, stickiness
-and scheduling of the same configuration keys as the local Apache balancer."""
+and scheduling of the same configuration keys as the local Apache balancer. It writes access logs to a
+bucket of its own (access_logs.py) and, with aws.waf, sits behind a WAF web ACL (waf.py)."""
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
 from ..load_balancer_tier import LoadBalancerTierArgs
+from . import access_logs, waf
 
 ALB_ALGORITHMS = {"round_robin": "round_robin", "by_busyness": "least_outstanding_requests"}
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
@@ -13,10 +15,11 @@ TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 
 @dataclass
 class AwsMembership:
-    """What the ECS service registers its tasks with, and must wait for."""
+    """What the ECS service registers its tasks with, and must wait for; and the ALB, for its alarms."""
 
     target_group: aws.lb.TargetGroup
     listeners: list[aws.lb.Listener]
+    load_balancer: aws.lb.LoadBalancer
 
 
 def _target_group(name: str, args: LoadBalancerTierArgs, child: pulumi.ResourceOptions) -> aws.lb.TargetGroup:
@@ -58,6 +61,8 @@ def build(
     network = args.network.platform_network
     child = pulumi.ResourceOptions(parent=component)
     target_group = _target_group(name, args, child)
+    logs, logs_policy = access_logs.bucket(component, name, aws.config.region, settings.log_retention_days,
+                                           settings.production)
     balancer = aws.lb.LoadBalancer(
         f"{name}-alb",
         load_balancer_type="application",
@@ -67,8 +72,12 @@ def build(
         drop_invalid_header_fields=True,
         idle_timeout=settings.idle_timeout_seconds,
         enable_deletion_protection=settings.production,
-        opts=child,
+        access_logs=aws.lb.LoadBalancerAccessLogsArgs(bucket=logs.id, prefix=access_logs.PREFIX, enabled=True),
+        # The ALB checks that it may write to the bucket when the logs are turned on.
+        opts=pulumi.ResourceOptions(parent=component, depends_on=[logs_policy]),
     )
+    if settings.waf:
+        waf.build(component, name, balancer)
     forward = [aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=target_group.arn)]
     context = args.cluster.app.context_path
     if settings.certificate_arn:
@@ -91,4 +100,4 @@ def build(
         listeners = [aws.lb.Listener(f"{name}-http", load_balancer_arn=balancer.arn, port=80, protocol="HTTP",
                                      default_actions=forward, opts=child)]
         url = pulumi.Output.format("http://{0}{1}/", balancer.dns_name, context)
-    return [url], AwsMembership(target_group=target_group, listeners=listeners)
+    return [url], AwsMembership(target_group=target_group, listeners=listeners, load_balancer=balancer)

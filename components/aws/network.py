@@ -1,7 +1,9 @@
 """The AWS network: a VPC with a public and a private subnet per zone (or an existing VPC), and one
-security group per tier whose rules allow exactly internet -> balancer -> app -> database / files / search,
-app <-> app for the nodes' shared caches, and scheduler keeper -> app."""
+security group per tier whose rules allow exactly clients (aws.allowed_client_cidrs) -> balancer -> app ->
+database / files / search, app <-> app for the nodes' shared caches, and scheduler keeper -> app. A VPC the
+stack makes records its flow logs (every accepted and rejected connection) in CloudWatch Logs."""
 import ipaddress
+import json
 from dataclasses import dataclass
 from typing import Optional
 from urllib.parse import urlsplit
@@ -73,7 +75,26 @@ def _new_vpc(component, name: str, cluster: ClusterConfig):
         aws.ec2.RouteTableAssociation(f"{name}-private-{index + 1}", subnet_id=subnet.id,
                                       route_table_id=routes.id, opts=child)
         private.append(subnet)
+    _flow_logs(component, name, vpc.id, settings.log_retention_days)
     return vpc.id, [s.id for s in public], [s.id for s in private]
+
+
+def _flow_logs(component, name: str, vpc_id: pulumi.Output[str], retention_days: int) -> None:
+    """Every connection the VPC accepts or rejects, for an investigation after the fact, kept as long as the
+    other logs; delivered by a role that may write this log group only. An existing VPC's owner keeps its own."""
+    child = pulumi.ResourceOptions(parent=component)
+    logical = f"{name}-flow-logs"
+    log_group = aws.cloudwatch.LogGroup(logical, retention_in_days=retention_days, opts=child)
+    trust = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "vpc-flow-logs.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+    role = aws.iam.Role(logical, assume_role_policy=json.dumps(trust), opts=child)
+    aws.iam.RolePolicy(logical, role=role.id, policy=pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow",
+        "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogGroups", "logs:DescribeLogStreams"],
+        "Resource": [log_group.arn, pulumi.Output.concat(log_group.arn, ":*")],
+    }]}), opts=child)
+    aws.ec2.FlowLog(logical, vpc_id=vpc_id, traffic_type="ALL", log_destination_type="cloud-watch-logs",
+                    log_destination=log_group.arn, iam_role_arn=role.arn, opts=child)
 
 
 def _allow(component, name: str, group, ports: int | tuple[int, int], *, inbound: bool, peer=None,
@@ -107,6 +128,7 @@ def build(component: pulumi.ComponentResource, name: str, cluster: ClusterConfig
         return aws.ec2.SecurityGroup(f"{name}-{tier}", vpc_id=vpc_id, description=description,
                                      tags={"Name": f"{name}-{tier}"}, opts=pulumi.ResourceOptions(parent=component))
 
+    # "the internet" also when aws.allowed_client_cidrs narrows it: a new description would replace the group.
     balancer = group("balancer", "OpenMRS load balancer: HTTP(S) from the internet")
     # The keeper reaches the nodes too; a new description would replace the group under running tasks.
     app = group("app", "OpenMRS nodes: the app port from the balancer only")
@@ -115,8 +137,9 @@ def build(component: pulumi.ComponentResource, name: str, cluster: ClusterConfig
     keeper = group("keeper", "OpenMRS scheduler keeper: nothing in; the nodes' app port out")
     search = None if cluster.search.uris else group("search", "OpenMRS search: HTTPS from the nodes only")
     app_port = cluster.app.port
-    for port in (80, HTTPS):
-        _allow(component, f"{name}-internet-to-balancer-{port}", balancer, port, inbound=True, cidr=ANYWHERE)
+    for index, cidr in enumerate(cluster.aws.allowed_client_cidrs):
+        for port in (80, HTTPS):
+            _allow(component, f"{name}-clients-{index + 1}-to-balancer-{port}", balancer, port, inbound=True, cidr=cidr)
     _allow(component, f"{name}-balancer-to-app", balancer, app_port, inbound=False, peer=app)
     _allow(component, f"{name}-app-from-balancer", app, app_port, inbound=True, peer=balancer)
     # The scheduler keeper asks each node directly, over the REST module.

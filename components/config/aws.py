@@ -1,12 +1,13 @@
 """aws.*: the AWS platform's settings."""
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from ._base import _ipv4_network, _Section
+from ._base import _ipv4_network, _matching, _Section
 
 # Fargate's valid task sizes: CPU units -> memory (MiB) allowed with them.
 FARGATE_MEMORY = {
@@ -17,6 +18,13 @@ FARGATE_MEMORY = {
 }
 # Instance families that lack encryption at rest or fine-grained access control, which the search domain needs.
 SEARCH_FAMILIES_WITHOUT_SECURITY = ("t2", "m3", "r3")
+# The RDS master user: it only creates the application user (database.user), at each task's start.
+DATABASE_ADMIN_USER = "clusteradmin"
+# An image reference pinned to its content.
+IMAGE_DIGEST = re.compile(r".+@sha256:[0-9a-f]{64}")
+# What a new task needs before OpenMRS's own start begins: an ENI, the secrets, and the pull of an image of
+# about a gigabyte through the NAT gateway or the pull-through cache (its first pull fetches it upstream).
+IMAGE_PULL_SECONDS = 300
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
 
 
@@ -33,6 +41,38 @@ class ExistingVpc(_Section):
         if len(set(subnets)) < 2:
             raise ValueError("must list at least two subnets, in different availability zones")
         return subnets
+
+
+class ImageCache(_Section):
+    """An ECR pull-through cache for the images named without a registry (Docker Hub's): tasks pull them from
+    the account's own registry, which fetches each digest once, so a deployment does not depend on Docker
+    Hub's pull limits. The upstream registry takes credentials, kept by the operator in Secrets Manager."""
+
+    upstream_registry_url: str
+    credentials_arn: str
+    # The cached repositories' prefix, one rule per prefix in the account; None: <stack>-hub, so that two
+    # stacks in one account do not both make the same rule.
+    prefix: Optional[str] = None
+
+    @field_validator("upstream_registry_url")
+    @classmethod
+    def _host(cls, url: str) -> str:
+        return _matching(url, r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+",
+                         "must be the upstream registry's host name, without https:// or a path")
+
+    @field_validator("credentials_arn")
+    @classmethod
+    def _credentials(cls, arn: str) -> str:
+        return _matching(arn, r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:ecr-pullthroughcache/.+",
+                         "must be the ARN of a Secrets Manager secret whose name starts with ecr-pullthroughcache/ "
+                         "(ECR reads only those), holding {\"username\": …, \"accessToken\": …}")
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, prefix: Optional[str]) -> Optional[str]:
+        if prefix is not None and not re.fullmatch(r"[a-z0-9][a-z0-9._-]{1,29}", prefix):
+            raise ValueError("must be 2 to 30 lowercase letters, digits, '.', '_' or '-', such as docker-hub")
+        return prefix
 
 
 class AwsConfig(_Section):
@@ -59,6 +99,18 @@ class AwsConfig(_Section):
     # The OpenSearch domain's data nodes (one per zone) and each one's gp3 volume.
     search_instance_type: str = "t3.medium.search"
     search_volume_gb: int = Field(20, ge=10, le=3072)
+    # How long ECS leaves a new task's failing health checks alone: the image pull, OpenMRS's start and, on an
+    # upgrade, its database migrations. None: app.start_period_seconds plus IMAGE_PULL_SECONDS.
+    health_check_grace_seconds: Optional[int] = Field(None, ge=60, le=86400)
+    # ARM64 runs the tasks on Graviton; every image they run must then have a linux/arm64 variant.
+    cpu_architecture: Literal["X86_64", "ARM64"] = "X86_64"
+    image_cache: Optional[ImageCache] = None
+    # Who may reach the load balancer; a hospital that serves only its own networks lists them.
+    allowed_client_cidrs: list[str] = ["0.0.0.0/0"]
+    # A WAF web ACL with AWS's managed rule groups in front of the load balancer.
+    waf: bool = False
+    # Who is told when an alarm fires or clears (SNS e-mail subscriptions, each confirmed by its owner).
+    alarm_emails: list[str] = []
 
     @field_validator("availability_zones")
     @classmethod
@@ -76,9 +128,10 @@ class AwsConfig(_Section):
     @field_validator("certificate_arn")
     @classmethod
     def _certificate(cls, arn: Optional[str]) -> Optional[str]:
-        if arn is not None and not re.fullmatch(r"arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+", arn):
-            raise ValueError("must be an ACM certificate ARN, arn:aws:acm:<region>:<account>:certificate/<id>")
-        return arn
+        if arn is None:
+            return arn
+        return _matching(arn, r"arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+",
+                         "must be an ACM certificate ARN, arn:aws:acm:<region>:<account>:certificate/<id>")
 
     @field_validator("search_instance_type")
     @classmethod
@@ -89,6 +142,27 @@ class AwsConfig(_Section):
             raise ValueError("has no encryption at rest or fine-grained access control, which the search domain needs; "
                              "use t3.medium.search or a current family such as m6g.large.search")
         return instance_type
+
+    @field_validator("allowed_client_cidrs")
+    @classmethod
+    def _client_cidrs(cls, cidrs: list[str]) -> list[str]:
+        if not cidrs:
+            raise ValueError("must list at least one range, such as 0.0.0.0/0 for everyone or your sites' ranges")
+        for cidr in cidrs:
+            try:
+                ipaddress.IPv4Network(cidr)
+            except ValueError:
+                raise ValueError(f"{cidr!r} is not an IPv4 network in CIDR form, such as 203.0.113.0/24 (the load "
+                                 "balancer has IPv4 addresses only)") from None
+        return cidrs
+
+    @field_validator("alarm_emails")
+    @classmethod
+    def _emails(cls, emails: list[str]) -> list[str]:
+        for email in emails:
+            if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
+                raise ValueError(f"{email!r} is not an e-mail address")
+        return emails
 
     @field_validator("log_retention_days")
     @classmethod
@@ -122,3 +196,10 @@ class AwsConfig(_Section):
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+
+def health_check_grace_seconds(settings: AwsConfig, start_period_seconds: int) -> int:
+    """aws.health_check_grace_seconds, or the start period with a margin for the image pull."""
+    if settings.health_check_grace_seconds is not None:
+        return settings.health_check_grace_seconds
+    return start_period_seconds + IMAGE_PULL_SECONDS

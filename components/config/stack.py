@@ -10,6 +10,7 @@ from pulumi.runtime import config as runtime_config
 from pydantic import ValidationError
 
 from ..checksums import PROJECT, checksum_problems
+from .aws import DATABASE_ADMIN_USER, IMAGE_DIGEST
 from .cluster import ClusterConfig
 
 DATABASE_SECRET_KEYS = ("database_password", "database_root_password", "database_replication_password")
@@ -82,6 +83,32 @@ def decode_value(raw: Any) -> Any:
         return raw
 
 
+def _aws_problems(cluster: ClusterConfig) -> list[str]:
+    """The AWS rules that span sections."""
+    problems = []
+    settings, app = cluster.aws, cluster.app
+    if settings.production and not IMAGE_DIGEST.fullmatch(app.image):
+        repository = app.image.split("@", 1)[0]
+        if ":" in repository.rsplit("/", 1)[-1]:
+            repository = repository.rsplit(":", 1)[0]  # the tag; the digest names the image by itself
+        problems.append(
+            f"{PROJECT}:app.image: production pulls the image by its digest, so that every task and every later "
+            f"deployment runs the bytes that were tested, and a tag moved upstream changes nothing (got "
+            f"{app.image!r}); print the digest with `docker buildx imagetools inspect {app.image}` and set "
+            f"`pulumi config set --path app.image {repository}@sha256:<digest>`")
+    grace = settings.health_check_grace_seconds
+    if grace is not None and grace < app.start_period_seconds:
+        problems.append(
+            f"{PROJECT}:aws.health_check_grace_seconds: {grace} s is shorter than app.start_period_seconds "
+            f"({app.start_period_seconds} s), so ECS would replace a node that is still starting (or migrating the "
+            f"database); set at least {app.start_period_seconds}, or remove it for the start period plus the image pull")
+    if cluster.database.user == DATABASE_ADMIN_USER:
+        problems.append(
+            f"{PROJECT}:database.user: {DATABASE_ADMIN_USER} is the RDS master user, which the nodes never log in "
+            f"as; choose another name, such as openmrs")
+    return problems
+
+
 def read_stack_config() -> StackConfig:
     """Reads and validates the whole stack configuration; raises ConfigError listing every problem."""
     problems = []
@@ -119,6 +146,8 @@ def read_stack_config() -> StackConfig:
         problems += [f"{PROJECT}:{key}: RDS generates the database's password and keeps it in Secrets Manager, so "
                      f"this one would not be used; remove it with `pulumi config rm {key}`"
                      for key in DATABASE_SECRET_KEYS if key in given_secrets]
+    if cluster is not None and cluster.platform == "aws":
+        problems += _aws_problems(cluster)
     if cluster is not None and cluster.platform == "aws" and not runtime_config.get_config("aws:region"):
         problems.append("aws:region: the AWS provider needs a region; fix with `pulumi config set aws:region <region>`")
     if problems:

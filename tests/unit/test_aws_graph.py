@@ -138,7 +138,8 @@ def app_service(graph):
 
 
 def container_definition(graph):
-    (definition,) = json.loads(app_task(graph).plain("containerDefinitions"))
+    """The node's container; the task's first two containers prepare the database user and server.xml."""
+    (definition,) = [d for d in json.loads(app_task(graph).plain("containerDefinitions")) if d["name"] == "openmrs"]
     return definition
 
 
@@ -164,12 +165,14 @@ def test_task_mounts_each_shared_folder_from_efs_with_tls_and_iam(graph, stack):
     task = app_task(graph)
     assert task.plain("requiresCompatibilities") == ["FARGATE"] and task.plain("networkMode") == "awsvpc"
     folders = stack_config(stack)[f"{PROJECT}:storage"]["shared_folders"]
-    volumes = {v["name"]: v["efsVolumeConfiguration"] for v in task.plain("volumes")}
+    # Besides them, the task's own storage for its Tomcat configuration (tests/unit/test_aws_operations.py).
+    volumes = {v["name"]: v["efsVolumeConfiguration"] for v in task.plain("volumes") if v["name"] != "tomcat-conf"}
     assert set(volumes) == set(folders)
     for configuration in volumes.values():
         assert configuration["transitEncryption"] == "ENABLED"
         assert configuration["authorizationConfig"]["iam"] == "ENABLED"
-    mounts = {m["sourceVolume"]: m["containerPath"] for m in container_definition(graph)["mountPoints"]}
+    mounts = {m["sourceVolume"]: m["containerPath"] for m in container_definition(graph)["mountPoints"]
+              if m["sourceVolume"] != "tomcat-conf"}
     assert mounts == {folder: f"/openmrs/data/{folder}" for folder in folders}
 
 
@@ -199,12 +202,11 @@ def test_service_rolls_safely_and_leaves_its_task_count_to_the_autoscaler(graph,
 def test_first_start_runs_on_one_task_then_the_service_scales_out(graph, stack):
     service = app_service(graph)
     assert (service.plain("desiredCount"), service.plain("waitForSteadyState")) == (1, True)
-    scale_out = graph.named("app-scale-out")
+    scale_out = of_type_named(graph, "aws:lambda/invocation:Invocation", "app-scale-out")
     assert service.urn in scale_out.dependencies
-    environment = scale_out.plain("environment")
-    assert environment["NODES"] == str(stack_config(stack)[f"{PROJECT}:app"]["nodes"])
-    assert environment["SERVICE"] == service.outputs["name"]
-    assert '--desired-count "$NODES"' in scale_out.plain("create") and "wait services-stable" in scale_out.plain("create")
+    request = json.loads(scale_out.plain("input"))
+    assert request["desiredCount"] == stack_config(stack)[f"{PROJECT}:app"]["nodes"]
+    assert request["service"] == service.outputs["name"]
     assert scale_out.urn in one(graph, "aws:appautoscaling/target:Target").dependencies
 
 
@@ -339,7 +341,7 @@ def test_an_existing_search_cluster_without_a_password_gets_no_secret():
     assert SEARCH_PASSWORD not in {s["name"] for s in container_definition(graph)["secrets"]}
     assert not [s for s in graph.of_type(SECRET) if s.name == "search-credentials"]
     (statement,) = policy_of(graph, "app-execution-secrets")["Statement"]
-    assert len(statement["Resource"]) == 2
+    assert len(statement["Resource"]) == 3
 
 
 def test_a_leaving_task_is_drained_for_the_configured_time(graph, stack):
@@ -349,8 +351,9 @@ def test_a_leaving_task_is_drained_for_the_configured_time(graph, stack):
 
 def test_without_modules_tasks_run_the_configured_image(graph, stack):
     assert container_definition(graph)["image"] == stack_config(stack)[f"{PROJECT}:app"]["image"]
-    # The scheduler keeper's is the only repository then; no release is built.
-    assert [r.name for r in graph.of_type(REPOSITORY)] == ["app-scheduler-keeper-images"]
+    # The scheduler keeper's and the database-user container's are the only repositories then; no release is built.
+    assert sorted(r.name for r in graph.of_type(REPOSITORY)) == ["app-database-user-images",
+                                                                  "app-scheduler-keeper-images"]
     assert not [r for r in graph.of_type("docker:index/image:Image") if r.name == "app-release"]
 
 
@@ -365,8 +368,9 @@ def test_a_release_is_pushed_to_a_private_registry_and_tasks_pull_it_by_digest(t
     assert image.plain("build")["args"]["REPLACED_MODULE_IDS"] == "idgen"
     assert image.plain("build")["args"]["RELEASE"] == tag
     assert container_definition(graph)["image"] == image.outputs["repoDigest"]
-    # The keeper's image has a repository of its own.
-    assert {r.name for r in graph.of_type(REPOSITORY)} == {"app-releases", "app-scheduler-keeper-images"}
+    # The keeper's image and the database-user container's have a repository each.
+    assert {r.name for r in graph.of_type(REPOSITORY)} == {"app-releases", "app-scheduler-keeper-images",
+                                                           "app-database-user-images"}
 
 
 def pushed_image(graph, name, repository_name, kept):
@@ -475,14 +479,16 @@ def test_roles_have_least_privilege(graph):
     (statement,) = policy_of(graph, "app-execution-secrets")["Statement"]
     assert statement["Action"] == "secretsmanager:GetSecretValue"
     search_secret = of_type_named(graph, SECRET, "search-credentials").outputs["arn"]
-    assert len(statement["Resource"]) == 3 and all(":secretsmanager:" in arn for arn in statement["Resource"])
+    # the application user's, the master user's (for the database-user container), admin's and search's
+    assert len(statement["Resource"]) == 4 and all(":secretsmanager:" in arn for arn in statement["Resource"])
     assert search_secret in statement["Resource"]
     (statement,) = policy_of(graph, "app-task-files")["Statement"]
     assert sorted(statement["Action"]) == ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"]
     assert statement["Resource"] == one(graph, "aws:efs/fileSystem:FileSystem").outputs["arn"]
+    services = {"app-scale-out": "lambda.amazonaws.com", "net-flow-logs": "vpc-flow-logs.amazonaws.com"}
     for role in graph.of_type("aws:iam/role:Role"):
         (trust,) = json.loads(role.plain("assumeRolePolicy"))["Statement"]
-        assert trust["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+        assert trust["Principal"] == {"Service": services.get(role.name, "ecs-tasks.amazonaws.com")}
     assert not [p for p in graph.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
                 if not p.plain("policyArn").endswith("service-role/AmazonECSTaskExecutionRolePolicy")]
 

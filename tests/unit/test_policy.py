@@ -160,7 +160,7 @@ def edit_task_environment(change, name="app-task"):
     def mutate(graph):
         (task_definition,) = [r for r in graph.of_type(TASK) if r.name == name]
         definitions = json.loads(unwrap(task_definition.inputs["containerDefinitions"]))
-        change(definitions[0])
+        change(definitions[-1])  # the node's (or the keeper's) container; a node's task runs two before it
         task_definition.inputs["containerDefinitions"] = json.dumps(definitions)
     return mutate
 
@@ -177,6 +177,9 @@ def edit_node_env(change):
         node = graph.named("app-1")
         node.inputs["envs"] = change(unwrap(node.inputs["envs"]))
     return mutate
+
+
+MASTER_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-instance-AbCdEf:password::"
 
 
 def unstick_apache(graph):
@@ -199,6 +202,12 @@ BREAKS = {
             lambda c: c["environment"].append({"name": "OMRS_DB_PASSWORD", "value": "in-the-clear-1234567"}))),
         ("module-web-admin-off", edit_task_environment(
             lambda c: c.update(environment=[e for e in c["environment"] if e["name"] != "OMRS_MODULE_WEB_ADMIN"]))),
+        # The nodes pointed back at the password RDS rotates.
+        ("database-credentials-rotation-safe", edit_task_environment(lambda c: c.update(secrets=[
+            {**s, "valueFrom": MASTER_SECRET} if s["name"] == "OMRS_DB_PASSWORD" else s for s in c["secrets"]]))),
+        ("database-requires-tls", edit_task_environment(
+            lambda c: c.update(environment=[e for e in c["environment"] if e["name"] != "OMRS_DB_EXTRA_ARGS"]))),
+        ("access-logs-in-production", set_input("aws:lb/loadBalancer:LoadBalancer", "accessLogs", None)),
     ],
     "aws-staging": [
         ("database-multi-az", set_input(rules.RDS_INSTANCE, "multiAz", False)),
