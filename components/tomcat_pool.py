@@ -38,11 +38,17 @@ def java_memory_options(max_ram_percent: int) -> str:
 # it. Discovery is JGroups' DNS_PING (cache.stack=kubernetes) against a name that returns every live
 # node, which works without multicast on Docker and on ECS; the nodes talk on 7800 (Hibernate's cache),
 # 7801 (the API cache) and a random FD_SOCK port. jgroups.* is read from system properties only.
+# cache.stack chooses only the API cache's channel: Hibernate's (7800) takes its stack file from the system
+# property hibernate.cache.infinispan.jgroups_cfg, defaulting to default-jgroups-tcp.xml, whose discovery
+# is multicast, which ECS does not carry (openmrs-core 2.8.7 HibernateSessionFactoryBean and Infinispan 13's
+# infinispan-configs.xml; the official Helm chart sets it the same way).
 CACHE_PORTS = (7800, 7801)
+CACHE_STACK_FILE = "default-configs/default-jgroups-kubernetes.xml"
 
 
 def cluster_cache_options(discovery_name: str) -> str:
-    return f"-Dcache.type=cluster -Dcache.stack=kubernetes -Djgroups.dns.query={discovery_name}"
+    return (f"-Dcache.type=cluster -Dcache.stack=kubernetes -Dhibernate.cache.infinispan.jgroups_cfg={CACHE_STACK_FILE} "
+            f"-Djgroups.dns.query={discovery_name}")
 
 
 def search_environment(search: "SearchTier") -> dict[str, pulumi.Output[str] | str]:

@@ -236,7 +236,8 @@ def test_nodes_share_their_caches_through_the_discovery_name(graph):
     discovery = one(graph, "aws:servicediscovery/service:Service")
     options = environment_of(graph)["OMRS_JAVA_SERVER_OPTS"].split()
     assert options[:len(JAVA_SERVER_OPTS.split())] == JAVA_SERVER_OPTS.split()  # the image's options stay first
-    assert {"-Dcache.type=cluster", "-Dcache.stack=kubernetes"} <= set(options)
+    assert {"-Dcache.type=cluster", "-Dcache.stack=kubernetes",
+            "-Dhibernate.cache.infinispan.jgroups_cfg=default-configs/default-jgroups-kubernetes.xml"} <= set(options)
     (query,) = [o.split("=", 1)[1] for o in options if o.startswith("-Djgroups.dns.query=")]
     assert query == f"{discovery.outputs['name']}.{namespace.outputs['name']}"
 

@@ -374,7 +374,9 @@ def test_caches_are_clustered_and_every_node_finds_every_node_by_the_discovery_n
     addresses = sorted(node.plain("networksAdvanced")[0]["ipv4Address"] for node in app_nodes(graph))
     for node in app_nodes(graph):
         options = env_of(node)["OMRS_JAVA_SERVER_OPTS"].split()
-        assert {"-Dcache.type=cluster", "-Dcache.stack=kubernetes", "-Djgroups.dns.query=app-nodes"} <= set(options)
+        # both channels (Hibernate's and the API cache's) discover by DNS_PING, neither by multicast
+        assert {"-Dcache.type=cluster", "-Dcache.stack=kubernetes", "-Djgroups.dns.query=app-nodes",
+                "-Dhibernate.cache.infinispan.jgroups_cfg=default-configs/default-jgroups-kubernetes.xml"} <= set(options)
         (private,) = node.plain("networksAdvanced")
         assert private["name"] == graph.named("net-private").plain("name")
         assert discovery_answers(node) == addresses
