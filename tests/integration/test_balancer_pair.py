@@ -40,7 +40,9 @@ def one_holder(cluster) -> str | None:
 
 def test_the_standby_balancer_takes_over_the_virtual_address(local_cluster, docker_client, figures):
     cluster = local_cluster
-    advert = cluster.graph.named("lb-apache").plain("uploads")[1]["content"].split("advert_int ")[1].split()[0]
+    (keepalived,) = [u["content"] for u in cluster.graph.named("lb-apache").plain("uploads")
+                     if u["file"] == "/etc/keepalived/keepalived.conf"]
+    advert = keepalived.split("advert_int ")[1].split()[0]
     master = wait_for(lambda: one_holder(cluster), timeout=15, poll=0.2)
     assert master, f"no single holder of {cluster.virtual_address}: {cluster.holders_of_the_virtual_address()}"
     (standby,) = set(cluster.balancers) - {master}

@@ -183,7 +183,7 @@ def test_a_machine_added_to_the_list_takes_a_new_node_and_the_quorum_is_untouche
     stream, _, took = updated_under_requests(cluster, grown)
     steps = cluster.deployer.steps[steps_before:]
     # The clients' address moves when the balancer holding it is replaced: what a client had in flight on the
-    # old holder then fails (its connection now ends on the other balancer), as when a balancer dies; nothing else.
+    # old holder then fails (its connection now ends on the other balancer); nothing else.
     removed = [at for at, action, name in steps if action == "delete" and name.startswith("lb-apache")]
     assert stream.log and all(any(end - 15 <= sent <= end + 2 for end in removed) for sent, _, _ in stream.failures()), \
         (removed, stream.failures()[:5])
