@@ -31,6 +31,9 @@ class MySQLPair(pulumi.ComponentResource):
     database: pulumi.Output[str]
     user: pulumi.Output[str]
     password: pulumi.Output[str]
+    # Set by a platform whose other tiers must reach the database beyond these outputs (AWS: the instance
+    # and its master user, for the task's database-user container and the alarms); None elsewhere.
+    platform_database: object = None
 
     def __init__(self, name: str, args: MySQLPairArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("openmrs:cluster:MySQLPair", name, None, opts)
