@@ -248,8 +248,10 @@ def away(cluster: HostsCluster, host: str, how: str, extra_writer: BoundedLoop |
                       if http.get(f"{cluster.url}/files", params={"name": name}, timeout=10).text != name]
     assert not unreadable, f"{len(unreadable)} acknowledged files unreadable"
     failures = {"reads": [(sent - lost_at_monotonic, error) for sent, status, error in reads.log if status != 200],
-                "row writes": [(sent - lost_at, answered - sent) for sent, answered, _, status in rows.log if status != 200],
-                "file writes": [(sent - lost_at, answered - sent) for sent, answered, _, status in files.log if status != 200]}
+                "row writes": [(sent - lost_at, answered - sent, status) for sent, answered, _, status in rows.log
+                               if status != 200],
+                "file writes": [(sent - lost_at, answered - sent, status) for sent, answered, _, status in files.log
+                                if status != 200]}
     # A client sends one request at a time: no more fails than the one in flight when the machine went away,
     # and, when its balancer takes the clients' address back, the one in flight at that moment (sent at most
     # a client's timeout before).

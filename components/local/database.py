@@ -22,8 +22,10 @@ CONFIG_FILE = "/etc/mysql/mariadb.conf.d/90-openmrs-cluster.cnf"
 # Enough for 16 nodes at the 50 connections of OpenMRS's c3p0 pool, and the replication threads.
 MAX_CONNECTIONS = 850
 VIRTUAL_ROUTER_ID = 52  # the balancers' pair uses balancer.virtual_router_id (51 by default)
+# images/mariadb: entrypoint.sh makes them, role-watch.sh keeps them
 ROLE_FILE = "/run/mysqld/read_only"
-MONITOR_PORT = 8700  # each monitor's view, for the other monitors and the servers' fencing agents  # images/mariadb: entrypoint.sh makes it, role-watch.sh keeps it
+LONE_WRITER_FILE = "/run/mysqld/lone_writer"
+MONITOR_PORT = 8700  # each monitor's view, for the other monitors and the servers' fencing agents
 
 
 def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -> MySQLPairOutputs:
@@ -40,11 +42,14 @@ def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -
     virtual_address = network.address(DATABASE_VIRTUAL_HOST)
     # Only the writer may hold the address (its own read_only, which images/mariadb's role watcher
     # writes to ROLE_FILE), so short adverts cannot make two holders: after a promotion the new writer
-    # takes the address after 3 adverts and a skew, about 0.7 s.
+    # takes the address after 3 adverts and a skew, about 0.7 s. A writer that no replica follows (one just
+    # promoted) outranks one that a replica did follow: the old writer, back from a freeze and claiming the
+    # address until its fence agent stops it, yields it at the first advert instead of taking it back.
     pair = VrrpPair(
         name="openmrs_database", addresses=addresses, virtual_address=virtual_address,
         prefix_length=network.subnet.prefixlen, virtual_router_id=VIRTUAL_ROUTER_ID,
-        advert_seconds=0.2, version=3, check_name="is_writer", check=FileCheck(ROLE_FILE),
+        advert_seconds=0.2, version=3, check_name="is_writer",
+        check=FileCheck(ROLE_FILE, bonus_path=LONE_WRITER_FILE),
     )
 
     # On several hosts three monitors, each on its own machine (placement.monitors): a failover is decided by

@@ -28,8 +28,14 @@ class ScriptCheck:
 @dataclass(frozen=True)
 class FileCheck:
     """A file keepalived watches (inotify), written by the member itself: 0 on a member that may hold the
-    address, anything else on one that may not. Acts at once, where a script waits up to a second."""
+    address, anything else on one that may not. Acts at once, where a script waits up to a second.
+
+    `bonus_path` (optional) holds 0 or 1, written by the member too: 1 adds `bonus` to its priority, so that
+    of two members that both claim the address (one back from a freeze with a stale view) the one the file
+    favours keeps it."""
     path: str
+    bonus_path: str | None = None
+    bonus: int = 50
 
 
 @dataclass(frozen=True)

@@ -46,8 +46,8 @@ fi
 mariadbd &
 server=$!
 trap 'kill -TERM "$server"' TERM INT
-# keepalived's role file, when the entrypoint made one: kept up to date beside the server.
-if [ -f /run/mysqld/read_only ]; then mariadb-role-watch /run/mysqld/read_only & fi
+# keepalived's track files, when the entrypoint made them: kept up to date beside the server.
+if [ -f /run/mysqld/read_only ]; then mariadb-role-watch /run/mysqld/read_only /run/mysqld/lone_writer & fi
 # Several monitors: a writer cut off from their majority, or deposed by it, kills itself (fence.py).
 if [ -n "${FENCE_MONITORS:-}" ]; then mariadb-fence "$server" & fi
 set +e

@@ -12,14 +12,18 @@ runs an engine and nothing else until the last scenario adds it to the stack's h
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 
+import docker
 import pytest
 
 from hosts_cluster import (
     BACK_SUBNET, ENGINE_TIMEOUT, LISTEN_PORT, STACK, BackSideWriter, away, deployed_across, host_entry,
 )
-from local_cluster import NODES, session_less_routes, sessions_stay_on_their_node, updated_under_requests, wait_for
+from local_cluster import (
+    NODES, BoundedLoop, session_less_routes, sessions_stay_on_their_node, updated_under_requests, wait_for,
+)
 from machines import in_namespace, simulated_machines
 from program import run_program, with_overrides
 
@@ -122,12 +126,38 @@ def test_the_writers_machine_cut_off_while_clients_on_both_sides_write(cluster, 
         f"none between the cut and the healing")
 
 
+class AddressHeld(BoundedLoop):
+    """Whether `server` holds the database pair's address, sampled every 0.05 s."""
+
+    def __init__(self, cluster, server: str):
+        super().__init__(limit_seconds=120, pause=0.05)
+        self.cluster, self.server, self.samples = cluster, server, []
+
+    def step(self):
+        with contextlib.suppress(docker.errors.APIError):
+            held = f" {self.cluster.database_virtual_address}/" in self.cluster.exec(self.server, "ip", "-4", "-o", "addr")
+            self.samples.append((time.time(), held))
+
+
 def test_a_hung_machine_holding_the_writer(cluster, figures):
+    """The replica is promoted while the writer's machine hangs. When that machine returns, its old writer,
+    which never learnt of the promotion, claims the pair's address until its fence agent stops it; the new
+    writer, which no replica follows yet, outranks it and keeps the address throughout."""
     (writer,) = cluster.writers()
     host = cluster.host_of(writer)
     held = cluster.roles_on(host)
-    outage = away(cluster, host, "freeze")
-    assert cluster.writers() != [writer]
+    (replica,) = [server for server in cluster.databases if server != writer]
+    watch = AddressHeld(cluster, replica)
+    watch.start()
+    try:
+        outage = away(cluster, host, "freeze")
+    finally:
+        watch.stop()
+    assert cluster.writers() == [replica]
+    since_promotion = list(itertools.dropwhile(lambda sample: not sample[1], watch.samples))
+    assert since_promotion and since_promotion[0][0] < outage.back_at, "the replica was not promoted during the freeze"
+    lost = [round(at - outage.back_at, 2) for at, holds in since_promotion if not holds]
+    assert not lost, f"the new writer lost the address at {lost} s after the old one's machine returned"
     figures[f"writer's machine {host} frozen 20 s ({held})"] = outage.describe()
 
 

@@ -268,6 +268,9 @@ def test_database_pair_is_two_equal_servers_a_monitor_and_a_virtual_address(grap
         # The virtual address follows read_only off (which only the monitor sets), as the server's role
         # watcher writes it, and moves within a second: VRRP version 3 with adverts of 0.2 s.
         assert 'file "/run/mysqld/read_only"' in vrrp and re.search(r"track_file \{\s*is_writer\s", vrrp)
+        # A writer no replica follows (one just promoted) outranks a stale one back from a freeze.
+        assert re.search(r'vrrp_track_file is_writer_bonus \{\s*file "/run/mysqld/lone_writer"\s*weight 50\s', vrrp)
+        assert re.search(r"track_file \{\s*is_writer\s+is_writer_bonus\s*\}", vrrp)
         assert "version 3" in vrrp and "advert_int 0.2" in vrrp
         assert f"unicast_src_ip {addresses[index]}" in vrrp and re.search(rf"unicast_peer \{{\s*{addresses[1 - index]}\s", vrrp)
 
