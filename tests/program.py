@@ -22,6 +22,8 @@ import yaml
 from pulumi.runtime import rpc, settings
 from pulumi.runtime.mocks import MockMonitor
 
+from tls_provider import tls_resource_outputs
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PROJECT = "openmrs-cluster"
 STACKS = sorted(path.name.split(".")[1] for path in (PROJECT_ROOT / "stacks").glob("Pulumi.*.yaml"))
@@ -102,21 +104,11 @@ class ProviderMocks(pulumi.runtime.Mocks):
             outputs["repoDigest"] = (name.rsplit(":", 1)[0] + "@sha256:" + hashlib.sha256(name.encode()).hexdigest()
                                      if pushed else name)
         elif args.typ.startswith("tls:"):
-            outputs.update(self._tls_outputs(args))
+            # Real keys and certificates, as the tls provider would make them (tests/tls_provider.py).
+            outputs.update(tls_resource_outputs(args.typ, args.name, unwrap(args.inputs)))
         elif args.typ.startswith("aws:"):
             outputs.update(self._aws_outputs(args))
         return f"{args.name}-id", outputs
-
-    @staticmethod
-    def _tls_outputs(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
-        """PEM-shaped stand-ins, one per resource, for the keys and certificates the tls provider makes."""
-        def pem(kind: str) -> str:
-            body = hashlib.sha256(f"{pulumi.get_stack()}/{args.name}".encode()).hexdigest()
-            return f"-----BEGIN {kind}-----\n{body}\n-----END {kind}-----\n"
-        return {
-            "tls:index/privateKey:PrivateKey": {"privateKeyPem": pem("PRIVATE KEY")},
-            "tls:index/certRequest:CertRequest": {"certRequestPem": pem("CERTIFICATE REQUEST")},
-        }.get(args.typ, {"certPem": pem("CERTIFICATE")})
 
     @staticmethod
     def _aws_outputs(args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
