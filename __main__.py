@@ -15,7 +15,8 @@ database = MySQLPair("db", MySQLPairArgs(cluster=cluster, network=network, passw
 storage = SharedStorage("files", SharedStorageArgs(cluster=cluster, network=network))
 search = SearchTier("search", SearchTierArgs(cluster=cluster, network=network,
                                              password=stack.given_secrets.get("search_password")))
-balancer = LoadBalancerTier("lb", LoadBalancerTierArgs(cluster=cluster, network=network))
+balancer = LoadBalancerTier("lb", LoadBalancerTierArgs(cluster=cluster, network=network,
+                                                      site_certificate=stack.site_certificate))
 pool = TomcatPool(
     "app",
     TomcatPoolArgs(
@@ -33,6 +34,8 @@ if cluster.platform == "aws":
 
 pulumi.export("url", balancer.url)
 pulumi.export("urls", balancer.urls)
+if balancer.authority_certificate is not None:
+    pulumi.export("certificate_authority", balancer.authority_certificate)
 pulumi.export("members", [member._asdict() for member in pool.members])
 pulumi.export("database_writer_endpoint", database.writer_endpoint)
 pulumi.export("database_reader_endpoint", database.reader_endpoint)

@@ -13,6 +13,7 @@ import json
 import statistics
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def summary(output: bytes) -> dict:
 
 
 def overhead(cluster, client, image: str) -> dict:
-    balancer = f"http://{cluster.address_of('lb-apache')}:8080/openmrs/whoami"
+    balancer = f"https://{cluster.address_of('lb-apache')}/openmrs/whoami"
     node = f"http://{cluster.address_of('app-1')}:8080/openmrs/whoami"
     load = ["-z", f"{LOAD_SECONDS}s", "-c", str(CONCURRENCY)]
     for url in (balancer, node):  # warm the JVMs and pools, so the first method measured is not penalised
@@ -65,6 +66,49 @@ def overhead(cluster, client, image: str) -> dict:
     return {"through_balancer": through, "direct_to_one_node": direct,
             "throughput_ratio": round(through["requests_per_second"] / direct["requests_per_second"], 2),
             "p50_ratio": round(through["p50_ms"] / direct["p50_ms"], 2)}
+
+
+def tls_cost(cluster, client, image: str) -> dict:
+    """HTTPS through the first balancer against plain HTTP through its twin: the same image, configuration and
+    members, its HTTPS host with TLS off, on the same network, in the same run (hey keeps its connections,
+    as browsers do)."""
+    balancer = cluster.client.containers.get(cluster.balancer)
+    config = next(upload["content"] for upload in cluster.graph.named("lb-apache").plain("uploads")
+                  if upload["file"] == "/etc/apache2/openmrs-balancer.conf")
+    twin = client.containers.create(
+        balancer.image.id, name=f"{cluster.balancer}-plain-twin", network=cluster.private_network,
+        cap_drop=["ALL"], cap_add=["SETUID", "SETGID"], sysctls={"net.ipv4.ip_unprivileged_port_start": "80"},
+        volumes={balancer.attrs["Mounts"][0]["Name"]: {"bind": "/etc/apache2/tls", "mode": "ro"}})
+    try:
+        twin.put_archive("/", _tar({"/etc/apache2/openmrs-balancer.conf": config.replace("SSLEngine on", "SSLEngine off")}))
+        twin.start()
+        twin.reload()
+        address = twin.attrs["NetworkSettings"]["Networks"][cluster.private_network]["IPAddress"]
+        urls = {"https": f"https://{cluster.address_of('lb-apache')}/openmrs/whoami",
+                "plain": f"http://{address}:443/openmrs/whoami"}
+        assert wait_for(lambda: twin.exec_run(["curl", "-fsS", "-o", "/dev/null", urls["plain"]]).exit_code == 0,
+                        timeout=30), "the plain twin never answered"
+        load = ["-z", f"{LOAD_SECONDS}s", "-c", str(CONCURRENCY)]
+        for url in urls.values():
+            hey(client, image, cluster.private_network, "-z", "3s", "-c", str(CONCURRENCY), url)
+        measured = {kind: summary(hey(client, image, cluster.private_network, *load, url)) for kind, url in urls.items()}
+    finally:
+        twin.remove(force=True)
+    https, plain = measured["https"], measured["plain"]
+    return {"https": https, "plain_http": plain,
+            "throughput_ratio": round(https["requests_per_second"] / plain["requests_per_second"], 2),
+            "added_p50_ms": round(https["p50_ms"] - plain["p50_ms"], 2)}
+
+
+def _tar(files: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for path, text in files.items():
+            data = text.encode()
+            entry = tarfile.TarInfo(path.lstrip("/"))
+            entry.size, entry.mode = len(data), 0o644
+            archive.addfile(entry, io.BytesIO(data))
+    return buffer.getvalue()
 
 
 def heartbeat_trial(cluster, route: str = "node2") -> tuple[float, float]:
@@ -113,7 +157,7 @@ def under_load(cluster, client, image: str, url: str, rate: int, fault, post: bo
 
 
 def node_kill_trial(cluster, client, image: str, route: str = "node2") -> dict:
-    url = f"http://{cluster.address_of('lb-apache')}:8080/openmrs/whoami"
+    url = f"https://{cluster.address_of('lb-apache')}/openmrs/whoami"
     node = cluster.client.containers.get(cluster.nodes[route])
     trial = under_load(cluster, client, image, url, KILL_RATE, node.kill)
     node.start()
@@ -132,7 +176,7 @@ def balancer_takeover_trial(cluster, client, image: str) -> dict:
         assert wait_for(lambda: cluster.holders_of_the_virtual_address() == {standby}, timeout=30, poll=0.05)
         return {"takeover_s": round(time.monotonic() - killed, 2)}
 
-    trial = under_load(cluster, client, image, f"http://{cluster.virtual_address}:8080/openmrs/whoami", KILL_RATE, kill_holder)
+    trial = under_load(cluster, client, image, f"https://{cluster.virtual_address}/openmrs/whoami", KILL_RATE, kill_holder)
     cluster.client.containers.get(holder).start()
     assert wait_for(lambda: cluster.deployer.health(holder) == "healthy", timeout=60, poll=0.5)
     return trial
@@ -143,7 +187,7 @@ def database_failover_trial(cluster, client, image: str) -> dict:
     (writer,) = wait_for(lambda: (w := cluster.writers()) and len(w) == 1 and w, timeout=60, poll=0.2)
     (replica,) = set(cluster.databases) - {writer}
     assert wait_for(lambda: cluster.semi_sync_with_a_replica(writer), timeout=60, poll=0.2)
-    url = f"http://{cluster.address_of('lb-apache')}:8080/openmrs/rows"
+    url = f"https://{cluster.address_of('lb-apache')}/openmrs/rows"
     killed_at = []
 
     def kill_writer() -> dict:
@@ -164,7 +208,7 @@ def database_failover_trial(cluster, client, image: str) -> dict:
 def storage_failover_trial(cluster, client, image: str) -> dict:
     """A storage server is killed under file writes through the application; then it returns and heals."""
     server = cluster.client.containers.get(cluster.graph.named("files-1").plain("name"))
-    trial = under_load(cluster, client, image, f"http://{cluster.address_of('lb-apache')}:8080/openmrs/files",
+    trial = under_load(cluster, client, image, f"https://{cluster.address_of('lb-apache')}/openmrs/files",
                        WRITE_RATE, server.kill, post=True)
     restarted = time.monotonic()
     server.start()
@@ -250,6 +294,11 @@ def markdown(results: dict) -> str:
                      f"{through['requests_per_second']} / {direct['requests_per_second']} (ratio {figures['throughput_ratio']}) |")
         lines.append(f"| {method}: p50 / p99 latency, through vs direct | {through['p50_ms']} / {through['p99_ms']} ms vs "
                      f"{direct['p50_ms']} / {direct['p99_ms']} ms |")
+    tls = results["tls_cost"]
+    lines.append(f"| HTTPS at the balancer against plain HTTP through its twin (same run, same members): req/s; p50 | "
+                 f"{tls['https']['requests_per_second']} / {tls['plain_http']['requests_per_second']} (ratio "
+                 f"{tls['throughput_ratio']}); {tls['https']['p50_ms']} vs {tls['plain_http']['p50_ms']} ms "
+                 f"({tls['added_p50_ms']:+} ms) |")
     node, pair, database, storage = (failovers[k] for k in ("node_killed", "balancer_killed", "database_writer_killed",
                                                             "storage_server_killed"))
     lines += [
@@ -372,6 +421,7 @@ def main() -> None:
             results["balancer_overhead"][scheduling] = overhead(cluster, client, image)
             if scheduling != "round_robin":
                 continue
+            results["tls_cost"] = tls_cost(cluster, client, image)
             trials = [heartbeat_trial(cluster) for _ in range(HEARTBEAT_TRIALS)]
             interval, fails, passes = HEARTBEAT["interval_seconds"], HEARTBEAT["fails"], HEARTBEAT["passes"]
             results["heartbeat"].update(

@@ -20,6 +20,8 @@ APACHE_LBMETHODS = {"round_robin": "byrequests", "by_busyness": "bybusyness"}
 class LoadBalancerTierArgs:
     cluster: ClusterConfig
     network: ClusterNetwork
+    # Local: the site's own certificate chain and key (secrets); None, the stack's authority signs one.
+    site_certificate: Optional[tuple[pulumi.Output[str], pulumi.Output[str]]] = None
 
 
 class LoadBalancerTier(pulumi.ComponentResource):
@@ -29,9 +31,15 @@ class LoadBalancerTier(pulumi.ComponentResource):
     # What the pool's nodes join: on local, the balancer-manager that drains and re-admits members (they
     # are the nodes' fixed addresses); on AWS, the target group and its listeners.
     membership: object
+    # The certificate clients must trust to check the balancers' (PEM): the stack's own authority on local,
+    # when it signed the site's certificate; None where a public one serves (AWS) or the site gave its own.
+    authority_certificate: Optional[pulumi.Output[str]]
 
     def __init__(self, name: str, args: LoadBalancerTierArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("openmrs:cluster:LoadBalancerTier", name, None, opts)
-        self.urls, self.membership = implementation(args.cluster.platform, "load_balancer").build(self, name, args)
+        self.urls, self.membership, self.authority_certificate = implementation(
+            args.cluster.platform, "load_balancer").build(self, name, args)
         self.url = self.urls[0]
-        self.register_outputs({"url": self.url, "urls": self.urls})
+        # Registered on every platform ("" where clients need nothing more to trust).
+        self.register_outputs({"url": self.url, "urls": self.urls,
+                               "authority_certificate": self.authority_certificate or ""})

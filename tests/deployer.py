@@ -49,7 +49,7 @@ APPLIED_INPUTS = {
     CONTAINER: {
         "name", "hostname", "image", "envs", "command", "uploads", "volumes", "mounts", "networksAdvanced",
         "networkMode", "ports", "healthcheck", "capabilities", "restart", "memory", "stopTimeout", "wait",
-        "waitTimeout", "mustRun", "attach", "destroyGraceSeconds", "devices", "securityOpts", "hosts",
+        "waitTimeout", "mustRun", "attach", "destroyGraceSeconds", "devices", "securityOpts", "hosts", "sysctls",
     },
 }
 
@@ -315,6 +315,7 @@ class Deployer:
             devices=[f"{d['hostPath']}:{d.get('containerPath', d['hostPath'])}:{d.get('permissions', 'rwm')}"
                      for d in inputs.get("devices", [])] or None,
             security_opt=inputs.get("securityOpts"),
+            sysctls=inputs.get("sysctls"),
             port_bindings={p["internal"]: (p.get("ip", "0.0.0.0"), p["external"]) for p in inputs.get("ports", [])} or None,
             cap_drop=inputs.get("capabilities", {}).get("drops"),
             cap_add=inputs.get("capabilities", {}).get("adds"),

@@ -16,7 +16,7 @@ import requests
 
 from deployer import Deployer
 from local_cluster import HEARTBEAT, KEEPER_GRACE_SECONDS, KEEPER_POLL_SECONDS, NODES, UNANSWERED_SEARCH_URI, \
-    BoundedLoop, FileWriter, LocalCluster, RequestStream, RowWriter, wait_for
+    BoundedLoop, FileWriter, LocalCluster, RequestStream, RowWriter, trust_authority, wait_for
 from machines import Lab
 from program import PROJECT_ROOT, Graph, run_program, stack_config, with_overrides
 
@@ -24,7 +24,6 @@ STACK = "hosts"
 BACK_SUBNET = "10.213.91.0/24"
 # Host numbers on the lab's front network (the hospital's): the clients' address, and each balancer's own.
 FRONT_VIRTUAL_HOST, BALANCER_FRONT_HOSTS = 50, (51, 52)
-LISTEN_PORT = 8080
 # Docker calls to an engine that may be frozen give up soon; the tests then treat that machine as away.
 ENGINE_TIMEOUT = 10
 HOLD_SECONDS = 20  # how long a machine stays away: longer than every failover it causes
@@ -282,6 +281,7 @@ def deployed_across(lab: Lab, local_client: docker.DockerClient, hosts: Sequence
     hosts = hosts or list(lab.machines)
     config = hosts_config(lab, hosts)
     graph: Graph = run_program(STACK, config)
+    trust_authority(graph)
     deployer = Deployer(graph, PROJECT_ROOT, local_client)
     clients = {name: lab.machines[name].client(timeout=ENGINE_TIMEOUT) for name in hosts}
     try:
@@ -290,7 +290,7 @@ def deployed_across(lab: Lab, local_client: docker.DockerClient, hosts: Sequence
         containers = sorted(graph.of_type("docker:index/container:Container"), key=lambda r: r.name)
         cluster = HostsCluster(
             deployer=deployer, client=local_client, graph=graph, config=config,
-            url=f"http://{front_address(lab, FRONT_VIRTUAL_HOST)}:{LISTEN_PORT}/openmrs",
+            url=f"https://{front_address(lab, FRONT_VIRTUAL_HOST)}/openmrs",
             balancers=[r.plain("name") for r in containers if r.name.startswith("lb-apache")],
             nodes={f"node{i + 1}": graph.named(f"app-{i + 1}").plain("name") for i in range(NODES)},
             databases=[graph.named(server).plain("name") for server in ("db-1", "db-2")],

@@ -2,17 +2,21 @@
 the views of it that tests and benchmarks need. Shared by tests/integration and bench/."""
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime
 import ipaddress
 import json
+import os
 import re
 import socket
+import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterator
 
 import docker
@@ -27,6 +31,19 @@ UNANSWERED_SEARCH_URI = "http://search.invalid:9200"  # .invalid never resolves 
 HEARTBEAT = {"path": "/openmrs/health/started", "interval_seconds": 1, "fails": 2, "passes": 2, "timeout_seconds": 1}
 NODES = 3
 KEEPER_POLL_SECONDS, KEEPER_GRACE_SECONDS = 2, 6  # the scheduler keeper, quicker than its defaults
+
+
+# The authorities of the stacks this run deployed: the tests' HTTP clients trust them (requests reads
+# REQUESTS_CA_BUNDLE; curl is given --cacert), as the README tells a clinic to trust its stack's authority.
+TRUSTED = Path(tempfile.gettempdir()) / f"openmrs-cluster-tests-trusted-{os.getpid()}.pem"
+atexit.register(TRUSTED.unlink, missing_ok=True)
+MANAGER_URL = "https://localhost/balancer-manager"  # inside a balancer only; components/local/load_balancer.py
+
+
+def trust_authority(graph) -> None:
+    with TRUSTED.open("a") as bundle:
+        bundle.write(graph.named("net-authority").outputs["certPem"])
+    os.environ["REQUESTS_CA_BUNDLE"] = str(TRUSTED)
 
 
 def free_loopback_port() -> int:
@@ -215,7 +232,8 @@ class LocalCluster:
 
     def members(self, balancer: str | None = None) -> dict[str, tuple[str, int]]:
         """Each member's status and how often the balancer elected it, from balancer-manager (inside only)."""
-        page = self.exec(balancer or self.balancer, "curl", "-fsS", "http://localhost:8080/balancer-manager")
+        # -k: the balancer's own loopback, which the site's certificate does not name
+        page = self.exec(balancer or self.balancer, "curl", "-k", "-fsS", MANAGER_URL)
         rows = re.findall(r"<td>(node\d+)</td><td>[^<]*</td><td>[^<]*</td><td>[^<]*</td><td>([^<]*)</td><td>(\d+)</td>", page)
         if not rows:  # the page did not come (an exec that failed): nothing is known, not "no member"
             raise UnreadableBalancer(f"{balancer or self.balancer}: {page[:200]!r}")
@@ -405,18 +423,21 @@ def deployed(client: docker.DockerClient, stack: str = "itest", subnet: str = "1
              app: dict[str, Any] | None = None, **balancer: Any) -> Iterator[LocalCluster]:
     """The local stack with NODES stand-in nodes and a fast heartbeat, up until the block ends; then
     everything it made is removed, and anything left behind is an error."""
-    port = free_loopback_port()
+    port, https_port = free_loopback_port(), free_loopback_port()
+    while abs(port - https_port) < 2:
+        https_port = free_loopback_port()
     config = with_overrides(
         stack_config("local"),
         app={"nodes": NODES, "build": "tests/standin", "start_period_seconds": 120,
              "scheduler": {"poll_seconds": KEEPER_POLL_SECONDS, "grace_seconds": KEEPER_GRACE_SECONDS}, **(app or {})},
-        balancer={"port": port, "heartbeat": HEARTBEAT, **balancer},
+        balancer={"port": port, "https_port": https_port, "heartbeat": HEARTBEAT, **balancer},
         network={"subnet": subnet},
         # The search image cannot be pulled here and the stand-in does no search: the nodes are given an
         # existing cluster's address that nothing answers (the search tier is proven by the graph tests).
         search={"uris": [UNANSWERED_SEARCH_URI]},
     )
     graph = run_program(stack, config)
+    trust_authority(graph)
     deployer = Deployer(graph, PROJECT_ROOT, client)
     deployer.remove_leftovers()
     images_before = {tag for image in client.images.list() for tag in image.tags}
@@ -424,7 +445,7 @@ def deployed(client: docker.DockerClient, stack: str = "itest", subnet: str = "1
         started = time.monotonic()
         deployer.up()
         cluster = LocalCluster(
-            deployer=deployer, client=client, graph=graph, config=config, url=f"http://127.0.0.1:{port}/openmrs",
+            deployer=deployer, client=client, graph=graph, config=config, url=f"https://127.0.0.1:{https_port}/openmrs",
             balancers=[r.plain("name") for r in sorted(graph.of_type(CONTAINER), key=lambda r: r.name)
                        if r.name.startswith("lb-apache")],
             nodes={f"node{i}": graph.named(f"app-{i}").plain("name") for i in range(1, NODES + 1)},

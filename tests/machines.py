@@ -169,7 +169,9 @@ class Lab:
 
     def outsider_get(self, url: str, timeout: float = 5.0) -> int | None:
         """The HTTP status the outsider gets, or None when it gets no answer."""
+        trusted = os.environ.get("REQUESTS_CA_BUNDLE")  # the deployed stacks' authorities (tests/local_cluster.py)
         result = in_namespace(self.outsider_namespace, ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                                        *(["--cacert", trusted] if trusted else []),
                                                         "--max-time", str(timeout), url], timeout=timeout + 10)
         return int(result.stdout) if result.stdout.strip() not in ("", "000") else None
 

@@ -56,7 +56,7 @@ def _target_group(name: str, args: LoadBalancerTierArgs, child: pulumi.ResourceO
 
 def build(
     component: pulumi.ComponentResource, name: str, args: LoadBalancerTierArgs
-) -> tuple[list[pulumi.Output[str]], AwsMembership]:
+) -> tuple[list[pulumi.Output[str]], AwsMembership, None]:
     settings = args.cluster.aws
     network = args.network.platform_network
     child = pulumi.ResourceOptions(parent=component)
@@ -100,4 +100,5 @@ def build(
         listeners = [aws.lb.Listener(f"{name}-http", load_balancer_arn=balancer.arn, port=80, protocol="HTTP",
                                      default_actions=forward, opts=child)]
         url = pulumi.Output.format("http://{0}{1}/", balancer.dns_name, context)
-    return [url], AwsMembership(target_group=target_group, listeners=listeners, load_balancer=balancer)
+    # The ALB presents the ACM certificate, which browsers trust already: no authority to hand out.
+    return [url], AwsMembership(target_group=target_group, listeners=listeners, load_balancer=balancer), None

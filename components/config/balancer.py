@@ -52,7 +52,9 @@ class BalancerConfig(_Section):
     sticky_sessions: bool = True
     heartbeat: Heartbeat = Heartbeat()
     listen_address: str = "127.0.0.1"
-    # The first balancer's host port; the second of a pair is published on the next one.
+    # On one machine, the first balancer's host ports (HTTPS, and plain HTTP that only redirects); the second
+    # of a pair is published on the next ones. On several hosts the balancers answer on 443 and 80.
+    https_port: int = Field(8443, ge=1, le=65535)
     port: int = Field(8080, ge=1, le=65535)
     # Local: two balancers sharing a virtual address with keepalived (the ALB is redundant by itself).
     pair: bool = True
@@ -66,7 +68,11 @@ class BalancerConfig(_Section):
 
     @model_validator(mode="after")
     def _room_for_the_second_balancer(self) -> "BalancerConfig":
-        if self.pair and self.port == 65535:
-            raise ValueError("balancer.port: the pair's second balancer is published on the next port; "
-                             "choose a port below 65535, or set balancer.pair to false")
+        for key in ("port", "https_port"):
+            if self.pair and getattr(self, key) == 65535:
+                raise ValueError(f"balancer.{key}: the pair's second balancer is published on the next port; "
+                                 "choose a port below 65535, or set balancer.pair to false")
+        if abs(self.port - self.https_port) < (2 if self.pair else 1):
+            raise ValueError(f"balancer.https_port: {self.https_port} collides with balancer.port ({self.port}); each "
+                             "balancer of the pair takes its own port of each; choose ports at least 2 apart")
         return self

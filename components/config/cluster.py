@@ -15,6 +15,7 @@ from .hosts import MAX_HOSTS, MIN_HOSTS, MONITORS, Host, Placement, default_star
 from .network import NetworkConfig
 from .search import SearchConfig
 from .storage import StorageConfig
+from .tls import TlsConfig
 
 # RefApp 3.0 to 3.5 run core 2.6 and 2.7, and openmrs-core before 2.8: no clustered caches, no search outside
 # each node (core 2.8 added both; distro/pom.xml of each RefApp tag names its core).
@@ -34,6 +35,7 @@ class ClusterConfig(_Section):
     storage: StorageConfig = StorageConfig()
     network: NetworkConfig = NetworkConfig()
     search: SearchConfig = SearchConfig()
+    tls: TlsConfig = TlsConfig()
     aws: Optional[AwsConfig] = None
     hosts: list[Host] = []
     placement: Placement = Placement()
@@ -159,6 +161,22 @@ class ClusterConfig(_Section):
                 problems += placement_problems(tier, self.members_of(tier), names, distinct=tier != "app")
         if problems:
             raise ValueError("\n".join(problems))
+        return self
+
+    def client_addresses(self) -> list[str]:
+        """Where clients reach the balancers (local): the hospital network's addresses on several hosts, else the
+        published address, if it is one address."""
+        if self.network.front:
+            return [self.network.front.virtual_address, *self.network.front.balancer_addresses]
+        return [] if self.balancer.listen_address == "0.0.0.0" else [self.balancer.listen_address]
+
+    @model_validator(mode="after")
+    def _site_named(self) -> "ClusterConfig":
+        if self.platform == "aws" and self.tls != TlsConfig():
+            raise ValueError("tls: the ALB serves HTTPS on AWS with aws.certificate_arn; remove the tls section")
+        if self.platform == "local" and self.tls.host_name is None and not self.client_addresses():
+            raise ValueError("tls.host_name: balancer.listen_address 0.0.0.0 names no address a certificate could "
+                             "cover; set tls.host_name to the name clients use, such as openmrs.clinic.example")
         return self
 
     @model_validator(mode="after")

@@ -9,13 +9,17 @@ import pulumi
 from pulumi.runtime import config as runtime_config
 from pydantic import ValidationError
 
-from ..checksums import PROJECT, checksum_problems
+from ..checksums import PROJECT, PROJECT_ROOT, checksum_problems
 from .aws import DATABASE_ADMIN_USER, IMAGE_DIGEST
 from .cluster import ClusterConfig
+from .tls import certificate_problems
 
 DATABASE_SECRET_KEYS = ("database_password", "database_root_password", "database_replication_password")
-SECRET_KEYS = (*DATABASE_SECRET_KEYS, "admin_password", "search_password")
-STRUCTURED_KEYS = ("platform", "app", "balancer", "database", "storage", "network", "search", "aws", "hosts",
+PASSWORD_KEYS = (*DATABASE_SECRET_KEYS, "admin_password", "search_password")
+# The site's own certificate (PEM, with its intermediates) and its key, as secrets instead of tls.*_file.
+SITE_CERTIFICATE_KEYS = ("tls_certificate", "tls_private_key")
+SECRET_KEYS = (*PASSWORD_KEYS, *SITE_CERTIFICATE_KEYS)
+STRUCTURED_KEYS = ("platform", "app", "balancer", "database", "storage", "network", "search", "tls", "aws", "hosts",
                    "placement")
 
 
@@ -66,6 +70,9 @@ class StackConfig:
     cluster: ClusterConfig
     # Passwords the user gave (as Pulumi secrets); a key that is absent gets a generated password.
     given_secrets: dict[str, pulumi.Output[str]]
+    # The site's own certificate chain and key (as secrets), from tls.*_file or the tls_* secrets; None: the
+    # stack's authority signs one.
+    site_certificate: Optional[tuple[pulumi.Output[str], pulumi.Output[str]]] = None
 
 
 def _stack_keys() -> set[str]:
@@ -109,6 +116,35 @@ def _aws_problems(cluster: ClusterConfig) -> list[str]:
     return problems
 
 
+def _site_certificate(cluster: ClusterConfig, raw_secrets: dict[str, str]) -> tuple[list[str], Optional[tuple[str, str]]]:
+    """The certificate the site gives, if any, and why it cannot serve (each problem with its key)."""
+    given = [key for key in SITE_CERTIFICATE_KEYS if key in raw_secrets]
+    tls = cluster.tls
+    if given and tls.certificate_file:
+        return [f"{PROJECT}:{given[0]}: the certificate is given twice (also as tls.certificate_file); remove one"], None
+    if given and len(given) == 1:
+        missing = next(key for key in SITE_CERTIFICATE_KEYS if key not in given)
+        return [f"{PROJECT}:{missing}: {given[0]} is set, and its pair is missing; set it with "
+                f"`pulumi config set --secret {missing} < file.pem`"], None
+    key = "tls_certificate" if given else "tls.certificate_file"
+    if given:
+        material = (raw_secrets["tls_certificate"], raw_secrets["tls_private_key"])
+    else:
+        try:
+            material = tls.given_files(PROJECT_ROOT)
+        except OSError as unreadable:
+            return [f"{PROJECT}:tls.certificate_file: cannot read {unreadable.filename} ({unreadable.strerror}); give "
+                    "paths relative to the project's directory"], None
+    if material is None:
+        return [], None
+    if tls.host_name is None:
+        return [f"{PROJECT}:tls.host_name: a given certificate serves the name clients type; set it, such as "
+                "openmrs.clinic.example"], None
+    problems = certificate_problems(*material, names=[tls.host_name])
+    return [f"{PROJECT}:{key}: {problem}; give a certificate and key that belong together and cover it, or remove "
+            f"them to have the stack's authority sign one" for problem in problems], material
+
+
 def read_stack_config() -> StackConfig:
     """Reads and validates the whole stack configuration; raises ConfigError listing every problem."""
     problems = []
@@ -126,15 +162,28 @@ def read_stack_config() -> StackConfig:
     except ConfigError as invalid:
         problems.extend(invalid.problems)
 
-    given_secrets = {}
+    given_secrets, raw_site_secrets = {}, {}
     for key in SECRET_KEYS:
         raw = runtime_config.get_config(f"{PROJECT}:{key}")
         if raw is None:
+            continue
+        if key in SITE_CERTIFICATE_KEYS:
+            raw_site_secrets[key] = raw
             continue
         problem = _secret_problem(key, raw)
         if problem:
             problems.append(problem)
         given_secrets[key] = pulumi.Output.secret(raw)
+
+    site_certificate = None
+    if cluster is not None and cluster.platform == "local":
+        site_problems, material = _site_certificate(cluster, raw_site_secrets)
+        problems += site_problems
+        if material is not None:
+            site_certificate = tuple(pulumi.Output.secret(text) for text in material)
+    elif raw_site_secrets:
+        problems += [f"{PROJECT}:{key}: the ALB serves HTTPS on AWS with aws.certificate_arn; remove it with "
+                     f"`pulumi config rm {key}`" for key in raw_site_secrets]
 
     if cluster is not None:
         problems.extend(checksum_problems(cluster.app))
@@ -152,4 +201,4 @@ def read_stack_config() -> StackConfig:
         problems.append("aws:region: the AWS provider needs a region; fix with `pulumi config set aws:region <region>`")
     if problems:
         raise ConfigError(problems)
-    return StackConfig(cluster=cluster, given_secrets=given_secrets)
+    return StackConfig(cluster=cluster, given_secrets=given_secrets, site_certificate=site_certificate)

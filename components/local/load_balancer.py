@@ -1,26 +1,41 @@
-"""The local load balancer: Apache httpd with mod_proxy_balancer. On one machine each balancer is published
-on its own host port; on several hosts the balancers, each on its own host, join the hospital's network.
+"""The local load balancer: Apache httpd with mod_proxy_balancer, serving HTTPS (plain HTTP only redirects).
+On one machine each balancer is published on its own host ports; on several hosts the balancers, each on its
+own host, join the hospital's network, where they answer on 443 and 80.
+
+The certificate is the site's own (tls.certificate_file or the tls_* secrets) or one the stack's authority
+signs for tls.host_name and the balancers' addresses. Each balancer reads it from a volume of its own, which
+components/local/site_certificate.py fills before the balancer starts, and refills and reloads in turn when
+the certificate changes, without a failed request.
 
 With balancer.pair (the default), two balancers render the same Apache configuration and share a virtual
 address on the private network with keepalived (VRRP over unicast, a check that Apache answers): clients
 inside the network use the virtual address and keep working when either balancer dies. On several hosts the
 pair's address on the hospital's network (network.front.virtual_address) moves with it: that is where
 clients connect."""
+import hashlib
 import ipaddress
+import json
 from typing import NamedTuple
 
 import pulumi
+import pulumi_command as command
 import pulumi_docker as docker
 
+from ..checksums import PROJECT_ROOT
 from ..load_balancer_tier import APACHE_LBMETHODS, LoadBalancerTierArgs
 from ..render import render
 from ..tomcat_pool import TOMCAT_KEEP_ALIVE_SECONDS, route_of
-from . import images
+from . import images, site_certificate
+from .engines import STEP_INTERPRETER
 from .network import BALANCER_HOSTS, BALANCER_VIRTUAL_HOST
 from .vrrp import CAPABILITIES as VRRP_CAPABILITIES, FrontAddress, ScriptCheck, VrrpPair
 
-LISTEN_PORT = 8080
-CONFIG_FILE = "/etc/apache2/openmrs-balancer.conf"
+HTTPS_PORT, HTTP_PORT = 443, 80  # www-data binds them: the container lets unprivileged users bind from 80
+# The manager answers in the main server, which speaks HTTPS; over the container's own loopback, where the
+# site's certificate (named for the site, not localhost) has nothing to prove, curl does not check it.
+MANAGER_URL = f"https://localhost:{HTTPS_PORT}/balancer-manager"
+MANAGER_CURL = "curl -k"
+CONFIG_FILE = site_certificate.APACHE_CONFIG
 HEARTBEAT_WATCH = "/usr/local/bin/heartbeat-watch"
 BALANCER_NAME = "openmrs-nodes"
 PRIORITIES = (150, 100)  # the first balancer takes the virtual address when both start
@@ -41,13 +56,24 @@ def members(args: LoadBalancerTierArgs) -> list[dict]:
             for index in range(args.cluster.app.nodes)]
 
 
+def https_url(args: LoadBalancerTierArgs) -> str:
+    """Where plain HTTP is sent: the site's name (or its first address), on the clients' HTTPS port."""
+    cluster = args.cluster
+    name = cluster.tls.host_name or cluster.client_addresses()[0]
+    return f"https://{name}" if cluster.network.front else f"https://{name}:{cluster.balancer.https_port}"
+
+
 def balancer_config(args: LoadBalancerTierArgs) -> str:
     """The rendered httpd configuration: one member per node, at the node's fixed address."""
     balancer = args.cluster.balancer
     return render(
         "balancer.conf",
-        server_name="openmrs-balancer",
-        listen_port=LISTEN_PORT,
+        server_name=args.cluster.tls.host_name or "openmrs-balancer",
+        https_port=HTTPS_PORT,
+        http_port=HTTP_PORT,
+        https_url=https_url(args),
+        certificate_file=f"{site_certificate.DIRECTORY}/{site_certificate.CERTIFICATE}",
+        private_key_file=f"{site_certificate.DIRECTORY}/{site_certificate.PRIVATE_KEY}",
         balancer_name=BALANCER_NAME,
         lbmethod=APACHE_LBMETHODS[balancer.scheduling],
         sticky_sessions=balancer.sticky_sessions,
@@ -60,7 +86,7 @@ def balancer_config(args: LoadBalancerTierArgs) -> str:
 
 def heartbeat_watch(args: LoadBalancerTierArgs) -> str:
     """The script that gives each heartbeat the timeout Apache's checks lack (templates/heartbeat-watch.sh)."""
-    return render("heartbeat-watch.sh", manager_url=f"http://localhost:{LISTEN_PORT}/balancer-manager",
+    return render("heartbeat-watch.sh", manager_url=MANAGER_URL, manager_curl=MANAGER_CURL,
                   balancer_name=BALANCER_NAME, heartbeat=args.cluster.balancer.heartbeat, members=members(args))
 
 
@@ -79,28 +105,68 @@ def vrrp_pair(args: LoadBalancerTierArgs) -> VrrpPair:
         advert_seconds=balancer.advert_seconds,
         check_name="apache_serves",
         check=ScriptCheck(
-            command=f"/usr/bin/curl -fsS -o /dev/null --max-time 1 http://127.0.0.1:{LISTEN_PORT}/balancer-manager",
+            command=f"/usr/bin/{MANAGER_CURL} -fsS -o /dev/null --max-time 1 {MANAGER_URL}",
             user="www-data"),
     )
 
 
+def site_material(component: pulumi.ComponentResource, name: str,
+                  args: LoadBalancerTierArgs) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
+    """The certificate chain and key the balancers present: the site's own, or one the stack's authority signs
+    for the site's name and every address the balancers answer on."""
+    if args.site_certificate is not None:
+        return args.site_certificate
+    network, tls = args.network.platform_network, args.cluster.tls
+    private = [network.address(BALANCER_HOSTS[index]) for index in range(2 if args.cluster.balancer.pair else 1)]
+    if args.cluster.balancer.pair:
+        private.append(network.address(BALANCER_VIRTUAL_HOST))
+    addresses = [*args.cluster.client_addresses(), *private]
+    issued = network.authority.issue(
+        f"{name}-site", tls.host_name or addresses[0], [tls.host_name] if tls.host_name else [], addresses,
+        tls.certificate_days * 24, tls.renew_days_before * 24, component)
+    return issued.certificate_pem, issued.private_key_pem
+
+
 def build(component: pulumi.ComponentResource, name: str,
-          args: LoadBalancerTierArgs) -> tuple[list[pulumi.Output[str]], BalancerManagerAccess]:
+          args: LoadBalancerTierArgs) -> tuple[list[pulumi.Output[str]], BalancerManagerAccess, pulumi.Output[str] | None]:
     network = args.network.platform_network
     balancer = args.cluster.balancer
+    context_path = args.cluster.app.context_path
     image = images.build_image(f"{name}-image", "images/httpd", "openmrs-cluster/httpd", component)
     apache_config, watch = balancer_config(args), heartbeat_watch(args)
     pair = vrrp_pair(args) if balancer.pair else None
     # Apache starts as www-data through setpriv (SETUID, SETGID), and keepalived needs its own two.
     capabilities = ["SETUID", "SETGID"] + (VRRP_CAPABILITIES if pair else [])
-    health = f"curl -fsS -o /dev/null http://localhost:{LISTEN_PORT}/balancer-manager"
+    health = f"{MANAGER_CURL} -fsS -o /dev/null {MANAGER_URL}"
     if pair:
         health += " && " + pair.running_check()
     front = args.cluster.network.front
-    names, engines, urls, containers = [], [], [], []
+
+    balancers = []  # (logical name, machine, certificate volume, image on the machine)
     for index in range(2 if balancer.pair else 1):
         logical = f"{name}-apache" if index == 0 else f"{name}-apache-{index + 1}"
         machine = network.machine_of("balancers", index)
+        volume = docker.Volume(f"{logical}-tls", name=network.container_name(f"{logical}-tls"),
+                               opts=network.options(machine, component))
+        balancers.append((logical, machine, volume,
+                        network.image_on(machine, f"{name}-image", image.image_name, image, component)))
+    certificate, private_key = site_material(component, name, args)
+    targets = pulumi.Output.all(*[volume.name for _, _, volume, _ in balancers], image.image_name).apply(
+        lambda values: json.dumps([{"engine": machine.engine.to_json(), "volume": volume_name,
+                                    "container": network.container_name(logical), "image": values[-1]}
+                                   for (logical, machine, _, _), volume_name in zip(balancers, values)]))
+    install = command.local.Command(
+        f"{name}-site-certificate", create="install", interpreter=[*STEP_INTERPRETER, "components.local.site_certificate"],
+        dir=str(PROJECT_ROOT),
+        environment={"SITE_TARGETS": pulumi.Output.secret(targets), "SITE_CERTIFICATE": certificate,
+                     "SITE_PRIVATE_KEY": pulumi.Output.secret(private_key)},
+        # A new certificate (renewed, or given by the site) runs the step again; nothing else about it does.
+        triggers=[certificate.apply(lambda pem: hashlib.sha256(pem.encode()).hexdigest())],
+        opts=pulumi.ResourceOptions(parent=component, depends_on=[
+            *(volume for _, _, volume, _ in balancers), *(shipped for *_, on_machine in balancers for shipped in on_machine)]))
+
+    names, engines, urls, containers = [], [], [], []
+    for index, (logical, machine, volume, on_machine) in enumerate(balancers):
         uploads = [docker.ContainerUploadArgs(file=CONFIG_FILE, content=apache_config),
                    docker.ContainerUploadArgs(file=HEARTBEAT_WATCH, content=watch, executable=True)]
         if pair:
@@ -112,15 +178,20 @@ def build(component: pulumi.ComponentResource, name: str,
             ports = []
         else:
             networks.append(docker.ContainerNetworksAdvancedArgs(name=network.edge.name))
-            ports = [docker.ContainerPortArgs(internal=LISTEN_PORT, external=balancer.port + index,
+            ports = [docker.ContainerPortArgs(internal=HTTPS_PORT, external=balancer.https_port + index,
+                                              ip=balancer.listen_address),
+                     docker.ContainerPortArgs(internal=HTTP_PORT, external=balancer.port + index,
                                               ip=balancer.listen_address)]
         container = docker.Container(
             logical,
             **network.identity(logical),
             image=image.image_name,
             uploads=uploads,
+            mounts=[docker.ContainerMountArgs(target=site_certificate.DIRECTORY, source=volume.name, type="volume",
+                                              read_only=True)],
             networks_advanced=networks,
             ports=ports or None,
+            sysctls={"net.ipv4.ip_unprivileged_port_start": str(HTTP_PORT)},
             healthcheck=docker.ContainerHealthcheckArgs(
                 tests=["CMD-SHELL", health], interval="5s", timeout="3s", retries=3, start_period="10s"),
             capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=capabilities),
@@ -131,17 +202,17 @@ def build(component: pulumi.ComponentResource, name: str,
             wait_timeout=120,
             # Replaced one at a time (a new member or a changed heartbeat changes both): the second waits for
             # the first to be healthy again; each is removed before its successor takes its fixed name.
-            opts=network.options(machine, component, delete_before_replace=True, depends_on=[
-                *containers[-1:], *network.image_on(machine, f"{name}-image", image.image_name, image, component)]),
+            opts=network.options(machine, component, delete_before_replace=True,
+                                 depends_on=[*containers[-1:], install, *on_machine]),
         )
         containers.append(container)
         names.append(container.name)
         engines.append(machine.engine.to_json())
         if not front:
-            urls.append(pulumi.Output.format(
-                "http://{0}:{1}{2}/", balancer.listen_address, balancer.port + index, args.cluster.app.context_path))
+            urls.append(f"https://{balancer.listen_address}:{balancer.https_port + index}{context_path}/")
     if front:  # the pair's address first, then each balancer's own
-        urls = [f"http://{address}:{LISTEN_PORT}{args.cluster.app.context_path}/"
-                for address in (front.virtual_address, *front.balancer_addresses)]
+        urls = [f"https://{address}{context_path}/" for address in (front.virtual_address, *front.balancer_addresses)]
+    # Clients trust the stack's authority to check a certificate it signed; the site's own chains to theirs.
+    authority = network.authority.certificate_pem if args.site_certificate is None else None
     return [pulumi.Output.from_input(url) for url in urls], BalancerManagerAccess(
-        container_names=names, engines=engines, balancer_name=BALANCER_NAME)
+        container_names=names, engines=engines, balancer_name=BALANCER_NAME), authority

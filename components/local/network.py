@@ -23,6 +23,7 @@ import pulumi_docker as docker
 from ..checksums import PROJECT_ROOT
 from ..config import ClusterConfig
 from ..config.hosts import MAX_HOSTS
+from .certificates import Authority
 from .engines import STEP_INTERPRETER, EngineAddress
 
 # Fixed host numbers in the private subnet. Addresses never change across restarts, so the balancer's
@@ -59,6 +60,8 @@ class LocalNetwork:
     subnet: ipaddress.IPv4Network
     resource_prefix: str
     cluster: ClusterConfig
+    # Signs every certificate the cluster's servers present (components/local/certificates.py).
+    authority: Authority
 
     @property
     def private_network_id(self) -> pulumi.Output[str]:
@@ -165,4 +168,5 @@ def build(component: pulumi.ComponentResource, name: str, cluster: ClusterConfig
     if not cluster.hosts:
         edge = docker.Network(f"{name}-edge", name=f"{resource_prefix}-{name}-edge", driver="bridge",
                               opts=pulumi.ResourceOptions(parent=component))
-    return LocalNetwork(machines=machines, edge=edge, subnet=subnet, resource_prefix=resource_prefix, cluster=cluster)
+    return LocalNetwork(machines=machines, edge=edge, subnet=subnet, resource_prefix=resource_prefix, cluster=cluster,
+                        authority=Authority.create(f"{name}-authority", component))

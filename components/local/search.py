@@ -3,14 +3,13 @@ security on with a generated password for the `elastic` user, each server's inde
 with search.uris, an existing cluster.
 
 Three servers keep answering when one is lost (a majority of master-eligible servers remains); they
-talk to each other over TLS on the transport port, with certificates from a certificate authority the
-program generates, as Elasticsearch requires once security is on between several servers. The nodes
+talk to each other over TLS on the transport port, with certificates from the stack's own authority
+(components/local/certificates.py), as Elasticsearch requires once security is on between several servers. The nodes
 reach the servers' HTTP port inside the private network only."""
 from __future__ import annotations
 
 import pulumi
 import pulumi_docker as docker
-import pulumi_tls as tls
 
 from ..passwords import password
 from ..search_tier import SearchTierArgs, SearchTierOutputs
@@ -19,6 +18,8 @@ from .network import SEARCH_HOSTS
 HTTP_PORT = 9200
 CERTS = "/usr/share/elasticsearch/config/certs"
 USER = "elastic"  # the built-in superuser, whose password the image takes from ELASTIC_PASSWORD
+TRANSPORT_HOURS = 2 * 365 * 24
+RENEW_HOURS_BEFORE = 30 * 24
 
 
 def build(component: pulumi.ComponentResource, name: str, args: SearchTierArgs) -> SearchTierOutputs:
@@ -33,7 +34,11 @@ def build(component: pulumi.ComponentResource, name: str, args: SearchTierArgs) 
     image = docker.RemoteImage(f"{name}-image", name=search.image, keep_locally=True, opts=child)
     servers = [f"{name}-{index + 1}" for index in range(search.servers)]
     addresses = [network.address(host) for host in SEARCH_HOSTS[:search.servers]]
-    transport = _transport_certificates(name, servers, addresses, child) if search.servers > 1 else None
+    # Several servers talk to each other over TLS (Elasticsearch requires it once security is on), with
+    # certificates from the stack's authority for each server's name and address.
+    transport = [network.authority.issue(server, server, [server], [address], TRANSPORT_HOURS, RENEW_HOURS_BEFORE,
+                                         component)
+                 for server, address in zip(servers, addresses)] if search.servers > 1 else None
     containers = []
     for index, (logical, address) in enumerate(zip(servers, addresses)):
         machine = network.machine_of("search", index)
@@ -53,10 +58,9 @@ def build(component: pulumi.ComponentResource, name: str, args: SearchTierArgs) 
                          f"xpack.security.transport.ssl.key={CERTS}/server.key",
                          f"xpack.security.transport.ssl.certificate={CERTS}/server.crt",
                          f"xpack.security.transport.ssl.certificate_authorities={CERTS}/ca.crt"]
-            authority, keys, certificates = transport
-            uploads = [docker.ContainerUploadArgs(file=f"{CERTS}/ca.crt", content=authority),
-                       docker.ContainerUploadArgs(file=f"{CERTS}/server.crt", content=certificates[index]),
-                       docker.ContainerUploadArgs(file=f"{CERTS}/server.key", content=keys[index])]
+            uploads = [docker.ContainerUploadArgs(file=f"{CERTS}/ca.crt", content=network.authority.certificate_pem),
+                       docker.ContainerUploadArgs(file=f"{CERTS}/server.crt", content=transport[index].certificate_pem),
+                       docker.ContainerUploadArgs(file=f"{CERTS}/server.key", content=transport[index].private_key_pem)]
         containers.append(docker.Container(
             logical,
             **network.identity(logical),
@@ -83,26 +87,3 @@ def build(component: pulumi.ComponentResource, name: str, args: SearchTierArgs) 
         lambda _: [f"http://{address}:{HTTP_PORT}" for address in addresses])
     return SearchTierOutputs(uris=uris, username=pulumi.Output.from_input(USER), password=elastic_password,
                              discovery=True)
-
-
-def _transport_certificates(name: str, servers: list[str], addresses: list[str], child: pulumi.ResourceOptions):
-    """A certificate authority of the stack's own, and a certificate per server for its name and address."""
-    authority_key = tls.PrivateKey(f"{name}-ca-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
-    authority = tls.SelfSignedCert(
-        f"{name}-ca", private_key_pem=authority_key.private_key_pem, is_ca_certificate=True,
-        validity_period_hours=10 * 365 * 24, allowed_uses=["cert_signing", "crl_signing"],
-        subject=tls.SelfSignedCertSubjectArgs(common_name=f"openmrs-cluster {pulumi.get_stack()} search CA"),
-        opts=child)
-    keys, certificates = [], []
-    for server, address in zip(servers, addresses):
-        key = tls.PrivateKey(f"{server}-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
-        request = tls.CertRequest(
-            f"{server}-csr", private_key_pem=key.private_key_pem, dns_names=[server], ip_addresses=[address],
-            subject=tls.CertRequestSubjectArgs(common_name=server), opts=child)
-        certificate = tls.LocallySignedCert(
-            f"{server}-cert", cert_request_pem=request.cert_request_pem, ca_private_key_pem=authority_key.private_key_pem,
-            ca_cert_pem=authority.cert_pem, validity_period_hours=2 * 365 * 24, early_renewal_hours=30 * 24,
-            allowed_uses=["digital_signature", "key_encipherment", "server_auth", "client_auth"], opts=child)
-        keys.append(pulumi.Output.secret(key.private_key_pem))
-        certificates.append(certificate.cert_pem)
-    return authority.cert_pem, keys, certificates

@@ -9,9 +9,9 @@
 MANAGER={{ manager_url }}
 
 mark_failed() {
-  nonce=$(curl -s --max-time 5 "$MANAGER" | grep -o 'nonce=[0-9a-f-]*' | head -n 1 | cut -d = -f 2)
+  nonce=$({{ manager_curl }} -s --max-time 5 "$MANAGER" | grep -o 'nonce=[0-9a-f-]*' | head -n 1 | cut -d = -f 2)
   # The manager ignores changes whose Referer is not itself (its guard against cross-site requests).
-  curl -s -o /dev/null --max-time 5 -H "Referer: $MANAGER" --data-urlencode "b={{ balancer_name }}" \
+  {{ manager_curl }} -s -o /dev/null --max-time 5 -H "Referer: $MANAGER" --data-urlencode "b={{ balancer_name }}" \
     --data-urlencode "w=$1" -d w_status_C=1 -d "nonce=$nonce" "$MANAGER"
 }
 

@@ -4,17 +4,18 @@ import time
 
 import pytest
 
-from local_cluster import BoundedLoop, wait_for
+from local_cluster import MANAGER_URL, BoundedLoop, wait_for
 
 pytestmark = pytest.mark.docker
 
 # A client as a browser is one: a new connection per request, and a connection attempt may take a few
 # seconds (the kernel resends its SYN) before the request counts as failed. Bounded in count and time.
 CLIENT_LOOP = r"""
+printf '%s' "$AUTHORITY" > /tmp/authority.pem
 end=$(( $(date +%s) + 120 ))
 while [ "$(date +%s)" -lt "$end" ] && [ ! -e /tmp/stop ]; do
   sent=$(date +%s.%N)
-  status=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$TARGET")
+  status=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 --cacert /tmp/authority.pem "$TARGET")
   echo "$sent $(date +%s.%N) $status"
   sleep 0.05
 done
@@ -48,7 +49,8 @@ def test_the_standby_balancer_takes_over_the_virtual_address(local_cluster, dock
     (standby,) = set(cluster.balancers) - {master}
     client = docker_client.containers.run(
         cluster.graph.named("lb-image").plain("imageName"), entrypoint=["/bin/sh", "-c"], command=[CLIENT_LOOP],
-        environment={"TARGET": f"http://{cluster.virtual_address}:8080/openmrs/whoami"},
+        environment={"TARGET": f"https://{cluster.virtual_address}/openmrs/whoami",
+                     "AUTHORITY": cluster.graph.named("net-authority").outputs["certPem"]},
         name=f"{cluster.balancer}-test-client", network=cluster.private_network, cap_drop=["ALL"], detach=True)
     sampler = HolderSampler(cluster)
     sampler.start()
@@ -66,8 +68,8 @@ def test_the_standby_balancer_takes_over_the_virtual_address(local_cluster, dock
 
         # The killed balancer comes back as the standby: the address stays where it is (nopreempt).
         docker_client.containers.get(master).start()
-        assert wait_for(lambda: cluster.exec(master, "curl", "-fsS", "-o", "/dev/null", "-w", "%{http_code}",
-                                             "http://localhost:8080/balancer-manager") == "200", timeout=30)
+        assert wait_for(lambda: cluster.exec(master, "curl", "-k", "-fsS", "-o", "/dev/null", "-w", "%{http_code}",
+                                             MANAGER_URL) == "200", timeout=30)
         time.sleep(3 * int(advert) + 1)
         assert cluster.holders_of_the_virtual_address() == {standby}
         # ...and it is a standby indeed: its keepalived runs again (not fooled by the last run's pid files).

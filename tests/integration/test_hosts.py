@@ -19,7 +19,7 @@ import docker
 import pytest
 
 from hosts_cluster import (
-    BACK_SUBNET, ENGINE_TIMEOUT, LISTEN_PORT, STACK, BackSideWriter, away, deployed_across, host_entry,
+    BACK_SUBNET, ENGINE_TIMEOUT, STACK, BackSideWriter, away, deployed_across, host_entry,
 )
 from local_cluster import (
     NODES, BoundedLoop, session_less_routes, sessions_stay_on_their_node, updated_under_requests, wait_for,
@@ -67,7 +67,9 @@ def test_round_robin_sticky_sessions_and_heartbeats_as_on_one_machine(cluster, f
 def test_only_the_balancers_address_answers_the_hospitals_network(cluster, lab):
     """From a machine on the hospital's network that is not the cluster's: the clients' address answers,
     and no database, storage, cache or monitor port does, not even routed through one of the hosts."""
-    assert lab.outsider_get(f"http://{cluster.front_virtual_address}:{LISTEN_PORT}/openmrs/health/started") == 200
+    assert lab.outsider_get(f"https://{cluster.front_virtual_address}/openmrs/health/started") == 200
+    # Plain HTTP only sends the client to HTTPS.
+    assert lab.outsider_get(f"http://{cluster.front_virtual_address}/openmrs/health/started") == 308
     back = {"database writer": (cluster.database_virtual_address, 3306), "database server": (cluster.address_of("db-1"), 3306),
             "storage": (cluster.address_of("files-1"), 24007), "node caches": (cluster.address_of("app-1"), 7800),
             "node": (cluster.address_of("app-1"), 8080), "monitor": (cluster.address_of("db-monitor-a"), 8700)}

@@ -70,8 +70,9 @@ def test_the_cluster_is_the_six_components_and_their_children(graph, stack):
     # database pair and monitor, nodes and their scheduler keeper, balancer pair, three storage servers,
     # their client and its host directory, one search server
     assert counts[CONTAINER] == 3 + nodes + 1 + 2 + 5 + 1
-    # a volume per database server; state and brick per storage server; the search server's index
-    assert counts["docker:index/volume:Volume"] == 2 + 3 * 2 + 1
+    # a volume per database server; state and brick per storage server; the search server's index; each
+    # balancer's certificate
+    assert counts["docker:index/volume:Volume"] == 2 + 3 * 2 + 1 + 2
     assert counts["docker:index/network:Network"] == 2
     # root, app, replication, monitor, admin, search
     assert counts["random:index/randomPassword:RandomPassword"] == 6
@@ -188,9 +189,13 @@ def test_balancer_manager_is_for_the_container_itself_only(graph):
 def test_only_the_balancers_ports_are_published_and_on_the_configured_address(graph, stack):
     balancer = stack_config(stack)["openmrs-cluster:balancer"]
     published = {r.name: r.plain("ports") for r in graph.of_type(CONTAINER) if r.inputs.get("ports")}
+    https_port = balancer.get("https_port", 8443)
+    # HTTPS, and plain HTTP that only redirects to it
     assert published == {
-        "lb-apache": [{"internal": 8080, "external": balancer["port"], "ip": balancer["listen_address"]}],
-        "lb-apache-2": [{"internal": 8080, "external": balancer["port"] + 1, "ip": balancer["listen_address"]}],
+        "lb-apache": [{"internal": 443, "external": https_port, "ip": balancer["listen_address"]},
+                      {"internal": 80, "external": balancer["port"], "ip": balancer["listen_address"]}],
+        "lb-apache-2": [{"internal": 443, "external": https_port + 1, "ip": balancer["listen_address"]},
+                        {"internal": 80, "external": balancer["port"] + 1, "ip": balancer["listen_address"]}],
     }
 
 
@@ -419,7 +424,7 @@ def test_three_search_servers_form_one_cluster_over_tls_between_them():
     graph = run_program("local", with_overrides(stack_config("local"), search={"servers": 3}))
     servers = [graph.named(f"search-{index}") for index in (1, 2, 3)]
     addresses = [server.plain("networksAdvanced")[0]["ipv4Address"] for server in servers]
-    authority = graph.named("search-ca").outputs["certPem"]
+    authority = graph.named("net-authority").outputs["certPem"]  # the stack's one authority
     for index, server in enumerate(servers):
         settings = env_of(server)
         assert "discovery.type" not in settings

@@ -119,8 +119,8 @@ def test_the_clients_address_moves_with_the_balancer_pair(graph):
 def test_the_url_is_the_clients_address_on_the_hospitals_network(graph):
     (balancer,) = [r for r in graph.component_outputs.items() if "LoadBalancerTier" in r[0]]
     outputs = unwrap(balancer[1])
-    assert outputs["url"] == "http://192.0.2.50:8080/openmrs/"
-    assert outputs["urls"][1:] == ["http://192.0.2.51:8080/openmrs/", "http://192.0.2.52:8080/openmrs/"]
+    assert outputs["url"] == "https://192.0.2.50/openmrs/"
+    assert outputs["urls"][1:] == ["https://192.0.2.51/openmrs/", "https://192.0.2.52/openmrs/"]
 
 
 def test_each_host_gets_each_image_it_runs_once_by_its_digest(graph):

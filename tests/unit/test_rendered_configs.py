@@ -21,6 +21,15 @@ def uploaded(graph, container: str) -> dict[str, str]:
     return {upload["file"]: upload["content"] for upload in unwrap(graph.named(container).inputs["uploads"])}
 
 
+def with_site_certificate(graph, content: str, directory) -> str:
+    """The balancer's configuration reading the certificate and key the program made (as the step installs
+    them in the balancer's volume) from `directory`: `apache2 -t` loads them."""
+    environment = unwrap(graph.named("lb-site-certificate").inputs["environment"])
+    for name, key in (("site.pem", "SITE_CERTIFICATE"), ("site.key", "SITE_PRIVATE_KEY")):
+        (directory / name).write_text(environment[key])
+    return content.replace("/etc/apache2/tls/", f"{directory}/")
+
+
 @pytest.fixture(scope="module")
 def graph():
     return run_program("local")
@@ -36,7 +45,8 @@ def apache_runtime_dir():
 @pytest.mark.parametrize("sticky", [True, False])
 def test_apache_accepts_the_balancer_config(tmp_path, apache_runtime_dir, scheduling, sticky):
     config = with_overrides(stack_config("local"), balancer={"scheduling": scheduling, "sticky_sessions": sticky})
-    content = uploaded(run_program("local", config), "lb-apache")[APACHE_CONFIG]
+    graph = run_program("local", config)
+    content = with_site_certificate(graph, uploaded(graph, "lb-apache")[APACHE_CONFIG], tmp_path)
     path = tmp_path / "balancer.conf"
     path.write_text(content)
     check = subprocess.run([shutil.which("apache2") or "/usr/sbin/apache2", "-t", "-f", str(path)],
