@@ -172,3 +172,11 @@ def test_the_step_writes_the_key_for_apaches_group_only_and_knows_the_certificat
     printed = subprocess.run(["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in", str(tmp_path / "site.pem")],
                              capture_output=True, text=True, check=True).stdout
     assert printed.strip().rsplit("=", 1)[-1] == site_certificate.fingerprint(pem)
+
+
+def test_a_balancer_on_every_address_needs_the_name_its_certificate_covers():
+    config = with_overrides(stack_config("local"), balancer={"listen_address": "0.0.0.0"})
+    assert f"{PROJECT}:tls.host_name: balancer.listen_address 0.0.0.0 names no address" in refusal(config)
+    named = with_overrides(config, tls={"host_name": "openmrs.clinic.example"})
+    request = run_program("local", named).named("lb-site-csr")
+    assert unwrap(request.inputs["dnsNames"]) == ["openmrs.clinic.example"]
