@@ -24,6 +24,7 @@ import docker.errors
 import requests
 
 from components.local.network import BALANCER_VIRTUAL_HOST
+from components.local.rollout import MANAGER as MANAGER_URL
 from deployer import CONTAINER, NETWORK, VOLUME, Deployer
 from program import PROJECT_ROOT, Graph, run_program, stack_config, with_overrides
 
@@ -37,7 +38,6 @@ KEEPER_POLL_SECONDS, KEEPER_GRACE_SECONDS = 2, 6  # the scheduler keeper, quicke
 # REQUESTS_CA_BUNDLE; curl is given --cacert), as the README tells a clinic to trust its stack's authority.
 TRUSTED = Path(tempfile.gettempdir()) / f"openmrs-cluster-tests-trusted-{os.getpid()}.pem"
 atexit.register(TRUSTED.unlink, missing_ok=True)
-MANAGER_URL = "https://localhost/balancer-manager"  # inside a balancer only; components/local/load_balancer.py
 
 
 def trust_authority(graph) -> None:

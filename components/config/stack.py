@@ -122,7 +122,7 @@ def _site_certificate(cluster: ClusterConfig, raw_secrets: dict[str, str]) -> tu
     tls = cluster.tls
     if given and tls.certificate_file:
         return [f"{PROJECT}:{given[0]}: the certificate is given twice (also as tls.certificate_file); remove one"], None
-    if given and len(given) == 1:
+    if len(given) == 1:
         missing = next(key for key in SITE_CERTIFICATE_KEYS if key not in given)
         return [f"{PROJECT}:{missing}: {given[0]} is set, and its pair is missing; set it with "
                 f"`pulumi config set --secret {missing} < file.pem`"], None

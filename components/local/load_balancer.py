@@ -28,12 +28,12 @@ from ..tomcat_pool import TOMCAT_KEEP_ALIVE_SECONDS, route_of
 from . import images, site_certificate
 from .engines import STEP_INTERPRETER
 from .network import BALANCER_HOSTS, BALANCER_VIRTUAL_HOST
+from .rollout import MANAGER as MANAGER_URL
 from .vrrp import CAPABILITIES as VRRP_CAPABILITIES, FrontAddress, ScriptCheck, VrrpPair
 
 HTTPS_PORT, HTTP_PORT = 443, 80  # www-data binds them: the container lets unprivileged users bind from 80
-# The manager answers in the main server, which speaks HTTPS; over the container's own loopback, where the
-# site's certificate (named for the site, not localhost) has nothing to prove, curl does not check it.
-MANAGER_URL = f"https://localhost:{HTTPS_PORT}/balancer-manager"
+# The manager answers in the HTTPS host; over the container's own loopback, where the site's certificate
+# (named for the site, not localhost) has nothing to prove, curl does not check it.
 MANAGER_CURL = "curl -k"
 CONFIG_FILE = site_certificate.APACHE_CONFIG
 HEARTBEAT_WATCH = "/usr/local/bin/heartbeat-watch"

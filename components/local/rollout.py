@@ -19,7 +19,8 @@ import docker
 
 from .engines import Engine, EngineAddress
 
-MANAGER = "https://localhost:443/balancer-manager"  # components/local/load_balancer.py: MANAGER_URL
+# Inside each balancer only: the manager answers in its HTTPS host (components/templates/balancer.conf).
+MANAGER = "https://localhost:443/balancer-manager"
 
 
 class RolloutFailed(Exception):

@@ -37,13 +37,14 @@ class InstallFailed(Exception):
 
 @dataclass(frozen=True)
 class Target:
-    engine: EngineAddress  # as EngineAddress.to_json() gives it
+    engine: EngineAddress
     volume: str
     container: str  # the balancer that reads the volume
     image: str  # the balancer's image, present on its engine
 
     @classmethod
     def from_json(cls, entry: dict) -> "Target":
+        """An entry of SITE_TARGETS, its engine as EngineAddress.to_json() wrote it."""
         return cls(EngineAddress.from_json(entry["engine"]), entry["volume"], entry["container"], entry["image"])
 
 
