@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -63,6 +64,29 @@ def hosts_config(lab: Lab, names: Sequence[str]) -> dict[str, Any]:
     return config
 
 
+class ClientsAddressWatch(BoundedLoop):
+    """Which balancers hold the clients' address, every 0.1 s; a change is logged with its time."""
+
+    def __init__(self, cluster: HostsCluster, limit_seconds: float = 600):
+        super().__init__(limit_seconds, pause=0.1)
+        self.cluster = cluster
+        self.changes: list[tuple[float, frozenset[str]]] = []  # (time.monotonic(), holders from then on)
+
+    def step(self):
+        holders = set()
+        for balancer in self.cluster.balancers:
+            try:
+                if f" {self.cluster.front_virtual_address}/" in self.cluster.exec(balancer, "ip", "-4", "-o", "addr"):
+                    holders.add(balancer)
+            except docker.errors.APIError as error:
+                if error.status_code not in (404, 409):  # gone or stopped: it holds nothing
+                    return  # the engine did not answer: this moment tells nothing
+            except requests.RequestException:
+                return
+        if not self.changes or self.changes[-1][1] != holders:
+            self.changes.append((time.monotonic(), frozenset(holders)))
+
+
 @dataclass
 class HostsCluster(LocalCluster):
     """The cluster's views of LocalCluster, each asked of the engine that runs the container in question."""
@@ -119,6 +143,17 @@ class HostsCluster(LocalCluster):
                 if self.reachable(balancer) and f" {self.front_virtual_address}/" in self.exec(balancer, "ip", "-4", "-o", "addr"):
                     holders.add(balancer)
         return holders
+
+    def slow_requests(self, since: float, seconds: float = 5) -> list[str]:
+        """The balancers' access-log lines (since `since`, epoch seconds) of requests that took `seconds` or
+        more, with the member that served them."""
+        slow = []
+        for balancer in self.balancers:
+            with contextlib.suppress(docker.errors.APIError, requests.RequestException):
+                log = self.engine_of(balancer).containers.get(balancer).logs(since=int(since)).decode(errors="replace")
+                slow += [f"{balancer}: {line}" for line in log.splitlines()
+                         if (took := re.search(r'" \d{3} (\d+) route=', line)) and int(took[1]) >= seconds * 1e6]
+        return slow
 
     def roles_on(self, host: str) -> str:
         """What a machine holds right now, in words, for the figures."""

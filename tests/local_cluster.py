@@ -233,7 +233,10 @@ class LocalCluster:
     def members(self, balancer: str | None = None) -> dict[str, tuple[str, int]]:
         """Each member's status and how often the balancer elected it, from balancer-manager (inside only)."""
         # -k: the balancer's own loopback, which the site's certificate does not name
-        page = self.exec(balancer or self.balancer, "curl", "-k", "-fsS", MANAGER_URL)
+        try:
+            page = self.exec(balancer or self.balancer, "curl", "-k", "-fsS", MANAGER_URL)
+        except docker.errors.APIError as error:  # the balancer is being replaced
+            raise UnreadableBalancer(f"{balancer or self.balancer}: {error}") from error
         rows = re.findall(r"<td>(node\d+)</td><td>[^<]*</td><td>[^<]*</td><td>[^<]*</td><td>([^<]*)</td><td>(\d+)</td>", page)
         if not rows:  # the page did not come (an exec that failed): nothing is known, not "no member"
             raise UnreadableBalancer(f"{balancer or self.balancer}: {page[:200]!r}")

@@ -92,11 +92,11 @@ def app_image(name: str, args: TomcatPoolArgs,
 ROLLOUT_INTERPRETER = [*STEP_INTERPRETER, "components.local.rollout"]
 
 
-def spec_digest(*inputs) -> pulumi.Output[str]:
-    """A digest of everything that replaces a node's container, so its drain and admit steps run exactly
-    when it is replaced (secret inputs stay inside the hash)."""
-    return pulumi.Output.all(*inputs).apply(
-        lambda values: hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
+def spec_digest(container_args: dict) -> pulumi.Output[str]:
+    """A digest of a node container's arguments, so that its drain and admit steps run whenever it is replaced
+    (and, harmlessly, when an argument the provider changes in place changes); secrets stay inside the hash."""
+    return pulumi.Output.from_input(container_args).apply(
+        lambda values: hashlib.sha256(json.dumps(values, sort_keys=True, default=vars).encode()).hexdigest()
     )
 
 
@@ -138,17 +138,7 @@ def build(
             # The node is already healthy when this runs; the balancer needs `passes` heartbeats more.
             "ROLLOUT_ADMIT_SECONDS": str(heartbeat.interval_seconds * (heartbeat.passes + 2) + 30),
         }
-        # Drain and admit run with the same settings and triggers, so a node is never left drained.
-        triggers = [spec_digest(image, environment, server_xml, [m.source for m in mounts])]
-        step = pulumi.ResourceOptions(parent=component)
-        drain = command.local.Command(
-            f"{logical}-drain", create="drain", interpreter=ROLLOUT_INTERPRETER, dir=str(PROJECT_ROOT),
-            environment=rollout_settings, triggers=triggers,
-            opts=pulumi.ResourceOptions.merge(step, pulumi.ResourceOptions(depends_on=[previous_step])),
-        )
-        container = docker.Container(
-            logical,
-            **network.identity(logical),
+        container_args = dict(
             image=image,
             envs=environment,
             uploads=[docker.ContainerUploadArgs(file=SERVER_XML, content=server_xml)],
@@ -171,6 +161,20 @@ def build(
             destroy_grace_seconds=60,  # replaced or removed with a graceful stop, not a kill
             wait=True,
             wait_timeout=settings.start_period_seconds + 120,
+        )
+        # Drain and admit run with the same settings and triggers, so a node is never left drained; the
+        # triggers cover every argument of the container, so that no change replaces a node undrained.
+        triggers = [spec_digest(container_args)]
+        step = pulumi.ResourceOptions(parent=component)
+        drain = command.local.Command(
+            f"{logical}-drain", create="drain", interpreter=ROLLOUT_INTERPRETER, dir=str(PROJECT_ROOT),
+            environment=rollout_settings, triggers=triggers,
+            opts=pulumi.ResourceOptions.merge(step, pulumi.ResourceOptions(depends_on=[previous_step])),
+        )
+        container = docker.Container(
+            logical,
+            **network.identity(logical),
+            **container_args,
             # Its fixed name and address must be free before the new container can exist.
             opts=network.options(machine, component, delete_before_replace=True, depends_on=[
                 args.storage, drain, *network.image_on(machine, f"{name}-image", image, image_made_by, component)]),

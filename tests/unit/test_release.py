@@ -10,7 +10,7 @@ import pytest
 from components.checksums import checksum
 from components.config import ConfigError, parse_cluster_config
 from deployer import Deployer, DeploymentFailed
-from program import PROJECT, PROJECT_ROOT, run_program, stack_config, with_overrides
+from program import PROJECT, PROJECT_ROOT, run_program, stack_config, unwrap, with_overrides
 
 COMMAND = "command:local:Command"
 NODES = 3
@@ -153,6 +153,21 @@ def test_drain_and_admit_run_together_exactly_when_the_node_changes(release):
         triggers = graph.named(f"app-{index}-drain").plain("triggers")
         assert same.named(f"app-{index}-drain").plain("triggers") == triggers
         assert changed.named(f"app-{index}-drain").plain("triggers") != triggers
+
+
+@pytest.mark.parametrize("change", [{"app": {"nodes": NODES + 1}}, {"app": {"max_ram_percent": 70}},
+                                    {"app": {"memory_mb": 3072}}, {"balancer": {"heartbeat": {"fails": 5}}}])
+def test_no_change_replaces_a_node_without_draining_it_first(change):
+    """Adding a node changes every node's list of its peers (the cluster's discovery name), a heartbeat every
+    node's health check: whatever replaces a node's container runs its drain step first."""
+    before = run_program("local")
+    after = run_program("local", with_overrides(stack_config("local"), **change))
+    replaced = [index for index in range(1, NODES + 1)
+                if unwrap(after.named(f"app-{index}").inputs) != unwrap(before.named(f"app-{index}").inputs)]
+    assert replaced, f"{change} changes no node: the test proves nothing"
+    for index in replaced:
+        assert (after.named(f"app-{index}-drain").plain("triggers")
+                != before.named(f"app-{index}-drain").plain("triggers")), f"app-{index} would be replaced undrained"
 
 
 def test_the_drain_settings_name_the_balancer_and_the_member(release):
