@@ -19,7 +19,7 @@ import docker
 import pytest
 
 from hosts_cluster import (
-    BACK_SUBNET, ENGINE_TIMEOUT, STACK, BackSideWriter, away, deployed_across, host_entry,
+    BACK_SUBNET, ENGINE_TIMEOUT, STACK, BackSideWriter, ClientsAddressWatch, away, deployed_across, host_entry,
 )
 from local_cluster import (
     NODES, BoundedLoop, session_less_routes, sessions_stay_on_their_node, updated_under_requests, wait_for,
@@ -211,14 +211,25 @@ def test_a_machine_added_to_the_list_takes_a_new_node_and_the_quorum_is_untouche
     changed = with_overrides(cluster.config, app={"nodes": NODES + 1})
     changed["openmrs-cluster:hosts"] = [*cluster.config["openmrs-cluster:hosts"], host_entry(lab, "d")]
     grown = run_program(STACK, changed)
-    steps_before = len(cluster.deployer.steps)
-    stream, _, took = updated_under_requests(cluster, grown)
+    steps_before, since = len(cluster.deployer.steps), time.time()
+    watch = ClientsAddressWatch(cluster)
+    watch.start()
+    try:
+        stream, _, took = updated_under_requests(cluster, grown)
+    finally:
+        watch.stop()
     steps = cluster.deployer.steps[steps_before:]
+    start = stream.log[0][0]
+    timeline = "\n".join(f"{at - start:7.1f} {what}" for at, what in sorted([
+        *((at, f"{action} {name}") for at, action, name in steps),
+        *((at, f"clients' address on {sorted(holders)}") for at, holders in watch.changes),
+        *((sent, f"request failed: {error}") for sent, _, error in stream.failures())]))
+    timeline += "\nslow requests:\n" + "\n".join(cluster.slow_requests(since))
     # The clients' address moves when the balancer holding it is replaced: what a client had in flight on the
     # old holder then fails (its connection now ends on the other balancer); nothing else.
     removed = [at for at, action, name in steps if action == "delete" and name.startswith("lb-apache")]
     assert stream.log and all(any(end - 15 <= sent <= end + 2 for end in removed) for sent, _, _ in stream.failures()), \
-        (removed, stream.failures()[:5])
+        timeline
     assert len(stream.failures()) <= len(removed), stream.failures()
 
     cluster.graph, cluster.config = grown, changed
