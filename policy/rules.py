@@ -28,6 +28,7 @@ SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|PRIVATE_KEY", re.I)
 RDS_MANAGED_SECRET = re.compile(r":secret:rds!")
 # Connector/J modes that refuse a connection without TLS.
 JDBC_TLS = re.compile(r"sslMode=(REQUIRED|VERIFY_CA|VERIFY_IDENTITY)", re.I)
+JDBC_VERIFIED = re.compile(r"sslMode=(verify-full|VERIFY_IDENTITY)(&|$)", re.I)
 # Passwords that ship with OpenMRS images, charts and examples.
 KNOWN_DEFAULTS = {"admin123", "openmrs", "openmrs123", "root123", "password", "admin", "test", "changeme"}
 
@@ -189,13 +190,16 @@ def database_requires_tls(args: ResourceValidationArgs, report: ReportViolation)
         group = str(props.get("parameterGroupName") or "")
         if not group or group.startswith("default."):
             report("The database must use a parameter group of the stack's that requires TLS; RDS's default one does not.")
-    if args.resource_type == TASK_DEFINITION:
-        for environment in _environments(args):
-            if "OMRS_DB_HOSTNAME" in environment or "OMRS_DB_URL" in environment:
-                jdbc = " ".join(environment.get(key, "") for key in ("OMRS_DB_URL", "OMRS_DB_ARGS", "OMRS_DB_EXTRA_ARGS"))
-                if not JDBC_TLS.search(jdbc):
-                    report("An OpenMRS node must connect to the database with TLS: add &sslMode=REQUIRED (or VERIFY_CA, "
-                           "VERIFY_IDENTITY) to OMRS_DB_EXTRA_ARGS.")
+    for environment in _environments(args):
+        if "OMRS_DB_HOSTNAME" in environment or "OMRS_DB_URL" in environment:
+            jdbc = " ".join(environment.get(key, "") for key in ("OMRS_DB_URL", "OMRS_DB_ARGS", "OMRS_DB_EXTRA_ARGS"))
+            if args.resource_type == TASK_DEFINITION and not JDBC_TLS.search(jdbc):
+                report("An OpenMRS node must connect to the database with TLS: add &sslMode=REQUIRED (or VERIFY_CA, "
+                       "VERIFY_IDENTITY) to OMRS_DB_EXTRA_ARGS.")
+            # On premises the stack's own authority signs the servers' certificates: a node checks them with it.
+            if args.resource_type == CONTAINER and not (JDBC_VERIFIED.search(jdbc) and "serverSslCert=" in jdbc):
+                report("An OpenMRS node must connect to the database with TLS and check the server's certificate: "
+                       "add &sslMode=verify-full&serverSslCert=<the authority's PEM> to OMRS_DB_EXTRA_ARGS.")
 
 
 @_for(LOAD_BALANCER)

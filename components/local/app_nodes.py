@@ -28,6 +28,12 @@ from .engines import STEP_INTERPRETER
 from .network import LocalNetwork
 
 SERVER_XML = "/usr/local/tomcat/conf/server.xml"
+# The authority a node checks the database servers' certificates with.
+DATABASE_AUTHORITY = "/openmrs/tls/database-authority.pem"
+# TLS to the database, the server's certificate checked against the stack's authority and for its address:
+# sslMode for Connector/J 3 (core 2.8 bundles 3.5.4), useSsl for 2.x, where it verifies the name by default
+# (3.x reads useSsl as verify-full too); serverSslCert is the authority to trust in both.
+DATABASE_TLS_ARGS = f"&sslMode=verify-full&useSsl=true&serverSslCert={DATABASE_AUTHORITY}"
 APP_REPOSITORY = "openmrs-cluster/app"
 
 
@@ -50,6 +56,7 @@ def node_environment(args: TomcatPoolArgs, route: str, admin_password: pulumi.Ou
         pulumi.Output.concat("OMRS_DB_NAME=", database.database),
         pulumi.Output.concat("OMRS_DB_USERNAME=", database.user),
         pulumi.Output.concat("OMRS_DB_PASSWORD=", database.password),
+        f"OMRS_DB_EXTRA_ARGS={DATABASE_TLS_ARGS}",
         pulumi.Output.concat("OMRS_ADMIN_USER_PASSWORD=", admin_password),
         "OMRS_MODULE_WEB_ADMIN=false",
         f"OMRS_JAVA_SERVER_OPTS={JAVA_SERVER_OPTS} {cluster_cache_options(DISCOVERY_NAME)} -DjvmRoute={route}",
@@ -141,7 +148,8 @@ def build(
         container_args = dict(
             image=image,
             envs=environment,
-            uploads=[docker.ContainerUploadArgs(file=SERVER_XML, content=server_xml)],
+            uploads=[docker.ContainerUploadArgs(file=SERVER_XML, content=server_xml),
+                     docker.ContainerUploadArgs(file=DATABASE_AUTHORITY, content=network.authority.certificate_pem)],
             mounts=mounts,
             networks_advanced=[network.attach(machine, address)],
             hosts=discovery_hosts(network, settings.nodes),

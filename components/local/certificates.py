@@ -2,10 +2,22 @@
 every certificate the cluster's servers present signed by it, so that one file to trust covers them all."""
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
 
 import pulumi
+import pulumi_command as command
+import pulumi_docker as docker
 import pulumi_tls as tls
+
+from ..checksums import PROJECT_ROOT
+from . import certificate_rollout
+from .engines import STEP_INTERPRETER
+
+if TYPE_CHECKING:  # the network makes the authority
+    from .network import LocalNetwork, Machine
 
 AUTHORITY_HOURS = 10 * 365 * 24
 SERVER_USES = ["digital_signature", "key_encipherment", "server_auth", "client_auth"]
@@ -48,3 +60,47 @@ class Authority:
             ca_cert_pem=self.certificate_pem, validity_period_hours=validity_hours,
             early_renewal_hours=renew_hours_before, allowed_uses=SERVER_USES, opts=child)
         return Issued(certificate.cert_pem, pulumi.Output.secret(key.private_key_pem))
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A server that reads its certificate from a volume of its own (certificate_volume)."""
+    logical_name: str
+    machine: Machine
+    volume: docker.Volume
+    image_ready: list[pulumi.Resource]  # what its image on its machine waits for (LocalNetwork.image_on)
+
+
+def certificate_volume(network: LocalNetwork, machine: Machine, logical_name: str,
+                       parent: pulumi.Resource) -> docker.Volume:
+    return docker.Volume(f"{logical_name}-tls", name=network.container_name(f"{logical_name}-tls"),
+                         opts=network.options(machine, parent))
+
+
+def mount(kind: str, volume: docker.Volume) -> docker.ContainerMountArgs:
+    """Where a server of `kind` reads the files, read-only."""
+    return docker.ContainerMountArgs(target=certificate_rollout.KINDS[kind].directory, source=volume.name,
+                                     type="volume", read_only=True)
+
+
+def rollout_step(name: str, kind: str, holders: list[Holder], image_name: pulumi.Input[str],
+                 network: LocalNetwork, certificate_pem: pulumi.Input[str], private_key_pem: pulumi.Input[str],
+                 parent: pulumi.Resource, depends_on: Sequence[pulumi.Resource] = ()) -> command.local.Command:
+    """The step (components/local/certificate_rollout.py) that fills the holders' volumes before they start,
+    and again, reloading them in turn, whenever the certificate or the authority changes."""
+    authority_pem = network.authority.certificate_pem
+    targets = pulumi.Output.all(image_name, *[holder.volume.name for holder in holders]).apply(
+        lambda values: json.dumps([{"engine": holder.machine.engine.to_json(), "volume": volume_name,
+                                    "container": network.container_name(holder.logical_name), "image": values[0],
+                                    "kind": kind}
+                                   for holder, volume_name in zip(holders, values[1:])]))
+    return command.local.Command(
+        name, create="install", interpreter=[*STEP_INTERPRETER, "components.local.certificate_rollout"],
+        dir=str(PROJECT_ROOT),
+        environment={"TLS_TARGETS": targets, "TLS_CERTIFICATE": certificate_pem,
+                     "TLS_PRIVATE_KEY": pulumi.Output.secret(private_key_pem), "TLS_AUTHORITY": authority_pem},
+        # A new certificate (renewed, or given by the site) or authority runs the step again; nothing else does.
+        triggers=[pulumi.Output.all(certificate_pem, authority_pem).apply(
+            lambda pems: hashlib.sha256("".join(pems).encode()).hexdigest())],
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[
+            *depends_on, *(holder.volume for holder in holders), *(ready for holder in holders for ready in holder.image_ready)]))

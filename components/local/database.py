@@ -4,7 +4,13 @@ keeps one of them the writer, and a virtual address (keepalived) that always lea
 Why a virtual address as the stable endpoint: it needs nothing from the application (the official image
 takes one host name, and Connector/J's failover modes cannot tell a read-only server from the writer),
 it adds no proxy that could fail in its turn, and it follows the one fact that matters, read_only off,
-which only the monitor ever sets. See images/db-monitor/monitor.py for the decisions."""
+which only the monitor ever sets. See images/db-monitor/monitor.py for the decisions.
+
+Every connection to a server over the network is TLS, and every client checks the server's certificate:
+the nodes (Connector/J), the replica (MASTER_SSL_VERIFY_SERVER_CERT) and the monitors (PyMySQL). The server
+refuses any other (require_secure_transport, and each account REQUIRE SSL); only its own socket, for its
+health check and its helpers, needs none. Each server's certificate, from the stack's authority, names its
+own address and the pair's, and is renewed in place (FLUSH SSL, components/local/certificate_rollout.py)."""
 from __future__ import annotations
 
 import pulumi
@@ -14,6 +20,8 @@ from ..mysql_pair import MySQLPairArgs, MySQLPairOutputs
 from ..passwords import password
 from ..render import render
 from . import images
+from .certificate_rollout import AUTHORITY, KINDS
+from .certificates import Holder, certificate_volume, mount, rollout_step
 from .network import DATABASE_HOSTS, DATABASE_VIRTUAL_HOST, FIRST_DATABASE_MONITOR_HOST
 from .vrrp import CAPABILITIES as VRRP_CAPABILITIES, FileCheck, VrrpPair
 
@@ -26,6 +34,10 @@ VIRTUAL_ROUTER_ID = 52  # the balancers' pair uses balancer.virtual_router_id (5
 ROLE_FILE = "/run/mysqld/read_only"
 LONE_WRITER_FILE = "/run/mysqld/lone_writer"
 MONITOR_PORT = 8700  # each monitor's view, for the other monitors and the servers' fencing agents
+# Where a server finds the authority its replica checks the writer's certificate with (its own volume).
+SERVER_AUTHORITY = f"{KINDS['mariadb'].directory}/{AUTHORITY}"
+# Where a monitor finds the authority it checks the servers' certificates with.
+MONITOR_AUTHORITY = "/etc/db-monitor/authority.pem"
 
 
 def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -> MySQLPairOutputs:
@@ -59,14 +71,24 @@ def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -
     quorum = len(machines) > 1
     fencing = [f"FENCE_MONITORS={','.join(f'{address}:{MONITOR_PORT}' for address in monitor_addresses)}",
                f"FENCE_SECONDS={settings.failover.fence_seconds}"] if quorum else []
-    servers = []
+    tls = args.cluster.tls
+    servers, installed = [], []
     for index, address in enumerate(addresses):
         logical = f"{name}-{index + 1}"
         machine = network.machine_of("database", index)
         data = docker.Volume(f"{logical}-data", name=network.container_name(f"{logical}-data"),
                              opts=network.options(machine, component))
+        holder = Holder(logical, machine, certificate_volume(network, machine, logical, component),
+                        network.image_on(machine, f"{name}-image", image.image_name, image, component))
+        issued = network.authority.issue(logical, logical, [logical], [address, virtual_address],
+                                         tls.certificate_days * 24, tls.renew_days_before * 24, component)
+        # One server's certificate renewed at a time (each step waits for the one before).
+        installed.append(rollout_step(f"{logical}-certificate", "mariadb", [holder], image.image_name, network,
+                                      issued.certificate_pem, issued.private_key_pem, component,
+                                      depends_on=installed[-1:]))
         config = render("my.cnf", server_id=index + 1, max_connections=MAX_CONNECTIONS,
-                        semi_sync_timeout_ms=settings.semi_sync_timeout_ms, monitor_quorum=quorum)
+                        semi_sync_timeout_ms=settings.semi_sync_timeout_ms, monitor_quorum=quorum,
+                        tls_directory=KINDS["mariadb"].directory)
         servers.append(docker.Container(
             logical,
             **network.identity(logical),
@@ -85,6 +107,7 @@ def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -
             uploads=[docker.ContainerUploadArgs(file=CONFIG_FILE, content=config),
                      *pair.uploads(index, logical, priority=100)],
             volumes=[docker.ContainerVolumeArgs(volume_name=data.name, container_path="/var/lib/mysql")],
+            mounts=[mount("mariadb", holder.volume)],
             networks_advanced=[network.attach(machine, address)],
             healthcheck=docker.ContainerHealthcheckArgs(
                 tests=["CMD-SHELL", f"/usr/local/bin/mariadb-healthcheck && {pair.running_check()}"],
@@ -95,8 +118,7 @@ def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -
             restart="unless-stopped",
             wait=True,
             wait_timeout=300,
-            opts=network.options(machine, component,
-                                 depends_on=network.image_on(machine, f"{name}-image", image.image_name, image, component)),
+            opts=network.options(machine, component, depends_on=[installed[-1], *holder.image_ready]),
         ))
 
     monitor_image = images.build_image(f"{name}-monitor-image", "images/db-monitor", "openmrs-cluster/db-monitor", component)
@@ -122,7 +144,10 @@ def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -
                 pulumi.Output.concat("MONITOR_PASSWORD=", monitor_password),
                 "REPLICATION_USER=replication",
                 pulumi.Output.concat("REPLICATION_PASSWORD=", replication_password),
+                f"TLS_AUTHORITY={MONITOR_AUTHORITY}",
+                f"SERVER_TLS_AUTHORITY={SERVER_AUTHORITY}",
             ],
+            uploads=[docker.ContainerUploadArgs(file=MONITOR_AUTHORITY, content=network.authority.certificate_pem)],
             networks_advanced=[network.attach(machine, monitor_address)],
             healthcheck=docker.ContainerHealthcheckArgs(
                 tests=["CMD", "python3", "/usr/local/bin/db-monitor", "--check"],

@@ -4,7 +4,7 @@ own host, join the hospital's network, where they answer on 443 and 80.
 
 The certificate is the site's own (tls.certificate_file or the tls_* secrets) or one the stack's authority
 signs for tls.host_name and the balancers' addresses. Each balancer reads it from a volume of its own, which
-components/local/site_certificate.py fills before the balancer starts, and refills and reloads in turn when
+components/local/certificate_rollout.py fills before the balancer starts, and refills and reloads in turn when
 the certificate changes, without a failed request.
 
 With balancer.pair (the default), two balancers render the same Apache configuration and share a virtual
@@ -12,21 +12,18 @@ address on the private network with keepalived (VRRP over unicast, a check that 
 inside the network use the virtual address and keep working when either balancer dies. On several hosts the
 pair's address on the hospital's network (network.front.virtual_address) moves with it: that is where
 clients connect."""
-import hashlib
 import ipaddress
-import json
 from typing import NamedTuple
 
 import pulumi
-import pulumi_command as command
 import pulumi_docker as docker
 
-from ..checksums import PROJECT_ROOT
 from ..load_balancer_tier import APACHE_LBMETHODS, LoadBalancerTierArgs
 from ..render import render
 from ..tomcat_pool import TOMCAT_KEEP_ALIVE_SECONDS, route_of
-from . import images, site_certificate
-from .engines import STEP_INTERPRETER
+from . import images
+from .certificate_rollout import APACHE_CONFIG as CONFIG_FILE, CERTIFICATE, KINDS, PRIVATE_KEY
+from .certificates import Holder, certificate_volume, mount, rollout_step
 from .network import BALANCER_HOSTS, BALANCER_VIRTUAL_HOST
 from .rollout import MANAGER as MANAGER_URL
 from .vrrp import CAPABILITIES as VRRP_CAPABILITIES, FrontAddress, ScriptCheck, VrrpPair
@@ -35,7 +32,6 @@ HTTPS_PORT, HTTP_PORT = 443, 80  # www-data binds them: the container lets unpri
 # The manager answers in the HTTPS host; over the container's own loopback, where the site's certificate
 # (named for the site, not localhost) has nothing to prove, curl does not check it.
 MANAGER_CURL = "curl -k"
-CONFIG_FILE = site_certificate.APACHE_CONFIG
 HEARTBEAT_WATCH = "/usr/local/bin/heartbeat-watch"
 BALANCER_NAME = "openmrs-nodes"
 PRIORITIES = (150, 100)  # the first balancer takes the virtual address when both start
@@ -72,8 +68,8 @@ def balancer_config(args: LoadBalancerTierArgs) -> str:
         https_port=HTTPS_PORT,
         http_port=HTTP_PORT,
         https_url=https_url(args),
-        certificate_file=f"{site_certificate.DIRECTORY}/{site_certificate.CERTIFICATE}",
-        private_key_file=f"{site_certificate.DIRECTORY}/{site_certificate.PRIVATE_KEY}",
+        certificate_file=f"{KINDS['apache'].directory}/{CERTIFICATE}",
+        private_key_file=f"{KINDS['apache'].directory}/{PRIVATE_KEY}",
         balancer_name=BALANCER_NAME,
         lbmethod=APACHE_LBMETHODS[balancer.scheduling],
         sticky_sessions=balancer.sticky_sessions,
@@ -103,9 +99,11 @@ def vrrp_pair(args: LoadBalancerTierArgs) -> VrrpPair:
         prefix_length=network.subnet.prefixlen,
         virtual_router_id=balancer.virtual_router_id,
         advert_seconds=balancer.advert_seconds,
+        # Apache answering at all, asked every second on its plain port (the redirect): no TLS handshake each
+        # time, which a busy machine could take longer than the check's second over; one process serves both.
         check_name="apache_serves",
         check=ScriptCheck(
-            command=f"/usr/bin/{MANAGER_CURL} -fsS -o /dev/null --max-time 1 {MANAGER_URL}",
+            command=f"/usr/bin/curl -fsS -o /dev/null --max-time 1 http://127.0.0.1:{HTTP_PORT}/",
             user="www-data"),
     )
 
@@ -142,31 +140,19 @@ def build(component: pulumi.ComponentResource, name: str,
         health += " && " + pair.running_check()
     front = args.cluster.network.front
 
-    balancers = []  # (logical name, machine, certificate volume, image on the machine)
+    balancers = []
     for index in range(2 if balancer.pair else 1):
         logical = f"{name}-apache" if index == 0 else f"{name}-apache-{index + 1}"
         machine = network.machine_of("balancers", index)
-        volume = docker.Volume(f"{logical}-tls", name=network.container_name(f"{logical}-tls"),
-                               opts=network.options(machine, component))
-        balancers.append((logical, machine, volume,
-                        network.image_on(machine, f"{name}-image", image.image_name, image, component)))
+        balancers.append(Holder(logical, machine, certificate_volume(network, machine, logical, component),
+                                network.image_on(machine, f"{name}-image", image.image_name, image, component)))
     certificate, private_key = site_material(component, name, args)
-    targets = pulumi.Output.all(*[volume.name for _, _, volume, _ in balancers], image.image_name).apply(
-        lambda values: json.dumps([{"engine": machine.engine.to_json(), "volume": volume_name,
-                                    "container": network.container_name(logical), "image": values[-1]}
-                                   for (logical, machine, _, _), volume_name in zip(balancers, values)]))
-    install = command.local.Command(
-        f"{name}-site-certificate", create="install", interpreter=[*STEP_INTERPRETER, "components.local.site_certificate"],
-        dir=str(PROJECT_ROOT),
-        environment={"SITE_TARGETS": pulumi.Output.secret(targets), "SITE_CERTIFICATE": certificate,
-                     "SITE_PRIVATE_KEY": pulumi.Output.secret(private_key)},
-        # A new certificate (renewed, or given by the site) runs the step again; nothing else about it does.
-        triggers=[certificate.apply(lambda pem: hashlib.sha256(pem.encode()).hexdigest())],
-        opts=pulumi.ResourceOptions(parent=component, depends_on=[
-            *(volume for _, _, volume, _ in balancers), *(shipped for *_, on_machine in balancers for shipped in on_machine)]))
+    install = rollout_step(f"{name}-site-certificate", "apache", balancers, image.image_name, network, certificate,
+                           private_key, component)
 
     names, engines, urls, containers = [], [], [], []
-    for index, (logical, machine, volume, on_machine) in enumerate(balancers):
+    for index, holder in enumerate(balancers):
+        logical, machine = holder.logical_name, holder.machine
         uploads = [docker.ContainerUploadArgs(file=CONFIG_FILE, content=apache_config),
                    docker.ContainerUploadArgs(file=HEARTBEAT_WATCH, content=watch, executable=True)]
         if pair:
@@ -187,8 +173,7 @@ def build(component: pulumi.ComponentResource, name: str,
             **network.identity(logical),
             image=image.image_name,
             uploads=uploads,
-            mounts=[docker.ContainerMountArgs(target=site_certificate.DIRECTORY, source=volume.name, type="volume",
-                                              read_only=True)],
+            mounts=[mount("apache", holder.volume)],
             networks_advanced=networks,
             ports=ports or None,
             sysctls={"net.ipv4.ip_unprivileged_port_start": str(HTTP_PORT)},
@@ -203,7 +188,7 @@ def build(component: pulumi.ComponentResource, name: str,
             # Replaced one at a time (a new member or a changed heartbeat changes both): the second waits for
             # the first to be healthy again; each is removed before its successor takes its fixed name.
             opts=network.options(machine, component, delete_before_replace=True,
-                                 depends_on=[*containers[-1:], install, *on_machine]),
+                                 depends_on=[*containers[-1:], install, *holder.image_ready]),
         )
         containers.append(container)
         names.append(container.name)

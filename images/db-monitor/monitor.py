@@ -261,8 +261,10 @@ class Pair:
         """`answer_timeout` bounds every answer: a frozen host accepts the connection but never answers."""
         import pymysql  # only in the monitor's image; the decisions above are tested without it
 
+        # TLS, checking that the server's certificate comes from the stack's authority and names `address`.
         return pymysql.connect(
             host=address, port=PORT, user=self.settings["MONITOR_USER"], password=self.settings["MONITOR_PASSWORD"],
+            ssl_ca=self.settings["TLS_AUTHORITY"], ssl_verify_cert=True, ssl_verify_identity=True,
             connect_timeout=timeout, read_timeout=answer_timeout, write_timeout=answer_timeout, autocommit=True,
             cursorclass=pymysql.cursors.DictCursor)
 
@@ -317,11 +319,14 @@ class Pair:
             if self.writer_only_semi_sync:
                 cursor.execute("SET GLOBAL rpl_semi_sync_master_enabled = OFF")
             cursor.execute("STOP SLAVE")
-            # MASTER_DEMOTE_TO_SLAVE: a former writer continues from its own last transaction.
+            # MASTER_DEMOTE_TO_SLAVE: a former writer continues from its own last transaction. Over TLS, the
+            # writer's certificate checked against the authority in the replica's own certificate volume.
             cursor.execute(
                 "CHANGE MASTER TO MASTER_HOST = %s, MASTER_PORT = %s, MASTER_USER = %s, MASTER_PASSWORD = %s, "
+                "MASTER_SSL = 1, MASTER_SSL_CA = %s, MASTER_SSL_VERIFY_SERVER_CERT = 1, "
                 "MASTER_USE_GTID = slave_pos, MASTER_DEMOTE_TO_SLAVE = 1, MASTER_CONNECT_RETRY = 1",
-                (writer, PORT, self.settings["REPLICATION_USER"], self.settings["REPLICATION_PASSWORD"]))
+                (writer, PORT, self.settings["REPLICATION_USER"], self.settings["REPLICATION_PASSWORD"],
+                 self.settings["SERVER_TLS_AUTHORITY"]))
             cursor.execute("START SLAVE")
 
     def fence(self, address: str) -> None:

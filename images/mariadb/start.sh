@@ -1,5 +1,6 @@
 #!/bin/bash
-# First start: create the system tables, the application database and the accounts, with binary logging
+# First start: create the system tables, the application database and the accounts (each reachable over
+# TLS only, as the server requires of every connection from the network), with binary logging
 # off so that none of it is replicated: both servers start identical, and the one the monitor makes a
 # replica follows the writer from the writer's first GTID.
 set -euo pipefail
@@ -28,11 +29,11 @@ if [ ! -f "$initialised" ]; then
   mariadb --socket="$socket" <<SQL
 ALTER USER root@localhost IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD($(sql_string "$MARIADB_ROOT_PASSWORD"));
 CREATE DATABASE \`$MARIADB_DATABASE\` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci;
-CREATE USER $(sql_string "$MARIADB_USER")@'%' IDENTIFIED BY $(sql_string "$MARIADB_PASSWORD");
+CREATE USER $(sql_string "$MARIADB_USER")@'%' IDENTIFIED BY $(sql_string "$MARIADB_PASSWORD") REQUIRE SSL;
 GRANT ALL ON \`$MARIADB_DATABASE\`.* TO $(sql_string "$MARIADB_USER")@'%';
-CREATE USER $(sql_string "$MARIADB_REPLICATION_USER")@'%' IDENTIFIED BY $(sql_string "$MARIADB_REPLICATION_PASSWORD");
+CREATE USER $(sql_string "$MARIADB_REPLICATION_USER")@'%' IDENTIFIED BY $(sql_string "$MARIADB_REPLICATION_PASSWORD") REQUIRE SSL;
 GRANT REPLICATION SLAVE, REPLICATION CLIENT, SLAVE MONITOR ON *.* TO $(sql_string "$MARIADB_REPLICATION_USER")@'%';
-CREATE USER $(sql_string "$MARIADB_MONITOR_USER")@'%' IDENTIFIED BY $(sql_string "$MARIADB_MONITOR_PASSWORD");
+CREATE USER $(sql_string "$MARIADB_MONITOR_USER")@'%' IDENTIFIED BY $(sql_string "$MARIADB_MONITOR_PASSWORD") REQUIRE SSL;
 GRANT READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN, SLAVE MONITOR, BINLOG MONITOR, RELOAD ON *.* TO $(sql_string "$MARIADB_MONITOR_USER")@'%';
 SQL
   mariadb-admin --socket="$socket" shutdown

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -17,7 +18,7 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from local_cluster import TRUSTED, updated_under_requests
+from local_cluster import TRUSTED, RowWriter, updated_under_requests
 from program import PROJECT, run_program, with_overrides
 
 pytestmark = pytest.mark.docker
@@ -122,22 +123,79 @@ def test_chromium_trusting_the_authority_opens_the_site_and_without_it_refuses(l
     figures["Chromium trusting the stack's authority"] = f"{url} opened with no warning (screenshot {trusting / 'page.png'})"
 
 
-def test_a_renewed_certificate_reaches_both_balancers_under_load_without_a_failed_request(local_cluster, figures):
-    """A shorter life makes the authority sign a new certificate, as a renewal does: the step writes it into
-    each balancer's volume and reloads the balancers one at a time, with no container replaced."""
+def presented_by_database(cluster, server: str) -> str:
+    """The SHA-256 fingerprint of the certificate a database server presents to a client over TCP."""
+    return cluster.exec(server, "sh", "-c", "openssl s_client -starttls mysql -connect 127.0.0.1:3306 </dev/null "
+                                            "2>/dev/null | openssl x509 -noout -fingerprint -sha256").strip()
+
+
+def test_a_renewed_certificate_reaches_the_balancers_and_the_database_under_load_without_a_failure(local_cluster, figures):
+    """A shorter life makes the authority sign new certificates, as a renewal does: the steps write them into
+    each server's volume and reload the servers one at a time (Apache gracefully, MariaDB with FLUSH SSL),
+    with no container replaced, no request failed and no row lost."""
     cluster = local_cluster
     _, https_port = ports(cluster)
     before = {port: served_certificate(port) for port in (https_port, https_port + 1)}
-    containers = {name: cluster.client.containers.get(name).id for name in cluster.balancers}
+    presented = {server: presented_by_database(cluster, server) for server in cluster.databases}
+    assert all(fingerprint.startswith("sha256 Fingerprint=") for fingerprint in presented.values()), presented
+    servers = [*cluster.balancers, *cluster.databases]
+    containers = {name: cluster.client.containers.get(name).id for name in servers}
     renewed = with_overrides(cluster.config, tls={"certificate_days": 300})
-    stream, _, took = updated_under_requests(cluster, run_program("itest", renewed))
+    writer = RowWriter(cluster.url)
+    writer.start()
+    try:
+        stream, _, took = updated_under_requests(cluster, run_program("itest", renewed))
+    finally:
+        writer.stop()
     cluster.config = renewed
     assert stream.log and not stream.failures(), stream.failures()[:5]
-    assert {name: cluster.client.containers.get(name).id for name in cluster.balancers} == containers
+    failed_writes = [entry for entry in writer.log if entry[3] != 200]
+    assert writer.log and not failed_writes, failed_writes[:5]
+    assert {name: cluster.client.containers.get(name).id for name in servers} == containers
     for port, old in before.items():
         new = served_certificate(port)
         assert new.fingerprint(old.signature_hash_algorithm) != old.fingerprint(old.signature_hash_algorithm), port
         assert (new.not_valid_after_utc - new.not_valid_before_utc).days == 300
-    figures["certificate renewed on both balancers"] = (
-        f"{took:.1f} s, {len(stream.log)} requests during it, 0 failed, no container replaced; now serving "
-        f"{hashlib.sha256(new.public_bytes(Encoding.DER)).hexdigest()[:16]}…")
+    for server, old in presented.items():
+        assert presented_by_database(cluster, server) not in (old, ""), server
+    figures["certificates renewed on both balancers and both database servers"] = (
+        f"{took:.1f} s, {len(stream.log)} requests and {len(writer.log)} row writes during it, 0 failed, no "
+        f"container replaced; the site now served with {hashlib.sha256(new.public_bytes(Encoding.DER)).hexdigest()[:16]}…")
+
+
+NO_TLS_LOGIN = """
+import os, pymysql
+host, user, password = os.environ["HOST"], os.environ["DB_USER"], os.environ["DB_PASSWORD"]
+try:
+    pymysql.connect(host=host, user=user, password=password, ssl_disabled=True, connect_timeout=5).close()
+    print("without TLS: connected")
+except pymysql.err.MySQLError as refused:
+    print(f"without TLS: refused {refused.args[0]} {refused.args[1]}")
+with pymysql.connect(host=host, user=user, password=password, ssl_ca=os.environ["TLS_AUTHORITY"],
+                     ssl_verify_cert=True, ssl_verify_identity=True, connect_timeout=5) as connection:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW SESSION STATUS LIKE 'Ssl_version'")
+        print(f"with TLS: {cursor.fetchone()[1]}")
+"""
+
+
+def test_the_database_refuses_the_applications_user_without_tls(local_cluster, figures):
+    """As the nodes' database user, from the private network: refused without TLS, served with it (the
+    server's certificate checked for the pair's address, as the nodes check it)."""
+    cluster = local_cluster
+    env = dict(entry.split("=", 1) for entry in cluster.graph.named("app-1").plain("envs"))
+    monitor = cluster.graph.named("db-monitor").plain("name")  # has PyMySQL and the authority
+    answer = cluster.client.containers.get(monitor).exec_run(
+        ["python3", "-c", NO_TLS_LOGIN], environment={
+            "HOST": env["OMRS_DB_HOSTNAME"], "DB_USER": env["OMRS_DB_USERNAME"], "DB_PASSWORD": env["OMRS_DB_PASSWORD"],
+            "TLS_AUTHORITY": "/etc/db-monitor/authority.pem"}).output.decode()
+    # Refused with the very credentials that work over TLS the next moment.
+    assert "without TLS: refused" in answer and "with TLS: TLSv1.3" in answer, answer
+    # The replica follows the writer over TLS too, having checked the writer's certificate.
+    (writer,) = cluster.writers()
+    (replica,) = [server for server in cluster.databases if server != writer]
+    status = dict(re.findall(r"^\s*(\w+): (.*)$", cluster.exec(replica, "mariadb", "-e", "SHOW SLAVE STATUS\\G",
+                                                            user="mysql"), re.M))
+    assert (status["Slave_IO_Running"], status["Master_SSL_Allowed"], status["Master_SSL_Verify_Server_Cert"]) == (
+        "Yes", "Yes", "Yes"), status
+    figures["database, the application's user without TLS"] = answer.splitlines()[0].removeprefix("without TLS: ")

@@ -70,9 +70,9 @@ def test_the_cluster_is_the_six_components_and_their_children(graph, stack):
     # database pair and monitor, nodes and their scheduler keeper, balancer pair, three storage servers,
     # their client and its host directory, one search server
     assert counts[CONTAINER] == 3 + nodes + 1 + 2 + 5 + 1
-    # a volume per database server; state and brick per storage server; the search server's index; each
-    # balancer's certificate
-    assert counts["docker:index/volume:Volume"] == 2 + 3 * 2 + 1 + 2
+    # data and certificate per database server; state and brick per storage server; the search server's
+    # index; each balancer's certificate
+    assert counts["docker:index/volume:Volume"] == 2 * 2 + 3 * 2 + 1 + 2
     assert counts["docker:index/network:Network"] == 2
     # root, app, replication, monitor, admin, search
     assert counts["random:index/randomPassword:RandomPassword"] == 6
@@ -113,7 +113,7 @@ def test_each_node_has_a_unique_route_and_the_cluster_contract(graph, stack):
             f"/openmrs/data/{folder}" for folder in stack_config(stack)["openmrs-cluster:storage"]["shared_folders"]
         ]
         assert node.plain("stopTimeout") == 60
-        (server_xml,) = node.plain("uploads")
+        server_xml, _database_authority = node.plain("uploads")
         assert server_xml["file"] == "/usr/local/tomcat/conf/server.xml" and 'jvmRoute="${jvmRoute}"' in server_xml["content"]
     assert len(set(routes)) == len(routes)
 

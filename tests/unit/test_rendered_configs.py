@@ -25,7 +25,7 @@ def with_site_certificate(graph, content: str, directory) -> str:
     """The balancer's configuration reading the certificate and key the program made (as the step installs
     them in the balancer's volume) from `directory`: `apache2 -t` loads them."""
     environment = unwrap(graph.named("lb-site-certificate").inputs["environment"])
-    for name, key in (("site.pem", "SITE_CERTIFICATE"), ("site.key", "SITE_PRIVATE_KEY")):
+    for name, key in (("certificate.pem", "TLS_CERTIFICATE"), ("private-key.pem", "TLS_PRIVATE_KEY")):
         (directory / name).write_text(environment[key])
     return content.replace("/etc/apache2/tls/", f"{directory}/")
 
@@ -87,6 +87,10 @@ def test_mariadb_accepts_each_servers_config(tmp_path, graph, server):
     assert variables["rpl-semi-sync-master-wait-point"] == "AFTER_SYNC"
     assert variables["rpl-semi-sync-master-timeout"] == "2000"
     assert variables["character-set-server"] == "utf8mb4"
+    # Nothing but TLS over the network, with the certificate in the server's own certificate volume.
+    assert variables["require-secure-transport"] == "TRUE" and variables["tls-version"] == "TLSv1.2,TLSv1.3"
+    assert (variables["ssl-cert"], variables["ssl-key"], variables["ssl-ca"]) == (
+        "/etc/mysql/tls/certificate.pem", "/etc/mysql/tls/private-key.pem", "/etc/mysql/tls/authority.pem")
 
 
 def test_mariadb_accepts_the_config_with_a_quorum_of_monitors_and_waits_for_its_replica_forever(tmp_path):
@@ -110,7 +114,7 @@ def test_mariadb_rejects_an_unknown_option(tmp_path, graph):
 
 
 def test_tomcat_engine_takes_its_route_from_the_jvm(graph):
-    (content,) = uploaded(graph, "app-1").values()
+    content = uploaded(graph, "app-1")["/usr/local/tomcat/conf/server.xml"]
     server = ElementTree.fromstring(content.encode())
     engine = server.find("./Service/Engine")
     assert engine.get("jvmRoute") == "${jvmRoute}"

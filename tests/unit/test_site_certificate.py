@@ -16,7 +16,7 @@ from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import PolicyBuilder, Store
 
 from components.config import ConfigError
-from components.local import site_certificate
+from components.local import certificate_rollout
 from program import PROJECT, is_secret, run_program, stack_config, unwrap, with_overrides
 
 NOW = datetime.datetime.now(datetime.timezone.utc)
@@ -48,7 +48,7 @@ def given(tmp_path, pem: str, key: str, **tls) -> dict:
 def key_kept_secret(step) -> bool:
     """The step's private key is a secret: the whole environment, or its entry."""
     environment = step.inputs["environment"]
-    return is_secret(environment) or is_secret(environment["SITE_PRIVATE_KEY"])
+    return is_secret(environment) or is_secret(environment["TLS_PRIVATE_KEY"])
 
 
 def refusal(config: dict) -> str:
@@ -83,7 +83,7 @@ def test_a_certificate_given_as_secrets_is_checked_the_same_and_must_come_whole(
     config[f"{PROJECT}:tls_private_key"] = key
     graph = run_program("local", config)  # a wildcard covers the one label in its place
     step = graph.named("lb-site-certificate")
-    assert unwrap(step.inputs["environment"])["SITE_CERTIFICATE"] == pem
+    assert unwrap(step.inputs["environment"])["TLS_CERTIFICATE"] == pem
     assert key_kept_secret(step)
     assert "lb-site-cert" not in {r.name for r in graph.registrations}  # the authority signs none
 
@@ -113,7 +113,7 @@ def test_the_generated_certificate_covers_every_address_the_balancers_answer_on(
     environment = unwrap(step.inputs["environment"])
     assert key_kept_secret(step)
     authority = x509.load_pem_x509_certificate(graph.named("net-authority").outputs["certPem"].encode())
-    leaf = x509.load_pem_x509_certificate(environment["SITE_CERTIFICATE"].encode())
+    leaf = x509.load_pem_x509_certificate(environment["TLS_CERTIFICATE"].encode())
     balancers = [graph.named(name) for name in ("lb-apache", "lb-apache-2")]
     keepalived = next(u["content"] for u in balancers[0].plain("uploads") if u["file"].endswith("keepalived.conf"))
     addresses = ["127.0.0.1", re.search(r"virtual_ipaddress \{\s*([\d.]+)/", keepalived)[1],
@@ -127,7 +127,7 @@ def test_the_generated_certificate_covers_every_address_the_balancers_answer_on(
     renewal = graph.named("lb-site-cert").plain("earlyRenewalHours")
     assert renewal == 90 * 24
     # The step fills each balancer's volume before the balancer exists; each mounts it read-only.
-    targets = json.loads(environment["SITE_TARGETS"])
+    targets = json.loads(environment["TLS_TARGETS"])
     for balancer, target in zip(balancers, targets):
         assert step.urn in balancer.dependencies
         (mount,) = balancer.plain("mounts")
@@ -162,16 +162,17 @@ def test_the_balancers_https_port_must_not_collide_with_the_plain_one():
     assert f"{PROJECT}:balancer.https_port: 8081 collides with balancer.port (8080)" in refusal(config)
 
 
-def test_the_step_writes_the_key_for_apaches_group_only_and_knows_the_certificate_as_openssl_prints_it(tmp_path):
+def test_the_step_writes_the_key_for_the_servers_group_only_and_knows_the_certificate_as_openssl_prints_it(tmp_path):
     pem, key = certificate(["openmrs.clinic.example"])
-    with tarfile.open(fileobj=io.BytesIO(site_certificate._archive(pem, key))) as archive:
+    authority, _ = certificate(["authority"])
+    with tarfile.open(fileobj=io.BytesIO(certificate_rollout._archive(pem, key, authority))) as archive:
         entries = {entry.name: entry for entry in archive.getmembers()}
-    assert (entries[".new/site.key"].mode, entries[".new/site.key"].gid) == (0o640, site_certificate.WWW_DATA_GID)
-    assert entries[".new/site.pem"].mode == 0o644
-    (tmp_path / "site.pem").write_text(pem)
-    printed = subprocess.run(["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in", str(tmp_path / "site.pem")],
+    assert entries[".new/private-key.pem"].mode == 0o640  # the step gives it the server's group
+    assert entries[".new/certificate.pem"].mode == entries[".new/authority.pem"].mode == 0o644
+    (tmp_path / "certificate.pem").write_text(pem)
+    printed = subprocess.run(["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in", str(tmp_path / "certificate.pem")],
                              capture_output=True, text=True, check=True).stdout
-    assert printed.strip().rsplit("=", 1)[-1] == site_certificate.fingerprint(pem)
+    assert printed.strip().rsplit("=", 1)[-1] == certificate_rollout.fingerprint(pem)
 
 
 def test_a_balancer_on_every_address_needs_the_name_its_certificate_covers():
