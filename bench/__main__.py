@@ -57,7 +57,7 @@ def summary(output: bytes) -> dict:
 
 def overhead(cluster, client, image: str) -> dict:
     balancer = f"https://{cluster.address_of('lb-apache')}/openmrs/whoami"
-    node = f"http://{cluster.address_of('app-1')}:8080/openmrs/whoami"
+    node = f"https://{cluster.address_of('app-1')}:8443/openmrs/whoami"  # hey checks no certificate
     load = ["-z", f"{LOAD_SECONDS}s", "-c", str(CONCURRENCY)]
     for url in (balancer, node):  # warm the JVMs and pools, so the first method measured is not penalised
         hey(client, image, cluster.private_network, "-z", "3s", "-c", str(CONCURRENCY), url)

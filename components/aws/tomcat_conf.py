@@ -26,7 +26,8 @@ SCRIPT = (
 
 
 def server_xml(port: int, idle_timeout_seconds: int) -> str:
-    return render("server.xml", port=port, keep_alive_seconds=idle_timeout_seconds + KEEP_ALIVE_MARGIN_SECONDS)
+    # No TLS connector: the ALB reaches the task on its own port, inside the VPC.
+    return render("server.xml", port=port, tls_port=None, keep_alive_seconds=idle_timeout_seconds + KEEP_ALIVE_MARGIN_SECONDS)
 
 
 def container(image: str, port: int, idle_timeout_seconds: int, log_options: dict[str, str]) -> dict:

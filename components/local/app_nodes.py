@@ -34,6 +34,11 @@ DATABASE_AUTHORITY = "/openmrs/tls/database-authority.pem"
 # sslMode for Connector/J 3 (core 2.8 bundles 3.5.4), useSsl for 2.x, where it verifies the name by default
 # (3.x reads useSsl as verify-full too); serverSslCert is the authority to trust in both.
 DATABASE_TLS_ARGS = f"&sslMode=verify-full&useSsl=true&serverSslCert={DATABASE_AUTHORITY}"
+# Where the balancers and the scheduler keeper reach a node: TLS, the node's certificate (from the stack's
+# authority, for its route as a host name and its address) checked; app.port stays on the node's loopback.
+NODE_TLS_PORT = 8443
+NODE_CERTIFICATE, NODE_PRIVATE_KEY = "/usr/local/tomcat/conf/tls/certificate.pem", "/usr/local/tomcat/conf/tls/private-key.pem"
+KEEPER_AUTHORITY = "/etc/scheduler-keeper/authority.pem"
 APP_REPOSITORY = "openmrs-cluster/app"
 
 
@@ -115,7 +120,9 @@ def build(
     heartbeat = args.cluster.balancer.heartbeat
     admin_password = password(f"{name}-admin-password", args.admin_password, component)
     image, image_made_by = app_image(name, args, component)
-    server_xml = render("server.xml", port=settings.port, keep_alive_seconds=TOMCAT_KEEP_ALIVE_SECONDS)
+    server_xml = render("server.xml", port=settings.port, tls_port=NODE_TLS_PORT, keep_alive_seconds=TOMCAT_KEEP_ALIVE_SECONDS,
+                        certificate_file=NODE_CERTIFICATE, private_key_file=NODE_PRIVATE_KEY)
+    tls = args.cluster.tls
     manager = args.balancer.membership
     # Each node waits for the one before it to be back in the balancer; the first waits for the balancer.
     previous_step: pulumi.Resource = args.balancer
@@ -126,6 +133,8 @@ def build(
         machine = network.machine_of("app", index)
         address = network.app_node_address(index)
         environment = node_environment(args, route, admin_password)
+        issued = network.authority.issue(logical, route, [route], [address], tls.certificate_days * 24,
+                                         tls.renew_days_before * 24, component)
         mounts = [
             docker.ContainerMountArgs(
                 type=mount.kind, source=mount.source, target=mount.container_path,
@@ -138,7 +147,7 @@ def build(
             "ROLLOUT_BALANCER_ENGINES": pulumi.Output.secret(json.dumps(manager.engines)),
             "ROLLOUT_NODE_ENGINE": pulumi.Output.secret(machine.engine.to_json()),
             "ROLLOUT_BALANCER_NAME": manager.balancer_name,
-            "ROLLOUT_WORKER_URL": f"http://{address}:{settings.port}",
+            "ROLLOUT_WORKER_URL": f"https://{route}:{NODE_TLS_PORT}",
             "ROLLOUT_ROUTE": route,
             "ROLLOUT_NODE_CONTAINER": network.container_name(logical),
             "ROLLOUT_DRAIN_SECONDS": str(settings.drain_seconds),
@@ -148,7 +157,10 @@ def build(
         container_args = dict(
             image=image,
             envs=environment,
+            # A renewed certificate is a changed argument: the node is drained and replaced, as in any update.
             uploads=[docker.ContainerUploadArgs(file=SERVER_XML, content=server_xml),
+                     docker.ContainerUploadArgs(file=NODE_CERTIFICATE, content=issued.certificate_pem),
+                     docker.ContainerUploadArgs(file=NODE_PRIVATE_KEY, content=issued.private_key_pkcs8_pem),
                      docker.ContainerUploadArgs(file=DATABASE_AUTHORITY, content=network.authority.certificate_pem)],
             mounts=mounts,
             networks_advanced=[network.attach(machine, address)],
@@ -192,7 +204,7 @@ def build(
             environment=rollout_settings, triggers=triggers,
             opts=pulumi.ResourceOptions.merge(step, pulumi.ResourceOptions(depends_on=[container])),
         )
-        members.append(PoolMember(name=container.name, route=route, port=settings.port))
+        members.append(PoolMember(name=container.name, route=route, port=NODE_TLS_PORT))
     scheduler_keeper(component, name, args, admin_password, depends_on=previous_step)
     return members, admin_password
 
@@ -200,7 +212,7 @@ def build(
 def scheduler_keeper(component: pulumi.ComponentResource, name: str, args: TomcatPoolArgs,
                      admin_password: pulumi.Output[str], depends_on: pulumi.Resource) -> docker.Container:
     """Core 2.8 runs each start-on-startup task on every node; the keeper moves them onto one node
-    (images/scheduler-keeper/keeper.py), asking each node directly on the private network as admin."""
+    (images/scheduler-keeper/keeper.py), asking each node directly on the private network as admin, over TLS."""
     network = args.network.platform_network
     settings = args.cluster.app
     image = images.build_image(f"{name}-keeper-image", "images/scheduler-keeper", "openmrs-cluster/scheduler-keeper",
@@ -212,9 +224,11 @@ def scheduler_keeper(component: pulumi.ComponentResource, name: str, args: Tomca
         logical,
         **network.identity(logical),
         image=image.image_name,
-        envs=[f"DISCOVERY_NAME={DISCOVERY_NAME}", f"NODE_PORT={settings.port}", f"CONTEXT_PATH={settings.context_path}",
+        envs=[f"DISCOVERY_NAME={DISCOVERY_NAME}", f"NODE_PORT={NODE_TLS_PORT}", f"CONTEXT_PATH={settings.context_path}",
+              f"TLS_AUTHORITY={KEEPER_AUTHORITY}",
               "OPENMRS_USER=admin", pulumi.Output.concat("OPENMRS_PASSWORD=", admin_password),
               f"POLL_SECONDS={settings.scheduler.poll_seconds}", f"GRACE_SECONDS={settings.scheduler.grace_seconds}"],
+        uploads=[docker.ContainerUploadArgs(file=KEEPER_AUTHORITY, content=network.authority.certificate_pem)],
         networks_advanced=[network.attach(machine)],
         hosts=discovery_hosts(network, settings.nodes),
         healthcheck=docker.ContainerHealthcheckArgs(

@@ -27,6 +27,7 @@ SERVER_USES = ["digital_signature", "key_encipherment", "server_auth", "client_a
 class Issued:
     certificate_pem: pulumi.Output[str]
     private_key_pem: pulumi.Output[str]  # a secret
+    private_key_pkcs8_pem: pulumi.Output[str]  # the same, as Java reads it; a secret
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,8 @@ class Authority:
             f"{name}-cert", cert_request_pem=request.cert_request_pem, ca_private_key_pem=self._private_key_pem,
             ca_cert_pem=self.certificate_pem, validity_period_hours=validity_hours,
             early_renewal_hours=renew_hours_before, allowed_uses=SERVER_USES, opts=child)
-        return Issued(certificate.cert_pem, pulumi.Output.secret(key.private_key_pem))
+        return Issued(certificate.cert_pem, pulumi.Output.secret(key.private_key_pem),
+                      pulumi.Output.secret(key.private_key_pem_pkcs8))
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ from ..load_balancer_tier import APACHE_LBMETHODS, LoadBalancerTierArgs
 from ..render import render
 from ..tomcat_pool import TOMCAT_KEEP_ALIVE_SECONDS, route_of
 from . import images
-from .certificate_rollout import APACHE_CONFIG as CONFIG_FILE, CERTIFICATE, KINDS, PRIVATE_KEY
+from .app_nodes import NODE_TLS_PORT
+from .certificate_rollout import APACHE_CONFIG as CONFIG_FILE, AUTHORITY, CERTIFICATE, KINDS, PRIVATE_KEY
 from .certificates import Holder, certificate_volume, mount, rollout_step
 from .network import BALANCER_HOSTS, BALANCER_VIRTUAL_HOST
 from .rollout import MANAGER as MANAGER_URL
@@ -33,6 +34,7 @@ HTTPS_PORT, HTTP_PORT = 443, 80  # www-data binds them: the container lets unpri
 # (named for the site, not localhost) has nothing to prove, curl does not check it.
 MANAGER_CURL = "curl -k"
 HEARTBEAT_WATCH = "/usr/local/bin/heartbeat-watch"
+AUTHORITY_FILE = f"{KINDS['apache'].directory}/{AUTHORITY}"  # the nodes' certificates are checked with it
 BALANCER_NAME = "openmrs-nodes"
 PRIORITIES = (150, 100)  # the first balancer takes the virtual address when both start
 
@@ -47,8 +49,16 @@ class BalancerManagerAccess(NamedTuple):
 
 
 def members(args: LoadBalancerTierArgs) -> list[dict]:
+    """Each node by its route as a host name (which its certificate names; Apache checks names, not addresses),
+    on its TLS port."""
+    return [{"host": route_of(index), "port": NODE_TLS_PORT, "route": route_of(index)}
+            for index in range(args.cluster.app.nodes)]
+
+
+def member_hosts(args: LoadBalancerTierArgs) -> list[docker.ContainerHostArgs]:
+    """The members' host names, in each balancer's /etc/hosts: Docker's DNS knows no other engine's containers."""
     network = args.network.platform_network
-    return [{"host": network.app_node_address(index), "port": args.cluster.app.port, "route": route_of(index)}
+    return [docker.ContainerHostArgs(host=route_of(index), ip=network.app_node_address(index))
             for index in range(args.cluster.app.nodes)]
 
 
@@ -70,6 +80,7 @@ def balancer_config(args: LoadBalancerTierArgs) -> str:
         https_url=https_url(args),
         certificate_file=f"{KINDS['apache'].directory}/{CERTIFICATE}",
         private_key_file=f"{KINDS['apache'].directory}/{PRIVATE_KEY}",
+        authority_file=AUTHORITY_FILE,
         balancer_name=BALANCER_NAME,
         lbmethod=APACHE_LBMETHODS[balancer.scheduling],
         sticky_sessions=balancer.sticky_sessions,
@@ -82,7 +93,7 @@ def balancer_config(args: LoadBalancerTierArgs) -> str:
 
 def heartbeat_watch(args: LoadBalancerTierArgs) -> str:
     """The script that gives each heartbeat the timeout Apache's checks lack (templates/heartbeat-watch.sh)."""
-    return render("heartbeat-watch.sh", manager_url=MANAGER_URL, manager_curl=MANAGER_CURL,
+    return render("heartbeat-watch.sh", manager_url=MANAGER_URL, manager_curl=MANAGER_CURL, authority_file=AUTHORITY_FILE,
                   balancer_name=BALANCER_NAME, heartbeat=args.cluster.balancer.heartbeat, members=members(args))
 
 
@@ -175,6 +186,7 @@ def build(component: pulumi.ComponentResource, name: str,
             uploads=uploads,
             mounts=[mount("apache", holder.volume)],
             networks_advanced=networks,
+            hosts=member_hosts(args),
             ports=ports or None,
             sysctls={"net.ipv4.ip_unprivileged_port_start": str(HTTP_PORT)},
             healthcheck=docker.ContainerHealthcheckArgs(

@@ -20,7 +20,7 @@ watch_member() {
   while :; do
     started=$(date +%s)
     # Any HTTP answer counts, even an error: a node that answers is Apache's checks' to judge.
-    if curl -s -o /dev/null --max-time {{ heartbeat.timeout_seconds }} "$1{{ heartbeat.path }}"; then
+    if curl -s -o /dev/null --cacert {{ authority_file }} --max-time {{ heartbeat.timeout_seconds }} "$1{{ heartbeat.path }}"; then
       unanswered=0
     else
       unanswered=$((unanswered + 1))
@@ -35,6 +35,6 @@ watch_member() {
 }
 
 {% for member in members %}
-watch_member http://{{ member.host }}:{{ member.port }} &
+watch_member https://{{ member.host }}:{{ member.port }} &
 {% endfor %}
 wait

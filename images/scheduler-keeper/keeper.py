@@ -96,6 +96,8 @@ class Cluster:
         self.settings = settings
         self.http = requests.Session()
         self.http.auth = (settings["OPENMRS_USER"], settings["OPENMRS_PASSWORD"])
+        # Over TLS: the admin's password and the answers cross machines; each node's certificate names its address.
+        self.http.verify = settings["TLS_AUTHORITY"]
         self.errors = (requests.RequestException, ValueError)
 
     def addresses(self) -> list[str]:
@@ -106,7 +108,7 @@ class Cluster:
         return sorted({answer[4][0] for answer in answers}, key=_order)
 
     def _url(self, address: str, path: str) -> str:
-        return f"http://{address}:{self.settings['NODE_PORT']}{self.settings['CONTEXT_PATH']}{path}"
+        return f"https://{address}:{self.settings['NODE_PORT']}{self.settings['CONTEXT_PATH']}{path}"
 
     def node(self, address: str) -> Node:
         try:

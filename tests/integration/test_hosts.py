@@ -13,10 +13,16 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import re
+import subprocess
 import time
+import uuid
+from pathlib import Path
+from typing import Iterator
 
 import docker
 import pytest
+import requests
 
 from hosts_cluster import (
     BACK_SUBNET, ENGINE_TIMEOUT, STACK, BackSideWriter, ClientsAddressWatch, away, deployed_across, host_entry,
@@ -72,7 +78,7 @@ def test_only_the_balancers_address_answers_the_hospitals_network(cluster, lab):
     assert lab.outsider_get(f"http://{cluster.front_virtual_address}/openmrs/health/started") == 308
     back = {"database writer": (cluster.database_virtual_address, 3306), "database server": (cluster.address_of("db-1"), 3306),
             "storage": (cluster.address_of("files-1"), 24007), "node caches": (cluster.address_of("app-1"), 7800),
-            "node": (cluster.address_of("app-1"), 8080), "monitor": (cluster.address_of("db-monitor-a"), 8700)}
+            "node": (cluster.address_of("app-1"), 8443), "monitor": (cluster.address_of("db-monitor-a"), 8700)}
     for via in (None, lab.machines["a"].front_address):
         with outsider_route(lab, BACK_SUBNET, via):
             for what, (address, port) in back.items():
@@ -80,6 +86,53 @@ def test_only_the_balancers_address_answers_the_hospitals_network(cluster, lab):
     # ...while they do answer inside the cluster
     assert cluster.exec(cluster.nodes["node1"], "sh", "-c", f"timeout 3 bash -c '</dev/tcp/{cluster.address_of('app-2')}/7800'"
                         " && echo reached") .strip() == "reached"
+
+
+@contextlib.contextmanager
+def captured(lab, directory) -> Iterator[dict[str, Path]]:
+    """Every packet on every interface of each simulated machine (its links to the others and its containers'
+    bridges) while the block runs, one capture file per machine."""
+    files = {name: directory / f"{name}.pcap" for name in lab.machines}
+    captures = [subprocess.Popen(["nsenter", f"--net=/var/run/netns/{machine.namespace}", "tcpdump", "-i", "any",
+                                  "-s", "0", "-U", "-Z", "root", "-w", str(files[name])], stderr=subprocess.DEVNULL)
+                for name, machine in lab.machines.items()]
+    try:
+        time.sleep(2)  # tcpdump opens its interfaces
+        yield files
+        time.sleep(2)  # the last packets are written
+    finally:
+        for capture in captures:
+            capture.terminate()
+            capture.wait(timeout=30)
+
+
+NO_TLS_LOGIN = "import pymysql, sys; pymysql.connect(host=sys.argv[1], user=sys.argv[2], password='x', ssl_disabled=True)"
+
+
+def test_a_record_written_through_the_application_crosses_no_machine_in_clear(cluster, lab, tmp_path, figures):
+    """A row whose id is a marker goes client -> balancer -> node -> database writer -> replica, across the
+    machines; no capture on any machine holds the marker. The same capture does hold a control marker sent in
+    clear over the same links: a database login without TLS that names it as its user (refused), and a plain
+    HTTP request to the clients' address (redirected)."""
+    marker, control = f"record-{uuid.uuid4().hex}", f"clear-{uuid.uuid4().hex}"
+    (writer,) = cluster.writers()
+    monitor = cluster.graph.named("db-monitor-a").plain("name")
+    with captured(lab, tmp_path) as files:
+        assert requests.post(f"{cluster.url}/rows", params={"id": marker}, timeout=10).status_code == 200
+        assert wait_for(lambda: all(cluster.database_query(server, f"SELECT COUNT(*) FROM openmrs.standin_rows "
+                                                                   f"WHERE id = '{marker}'") == "1"
+                                    for server in cluster.databases), timeout=30, poll=0.5)
+        login = cluster.engine_of(monitor).containers.get(monitor).exec_run(
+            ["python3", "-c", NO_TLS_LOGIN, cluster.address_of_container(writer), control])
+        assert login.exit_code != 0  # refused: no TLS
+        assert lab.outsider_get(f"http://{cluster.front_virtual_address}/openmrs/rows?id={control}") == 308
+    seen = {name: (marker.encode() in path.read_bytes(), control.encode() in path.read_bytes())
+            for name, path in files.items()}
+    assert not [name for name, (record, _) in seen.items() if record], seen
+    assert [name for name, (_, clear) in seen.items() if clear], f"the captures saw nothing in clear: {seen}"
+    figures["across machines: a record's marker in packet captures"] = (
+        f"found on no machine ({', '.join(f'{name}: {path.stat().st_size // 1024} KiB' for name, path in files.items())}); "
+        f"the control sent in clear found on {sorted(name for name, (_, clear) in seen.items() if clear)}")
 
 
 @contextlib.contextmanager
@@ -129,7 +182,8 @@ def test_the_writers_machine_cut_off_while_clients_on_both_sides_write(cluster, 
 
 
 class AddressHeld(BoundedLoop):
-    """Whether `server` holds the database pair's address, sampled every 0.05 s."""
+    """Whether `server` holds the database pair's address, sampled every 0.05 s; a sample whose command did not
+    run (the engine busy) tells nothing and is not kept. The addresses seen are kept with each sample."""
 
     def __init__(self, cluster, server: str):
         super().__init__(limit_seconds=120, pause=0.05)
@@ -137,8 +191,11 @@ class AddressHeld(BoundedLoop):
 
     def step(self):
         with contextlib.suppress(docker.errors.APIError):
-            held = f" {self.cluster.database_virtual_address}/" in self.cluster.exec(self.server, "ip", "-4", "-o", "addr")
-            self.samples.append((time.time(), held))
+            result = self.cluster.engine_of(self.server).containers.get(self.server).exec_run(["ip", "-4", "-o", "addr"])
+            if result.exit_code == 0:
+                addresses = re.findall(r" inet (\S+)", result.output.decode())
+                held = any(address.startswith(f"{self.cluster.database_virtual_address}/") for address in addresses)
+                self.samples.append((time.time(), held, addresses))
 
 
 def test_a_hung_machine_holding_the_writer(cluster, figures):
@@ -158,8 +215,8 @@ def test_a_hung_machine_holding_the_writer(cluster, figures):
     assert cluster.writers() == [replica]
     since_promotion = list(itertools.dropwhile(lambda sample: not sample[1], watch.samples))
     assert since_promotion and since_promotion[0][0] < outage.back_at, "the replica was not promoted during the freeze"
-    lost = [round(at - outage.back_at, 2) for at, holds in since_promotion if not holds]
-    assert not lost, f"the new writer lost the address at {lost} s after the old one's machine returned"
+    lost = [(round(at - outage.back_at, 2), addresses) for at, holds, addresses in since_promotion if not holds]
+    assert not lost, f"the new writer lost the address at (s after the old one's machine returned, its addresses) {lost}"
     figures[f"writer's machine {host} frozen 20 s ({held})"] = outage.describe()
 
 

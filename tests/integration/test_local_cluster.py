@@ -191,7 +191,7 @@ def test_nodes_reach_each_other_on_the_cache_ports_and_nothing_outside_the_priva
     outsider = local_cluster.client.containers.run(
         "debian:bookworm-slim", ["sleep", "60"], network=edge, detach=True, remove=True)
     try:
-        for port in (7800, 7801, 8080):
+        for port in (7800, 7801, 8443):
             assert not reaches(local_cluster, outsider.name, node2, port), port
     finally:
         outsider.kill()

@@ -80,19 +80,27 @@ def test_testssl_finds_no_protocol_cipher_or_header_weakness(local_cluster, tmp_
     worse. A private authority publishes no revocation list, which testssl rates as the certificate's
     weakness (cert_revocation), not the server's: it is reported, not hidden."""
     _, https_port = ports(local_cluster)
-    report = tmp_path / "testssl.json"
-    subprocess.run(["testssl", "--quiet", "--color", "0", "--warnings", "batch", "--nodns", "none",
-                    "--add-ca", str(TRUSTED), "--jsonfile", str(report), f"https://127.0.0.1:{https_port}/openmrs/"],
-                   capture_output=True, text=True, timeout=900, check=False)
-    findings = json.loads(report.read_text())
-    scan_problems = [f for f in findings if f["severity"] == "WARN"]
+    rescanned = []
+    for scan in range(2):
+        report = tmp_path / f"testssl-{scan}.json"
+        subprocess.run(["testssl", "--quiet", "--color", "0", "--warnings", "batch", "--nodns", "none",
+                        "--add-ca", str(TRUSTED), "--jsonfile", str(report), f"https://127.0.0.1:{https_port}/openmrs/"],
+                       capture_output=True, text=True, timeout=900, check=False)
+        findings = json.loads(report.read_text())
+        scan_problems = [f"{f['id']}: {f['finding']}" for f in findings if f["severity"] == "WARN"]
+        # One of a scan's hundreds of connections failing to connect leaves its check undone (testssl's own
+        # "connect problem"): that check is not a pass, so the whole scan runs again, once, and says so.
+        if not scan_problems or not all(problem.endswith("connect problem") for problem in scan_problems):
+            break
+        rescanned += scan_problems
     assert not scan_problems, scan_problems
     weak = [f"{f['id']} ({f['severity']}): {f['finding']}" for f in findings if f["severity"] in WEAK]
     certificate_only = [w for w in weak if w.startswith("cert_revocation ")]
     assert not set(weak) - set(certificate_only), weak
     counts = {level: sum(f["severity"] == level for f in findings) for level in ("OK", "INFO", "LOW", *sorted(WEAK))}
     figures["testssl.sh 3.0.8 against the balancer"] = (
-        f"{len(findings)} findings {counts}; medium or worse: {certificate_only or 'none'}")
+        f"{len(findings)} findings {counts}; medium or worse: {certificate_only or 'none'}"
+        + (f"; scanned twice, the first scan's check undone: {rescanned}" if rescanned else ""))
 
 
 def test_chromium_trusting_the_authority_opens_the_site_and_without_it_refuses(local_cluster, tmp_path, figures):

@@ -263,7 +263,7 @@ def test_nodes_run_the_projects_server_xml_written_into_their_tomcat_configurati
     assert writer["image"] == node["image"] and writer["essential"] is False
     server_xml = environment(writer)["SERVER_XML"]
     # X-Forwarded-Proto from the ALB makes a request secure: Secure cookies, redirects to https.
-    assert '<Valve className="org.apache.catalina.valves.RemoteIpValve"/>' in server_xml
+    assert '<Valve className="org.apache.catalina.valves.RemoteIpValve" hostHeader="X-Forwarded-Host"/>' in server_xml
     assert 'jvmRoute="${jvmRoute}"' in server_xml
     # Tomcat keeps an idle connection longer than the ALB (300 s), which then never reuses a closed one.
     (timeout,) = re.findall(r'connectionTimeout="(\d+)"', server_xml)

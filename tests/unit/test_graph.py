@@ -113,7 +113,7 @@ def test_each_node_has_a_unique_route_and_the_cluster_contract(graph, stack):
             f"/openmrs/data/{folder}" for folder in stack_config(stack)["openmrs-cluster:storage"]["shared_folders"]
         ]
         assert node.plain("stopTimeout") == 60
-        server_xml, _database_authority = node.plain("uploads")
+        server_xml, _certificate, _key, _database_authority = node.plain("uploads")
         assert server_xml["file"] == "/usr/local/tomcat/conf/server.xml" and 'jvmRoute="${jvmRoute}"' in server_xml["content"]
     assert len(set(routes)) == len(routes)
 
@@ -127,10 +127,13 @@ def test_the_nodes_share_one_password_and_it_is_generated_per_cluster(graph):
 
 def test_balancer_has_one_member_per_node_with_its_route(graph):
     config = balancer_config(graph)
-    members = re.findall(r'BalancerMember "http://([^:]+):8080" route=(\S+)', config)
+    members = re.findall(r'BalancerMember "https://([^:]+):8443" route=(\S+)', config)
+    assert all(host == route for host, route in members)  # by the name the node's certificate gives it
     nodes = {r.plain("networksAdvanced")[0]["ipv4Address"]: env_of(r)["OMRS_JAVA_SERVER_OPTS"].rsplit("=", 1)[1]
              for r in app_nodes(graph)}
-    assert dict(members) == nodes
+    # ...which each balancer's /etc/hosts maps to the node's address
+    hosts = {entry["ip"]: entry["host"] for entry in graph.named("lb-apache").plain("hosts")}
+    assert hosts == nodes and {route for _, route in members} == set(nodes.values())
 
 
 def test_balancer_config_follows_the_stack(graph, stack):
@@ -172,7 +175,7 @@ def test_each_balancer_times_every_members_heartbeat_out():
     heartbeat = {"path": "/openmrs/health/started", "interval_seconds": 7, "fails": 4, "passes": 3,
                  "timeout_seconds": 2}
     graph = run_program("local", with_overrides(stack_config("local"), balancer={"heartbeat": heartbeat}))
-    members = set(re.findall(r'BalancerMember "(http://[\d.]+:\d+)"', balancer_config(graph)))
+    members = set(re.findall(r'BalancerMember "(https://node\d+:\d+)"', balancer_config(graph)))
     for balancer in ("lb-apache", "lb-apache-2"):
         (upload,) = [u for u in graph.named(balancer).plain("uploads") if u["file"] == "/usr/local/bin/heartbeat-watch"]
         watch = upload["content"]
@@ -460,7 +463,7 @@ def test_an_existing_search_cluster_is_used_as_given_and_no_server_is_made():
 def test_a_scheduler_keeper_asks_the_nodes_by_the_discovery_name_once_they_are_all_in(graph):
     keeper = graph.named("app-scheduler-keeper")
     env = env_of(keeper)
-    assert (env["DISCOVERY_NAME"], env["NODE_PORT"], env["CONTEXT_PATH"]) == ("app-nodes", "8080", "/openmrs")
+    assert (env["DISCOVERY_NAME"], env["NODE_PORT"], env["CONTEXT_PATH"]) == ("app-nodes", "8443", "/openmrs")
     assert (env["POLL_SECONDS"], env["GRACE_SECONDS"]) == ("10", "60")
     assert env["OPENMRS_USER"] == "admin" and env["OPENMRS_PASSWORD"] == env_of(graph.named("app-1"))["OMRS_ADMIN_USER_PASSWORD"]
     assert ("OPENMRS_PASSWORD=" + env["OPENMRS_PASSWORD"], True) in env_entries(keeper)

@@ -173,12 +173,11 @@ def test_no_change_replaces_a_node_without_draining_it_first(change):
 def test_the_drain_settings_name_the_balancer_and_the_member(release):
     graph = program_with(release)
     environment = graph.named("app-2-drain").plain("environment")
-    address = graph.named("app-2").plain("networksAdvanced")[0]["ipv4Address"]
-    assert environment["ROLLOUT_WORKER_URL"] == f"http://{address}:8080"
+    assert environment["ROLLOUT_WORKER_URL"] == "https://node2:8443"
     balancers = [graph.named("lb-apache"), graph.named("lb-apache-2")]
     assert environment["ROLLOUT_BALANCER_CONTAINERS"] == ",".join(balancer.plain("name") for balancer in balancers)
     for balancer in balancers:
-        assert f'BalancerMember "http://{address}:8080" route=node2' in balancer.plain("uploads")[0]["content"]
+        assert 'BalancerMember "https://node2:8443" route=node2' in balancer.plain("uploads")[0]["content"]
     assert environment["ROLLOUT_NODE_CONTAINER"] == graph.named("app-2").plain("name")
     assert environment["ROLLOUT_DRAIN_SECONDS"] == "30"
 

@@ -25,7 +25,8 @@ def with_site_certificate(graph, content: str, directory) -> str:
     """The balancer's configuration reading the certificate and key the program made (as the step installs
     them in the balancer's volume) from `directory`: `apache2 -t` loads them."""
     environment = unwrap(graph.named("lb-site-certificate").inputs["environment"])
-    for name, key in (("certificate.pem", "TLS_CERTIFICATE"), ("private-key.pem", "TLS_PRIVATE_KEY")):
+    for name, key in (("certificate.pem", "TLS_CERTIFICATE"), ("private-key.pem", "TLS_PRIVATE_KEY"),
+                      ("authority.pem", "TLS_AUTHORITY")):
         (directory / name).write_text(environment[key])
     return content.replace("/etc/apache2/tls/", f"{directory}/")
 

@@ -1,9 +1,10 @@
-"""TLS to the local database: every server presents a certificate from the stack's authority for the addresses
-its clients use, refuses connections without TLS, and every client checks the certificate."""
+"""TLS inside the local cluster: the database servers and the nodes present certificates from the stack's
+authority for the names and addresses their clients use, and every client checks them."""
 import datetime
 import ipaddress
 import json
 import re
+from xml.etree import ElementTree
 
 import pytest
 from cryptography import x509
@@ -30,9 +31,11 @@ def database_address(graph) -> str:
 
 
 def verifies(authority_pem: str, certificate_pem: str, address: str) -> bool:
+    """Whether a client trusting the authority accepts the certificate for `address` (an IP or a DNS name)."""
     authority = x509.load_pem_x509_certificate(authority_pem.encode())
+    name = x509.DNSName(address) if re.search(r"[a-z]", address) else x509.IPAddress(ipaddress.ip_address(address))
     verifier = PolicyBuilder().store(Store([authority])).time(datetime.datetime.now(datetime.timezone.utc)) \
-        .build_server_verifier(x509.IPAddress(ipaddress.ip_address(address)))
+        .build_server_verifier(name)
     try:
         verifier.verify(x509.load_pem_x509_certificate(certificate_pem.encode()), [])
     except x509.verification.VerificationError:
@@ -89,3 +92,37 @@ def test_a_shorter_certificate_life_renews_the_servers_certificates_too():
     graph = run_program("local", config)
     certificate = graph.named("db-1-cert")
     assert (certificate.plain("validityPeriodHours"), certificate.plain("earlyRenewalHours")) == (300 * 24, 30 * 24)
+
+
+def test_the_balancers_reach_each_node_over_tls_checking_its_certificate_for_its_name(graph):
+    authority = graph.named("net-authority").outputs["certPem"]
+    apache = {u["file"]: u["content"] for u in unwrap(graph.named("lb-apache").inputs["uploads"])}[
+        "/etc/apache2/openmrs-balancer.conf"]
+    for directive in ("SSLProxyEngine on", "SSLProxyVerify require", "SSLProxyCheckPeerName on",
+                      "SSLProxyCACertificateFile /etc/apache2/tls/authority.pem", "SSLProxyProtocol -all +TLSv1.2 +TLSv1.3",
+                      # Apache checks the node's name from the request to it: with the client's Host preserved it
+                      # would check that, and refuse every request (but its health checks).
+                      "ProxyPreserveHost Off"):
+        assert f"\n    {directive}\n" in apache, directive
+    members = re.findall(r'BalancerMember "https://(node\d+):8443"', apache)
+    for index, route in enumerate(members, start=1):
+        node = graph.named(f"app-{index}")
+        uploads = {u["file"]: u["content"] for u in unwrap(node.inputs["uploads"])}
+        server = ElementTree.fromstring(uploads["/usr/local/tomcat/conf/server.xml"].encode())
+        plain, tls = server.findall("./Service/Connector")
+        # Plain HTTP only on the node's loopback, for its own health check; TLS for everyone else.
+        assert plain.get("address") == "127.0.0.1" and tls.get("port") == "8443" and tls.get("SSLEnabled") == "true"
+        assert server.find(".//Valve[@className='org.apache.catalina.valves.RemoteIpValve']").get("hostHeader") == \
+            "X-Forwarded-Host"  # the client's host, which the request to the node no longer carries
+        certificate = tls.find("./SSLHostConfig/Certificate")
+        assert verifies(authority, uploads[certificate.get("certificateFile")], route)
+        assert verifies(authority, uploads[certificate.get("certificateFile")], server_address(graph, f"app-{index}"))
+        assert "BEGIN PRIVATE KEY" in uploads[certificate.get("certificateKeyFile")]  # PKCS #8, as Java reads it
+    assert len(members) == len([r for r in graph.of_type("docker:index/container:Container") if re.fullmatch(r"app-\d+", r.name)])
+
+
+def test_the_scheduler_keeper_asks_the_nodes_over_tls_with_the_authority(graph):
+    keeper = graph.named("app-scheduler-keeper")
+    env = dict(entry.split("=", 1) for entry in keeper.plain("envs"))
+    uploads = {u["file"]: u["content"] for u in unwrap(keeper.inputs["uploads"])}
+    assert env["NODE_PORT"] == "8443" and uploads[env["TLS_AUTHORITY"]] == graph.named("net-authority").outputs["certPem"]
