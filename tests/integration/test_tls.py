@@ -140,7 +140,8 @@ def presented_by_database(cluster, server: str) -> str:
 def test_a_renewed_certificate_reaches_the_balancers_and_the_database_under_load_without_a_failure(local_cluster, figures):
     """A shorter life makes the authority sign new certificates, as a renewal does: the steps write them into
     each server's volume and reload the servers one at a time (Apache gracefully, MariaDB with FLUSH SSL),
-    with no container replaced, no request failed and no row lost."""
+    with none of their containers replaced (the nodes' renewed certificates are rolled out by draining and
+    replacing the nodes in turn), no request failed and no row lost."""
     cluster = local_cluster
     _, https_port = ports(cluster)
     before = {port: served_certificate(port) for port in (https_port, https_port + 1)}
@@ -167,8 +168,8 @@ def test_a_renewed_certificate_reaches_the_balancers_and_the_database_under_load
     for server, old in presented.items():
         assert presented_by_database(cluster, server) not in (old, ""), server
     figures["certificates renewed on both balancers and both database servers"] = (
-        f"{took:.1f} s, {len(stream.log)} requests and {len(writer.log)} row writes during it, 0 failed, no "
-        f"container replaced; the site now served with {hashlib.sha256(new.public_bytes(Encoding.DER)).hexdigest()[:16]}…")
+        f"{took:.1f} s, {len(stream.log)} requests and {len(writer.log)} row writes during it, 0 failed, no balancer "
+        f"or database container replaced (nodes drained and replaced in turn); the site now served with {hashlib.sha256(new.public_bytes(Encoding.DER)).hexdigest()[:16]}…")
 
 
 NO_TLS_LOGIN = """
