@@ -45,6 +45,11 @@ class TlsConfig(_Section):
                              f"certificate_days ({self.certificate_days})")
         return self
 
+    @property
+    def lifetime_hours(self) -> tuple[int, int]:
+        """A generated certificate's life and its renewal lead, in the hours the tls provider takes."""
+        return self.certificate_days * 24, self.renew_days_before * 24
+
     def given_files(self, root: Path) -> Optional[tuple[str, str]]:
         """The certificate and key files' text, paths relative to the project; None when none is given."""
         if self.certificate_file is None:

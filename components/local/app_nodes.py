@@ -133,8 +133,7 @@ def build(
         machine = network.machine_of("app", index)
         address = network.app_node_address(index)
         environment = node_environment(args, route, admin_password)
-        issued = network.authority.issue(logical, route, [route], [address], tls.certificate_days * 24,
-                                         tls.renew_days_before * 24, component)
+        issued = network.authority.issue(logical, route, [route], [address], *tls.lifetime_hours, component)
         mounts = [
             docker.ContainerMountArgs(
                 type=mount.kind, source=mount.source, target=mount.container_path,

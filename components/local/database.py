@@ -81,7 +81,7 @@ def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -
         holder = Holder(logical, machine, certificate_volume(network, machine, logical, component),
                         network.image_on(machine, f"{name}-image", image.image_name, image, component))
         issued = network.authority.issue(logical, logical, [logical], [address, virtual_address],
-                                         tls.certificate_days * 24, tls.renew_days_before * 24, component)
+                                         *tls.lifetime_hours, component)
         # One server's certificate renewed at a time (each step waits for the one before).
         installed.append(rollout_step(f"{logical}-certificate", "mariadb", [holder], image.image_name, network,
                                       issued.certificate_pem, issued.private_key_pem, component,

@@ -132,7 +132,7 @@ def site_material(component: pulumi.ComponentResource, name: str,
     addresses = [*args.cluster.client_addresses(), *private]
     issued = network.authority.issue(
         f"{name}-site", tls.host_name or addresses[0], [tls.host_name] if tls.host_name else [], addresses,
-        tls.certificate_days * 24, tls.renew_days_before * 24, component)
+        *tls.lifetime_hours, component)
     return issued.certificate_pem, issued.private_key_pem
 
 
