@@ -109,7 +109,8 @@ class AwsConfig(_Section):
     allowed_client_cidrs: list[str] = ["0.0.0.0/0"]
     # A WAF web ACL with AWS's managed rule groups in front of the load balancer.
     waf: bool = False
-    # Who is told when an alarm fires or clears (SNS e-mail subscriptions, each confirmed by its owner).
+    # Who is told when an alarm fires or clears (SNS e-mail subscriptions, each confirmed by its owner); at least
+    # one in production.
     alarm_emails: list[str] = []
 
     @field_validator("availability_zones")
@@ -192,6 +193,11 @@ class AwsConfig(_Section):
             if self.backup_retention_days < 7:
                 problems.append(
                     f"aws.backup_retention_days: production keeps backups at least 7 days (got {self.backup_retention_days}); raise it"
+                )
+            if not self.alarm_emails:
+                problems.append(
+                    "aws.alarm_emails: production's alarms would notify nobody; fix with `pulumi config set --path "
+                    "'aws.alarm_emails[0]' <address>`, one entry per address (each confirms the e-mail AWS sends)"
                 )
         if problems:
             raise ValueError("\n".join(problems))

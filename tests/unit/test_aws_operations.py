@@ -491,6 +491,17 @@ def test_each_alarm_watches_its_tier(provider_outputs):
     assert files.plain("metricName") == "PercentIOLimit"  # elastic throughput has no burst credits
 
 
+def test_production_refuses_alarms_that_notify_nobody_before_any_resource():
+    config = with_overrides(stack_config("aws-prod"), aws={"alarm_emails": []})
+    (problem,) = [p for p in problems("aws-prod", config) if p.startswith(f"{PROJECT}:aws.alarm_emails")]
+    assert problem == (
+        f"{PROJECT}:aws.alarm_emails: production's alarms would notify nobody; fix with `pulumi config set --path "
+        "'aws.alarm_emails[0]' <address>`, one entry per address (each confirms the e-mail AWS sends)")
+    # The production stack ships a placeholder in a documentation-only domain; staging may notify nobody.
+    assert stack_config("aws-prod")[f"{PROJECT}:aws"]["alarm_emails"] == ["ops@clinic.example"]
+    assert stack_config("aws-staging")[f"{PROJECT}:aws"]["alarm_emails"] == []
+
+
 def test_alarm_subscribers_must_be_email_addresses():
     config = with_overrides(stack_config("aws-staging"), aws={"alarm_emails": ["ops"]})
     (problem,) = [p for p in problems("aws-staging", config) if p.startswith(f"{PROJECT}:aws.alarm_emails")]

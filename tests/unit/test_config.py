@@ -70,6 +70,9 @@ def test_defaults_are_a_sticky_round_robin_cluster_of_three_on_loopback():
         ({"search": {"servers": 2}}, "search.servers", "1 or 3"),
         ({"search": {"uris": ["search:9200"]}}, "search.uris", "http(s)://<host>:<port>"),
         ({"search": {"heap_mb": 100}}, "search.heap_mb", ">= 256"),
+        ({"platform": "aws", "aws": {"production": True, "availability_zones": ["eu-west-1a", "eu-west-1b"],
+                                     "certificate_arn": "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b"}},
+         "aws.alarm_emails", "production's alarms would notify nobody"),
     ],
 )
 def test_each_rule_names_its_key_and_the_fix(sections, key, words):
