@@ -5,7 +5,13 @@ a secret only when a task starts, so a node holding the master password would be
 after the first rotation. The nodes therefore log in as an application user (database.user) whose generated
 password is kept in a secret of its own that nothing rotates; a short first container in every task
 (database_users.py) logs in as the master user, with the password current at that start, and creates or
-updates the application user. Nothing has to reach the database from the deploying machine."""
+updates the application user. Nothing has to reach the database from the deploying machine.
+
+The error and slow query logs RDS exports go to log groups RDS would create itself, unmanaged and kept for
+ever; the stack makes them first, named after the instance's identifier (which is therefore explicit, derived
+from the project and stack), with aws.log_retention_days like the other logs."""
+import hashlib
+import re
 from dataclasses import dataclass
 
 import pulumi
@@ -31,6 +37,8 @@ PARAMETERS = {
 }
 # The logs RDS sends to CloudWatch Logs, where the nodes' logs are.
 LOG_EXPORTS = ["error", "slowquery"]
+# RDS's limit on an instance identifier.
+IDENTIFIER_LENGTH = 63
 
 
 @dataclass
@@ -41,6 +49,24 @@ class AwsDatabase:
     admin_user: str
     # The reference ECS resolves to the master password (RDS's rotating secret); secret.
     admin_password: pulumi.Output[str]
+
+
+def instance_identifier(project: str, stack: str, name: str) -> str:
+    """The instance's identifier, unique per project and stack in an account and region, in RDS's form: 1 to 63
+    lowercase letters, digits and single hyphens, starting with a letter and not ending with a hyphen."""
+    wanted = f"{project}-{stack}-{name}"
+    identifier = re.sub(r"[^a-z0-9]+", "-", wanted.lower()).strip("-")
+    if not identifier[:1].isalpha():
+        identifier = f"db-{identifier}"
+    if len(identifier) > IDENTIFIER_LENGTH:
+        digest = hashlib.sha256(wanted.encode()).hexdigest()[:8]  # keeps two long names that share a start apart
+        identifier = f"{identifier[:IDENTIFIER_LENGTH - 9].rstrip('-')}-{digest}"
+    return identifier
+
+
+def log_group_name(identifier: str, log: str) -> str:
+    """Where RDS writes an exported log of the instance."""
+    return f"/aws/rds/instance/{identifier}/{log}"
 
 
 def _application_secret(component, name: str, user: str) -> pulumi.Output[str]:
@@ -69,8 +95,14 @@ def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -
         parameters=[aws.rds.ParameterGroupParameterArgs(name=key, value=value) for key, value in PARAMETERS.items()],
         opts=child,
     )
+    identifier = instance_identifier(pulumi.get_project(), pulumi.get_stack(), name)
+    # Made before the instance, so that RDS writes into them instead of making groups that never expire.
+    log_groups = [aws.cloudwatch.LogGroup(f"{name}-{log}-logs", name=log_group_name(identifier, log),
+                                          retention_in_days=settings.log_retention_days, opts=child)
+                  for log in LOG_EXPORTS]
     instance = aws.rds.Instance(
         f"{name}-instance",
+        identifier=identifier,
         engine="mysql",
         engine_version=settings.database_engine_version,
         instance_class=settings.database_instance_class,
@@ -93,7 +125,7 @@ def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -
         deletion_protection=settings.production,
         skip_final_snapshot=not settings.production,
         final_snapshot_identifier=f"{pulumi.get_stack()}-{name}-final" if settings.production else None,
-        opts=child,
+        opts=pulumi.ResourceOptions(parent=component, depends_on=log_groups),
     )
     # The passwords never leave AWS: these are the references ECS resolves from Secrets Manager.
     admin_password = instance.master_user_secrets.apply(lambda secrets: secrets[0].secret_arn + PASSWORD_KEY)

@@ -721,3 +721,15 @@ def test_the_database_requires_tls_exports_its_logs_and_the_nodes_connect_with_t
     assert one(graph, "aws:rds/instance:Instance").plain("enabledCloudwatchLogsExports") == ["error", "slowquery"]
     environment = {e["name"]: e["value"] for e in container_definition(graph)["environment"]}
     assert environment["OMRS_DB_EXTRA_ARGS"] == "&sslMode=REQUIRED"  # appended to the image's JDBC URL
+
+
+def test_the_database_logs_go_to_groups_the_stack_makes_first_and_expires(graph, settings, stack):
+    """RDS would otherwise make the exported logs' groups itself, unmanaged and kept for ever."""
+    database = one(graph, "aws:rds/instance:Instance")
+    identifier = database.plain("identifier")
+    assert identifier == f"{PROJECT}-{stack}-db"
+    groups = {g.plain("name"): g for g in graph.of_type(LOG_GROUP) if g.plain("name", "").startswith("/aws/rds/")}
+    assert set(groups) == {f"/aws/rds/instance/{identifier}/{log}" for log in ("error", "slowquery")}
+    for group in groups.values():
+        assert group.plain("retentionInDays") == settings["log_retention_days"]
+        assert group.urn in database.dependencies  # made before the instance, so RDS writes into it

@@ -429,7 +429,7 @@ def test_an_optional_waf_puts_awss_managed_rules_in_front_of_the_alb(staging):
 
 @pytest.fixture
 def provider_outputs(monkeypatch):
-    """The identifiers the provider computes and alarms' dimensions name."""
+    """The identifiers the provider computes and alarms' dimensions name (the database's is the stack's)."""
     class Mocks(program.ProviderMocks):
         def new_resource(self, args):
             resource_id, outputs = super().new_resource(args)
@@ -437,8 +437,6 @@ def provider_outputs(monkeypatch):
                 outputs["arnSuffix"] = f"app/{args.name}/50dc6c495c0c9188"
             elif args.typ == "aws:lb/targetGroup:TargetGroup":
                 outputs["arnSuffix"] = f"targetgroup/{args.name}/73e2d6bc24d8a067"
-            elif args.typ == "aws:rds/instance:Instance":
-                outputs["identifier"] = f"{args.name}-20270101"
             return resource_id, outputs
 
     monkeypatch.setattr(program, "ProviderMocks", Mocks)
@@ -483,7 +481,7 @@ def test_each_alarm_watches_its_tier(provider_outputs):
     assert all(q["metric"]["dimensions"] == {"LoadBalancer": balancer} for q in errors.values() if "metric" in q)
     assert "requests >= 50" in errors["errors"]["expression"] and alarms["server-errors"].plain("threshold") == 5
     for name in ("database-cpu", "database-free-storage"):
-        assert alarms[name].plain("dimensions") == {"DBInstanceIdentifier": "db-instance-20270101"}
+        assert alarms[name].plain("dimensions") == {"DBInstanceIdentifier": "openmrs-cluster-aws-prod-db"}
     assert alarms["database-cpu"].plain("threshold") == 80
     assert alarms["database-free-storage"].plain("threshold") == 100 * 1024 ** 3 / 10  # a tenth of 100 GB
     files = alarms["files-io-limit"]
@@ -506,6 +504,25 @@ def test_alarm_subscribers_must_be_email_addresses():
     config = with_overrides(stack_config("aws-staging"), aws={"alarm_emails": ["ops"]})
     (problem,) = [p for p in problems("aws-staging", config) if p.startswith(f"{PROJECT}:aws.alarm_emails")]
     assert "is not an e-mail address" in problem
+
+
+@pytest.mark.parametrize("project, stack, expected", [
+    ("openmrs-cluster", "aws-prod", "openmrs-cluster-aws-prod-db"),
+    ("openmrs-cluster", "EU_Prod.2", "openmrs-cluster-eu-prod-2-db"),
+    ("1st", "aws--prod-", "db-1st-aws-prod-db"),
+])
+def test_the_database_identifier_is_one_rds_accepts_for_any_stack_name(project, stack, expected):
+    from components.aws import database
+    assert database.instance_identifier(project, stack, "db") == expected
+
+
+def test_a_long_database_identifier_is_cut_to_rds_limit_and_stays_unique():
+    from components.aws import database
+    long_stacks = ["production-" + "x" * 60 + suffix for suffix in ("-a", "-b")]
+    identifiers = [database.instance_identifier("openmrs-cluster", stack, "db") for stack in long_stacks]
+    assert identifiers[0] != identifiers[1]
+    for identifier in identifiers:
+        assert len(identifier) <= 63 and re.fullmatch(r"[a-z](-?[a-z0-9])*", identifier), identifier
 
 
 def test_graviton_runs_every_task_and_builds_every_image_for_arm64():
