@@ -19,6 +19,7 @@ TARGET_GROUP = "aws:lb/targetGroup:TargetGroup"
 TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
 CONTAINER = "docker:index/container:Container"
 SEARCH_DOMAIN = "aws:opensearch/domain:Domain"
+LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 STARTED_PATH = "/health/started"
 BALANCER_CONFIG = "/etc/apache2/openmrs-balancer.conf"
 DATABASE_PORTS = {3306, 33060}
@@ -231,6 +232,26 @@ def internet_reaches_only_the_balancer(args: StackValidationArgs, report: Report
                        "reached from it, on 80 and 443.", resource.urn)
 
 
+def database_logs_expire(args: StackValidationArgs, report: ReportViolation):
+    """RDS writes each log it exports to /aws/rds/instance/<identifier>/<log>, and makes that group itself, kept
+    for ever, unless it exists: the stack makes each one, with a retention. The slow query log holds queries
+    with their values, patients' data among them."""
+    retention = {r.props.get("name"): r.props.get("retentionInDays") for r in args.resources
+                 if r.resource_type == LOG_GROUP}
+    for resource in args.resources:
+        if resource.resource_type != RDS_INSTANCE:
+            continue
+        identifier = resource.props.get("identifier")
+        for log in resource.props.get("enabledCloudwatchLogsExports") or []:
+            if not identifier:
+                report(f"{resource.name} exports its {log} log with a generated identifier, so no log group can be "
+                       "made for it before RDS makes one that never expires; set identifier.", resource.urn)
+            elif not retention.get(f"/aws/rds/instance/{identifier}/{log}"):
+                report(f"{resource.name} exports its {log} log to /aws/rds/instance/{identifier}/{log}, which the "
+                       "stack does not make with a retention (retention_in_days); RDS would keep it for ever.",
+                       resource.urn)
+
+
 def _policy(name: str, description: str, validate) -> ResourceValidationPolicy:
     return ResourceValidationPolicy(name=name, description=description, validate=validate)
 
@@ -263,4 +284,7 @@ POLICIES = [
     StackValidationPolicy(name="internet-reaches-only-the-balancer",
                           description="Only the load balancer is open to the internet, on 80 and 443.",
                           validate=internet_reaches_only_the_balancer),
+    StackValidationPolicy(name="database-logs-expire",
+                          description="Every log RDS exports goes to a log group of the stack's, with a retention.",
+                          validate=database_logs_expire),
 ]

@@ -137,6 +137,33 @@ def test_inline_security_group_rules_are_checked_too():
     assert len(stack_violations([BALANCER, open_group])) == 1
 
 
+def database_log_violations(resources) -> list[str]:
+    found = []
+    args = StackValidationArgs([PolicyResource(t, p, f"urn:pulumi:s::p::{t}::{n}", n, _options(""), None, None, [], {})
+                                for t, n, p in resources])
+    rules.database_logs_expire(args, lambda message, urn=None: found.append(message))
+    return found
+
+
+EXPORTING = (rules.RDS_INSTANCE, "db-instance", {"identifier": "openmrs-db", "enabledCloudwatchLogsExports": ["error", "slowquery"]})
+
+
+def log_group(log, retention=30):
+    return (rules.LOG_GROUP, f"db-{log}-logs", {"name": f"/aws/rds/instance/openmrs-db/{log}", "retentionInDays": retention})
+
+
+def test_each_log_rds_exports_goes_to_a_group_that_expires():
+    assert database_log_violations([EXPORTING, log_group("error"), log_group("slowquery")]) == []
+    (missing,) = database_log_violations([EXPORTING, log_group("error")])
+    assert "slowquery log to /aws/rds/instance/openmrs-db/slowquery" in missing
+    (kept_for_ever,) = database_log_violations([EXPORTING, log_group("error"), log_group("slowquery", None)])
+    assert "RDS would keep it for ever" in kept_for_ever
+    generated = (rules.RDS_INSTANCE, "db-instance", {"enabledCloudwatchLogsExports": ["error"]})
+    (unnamed,) = database_log_violations([generated])
+    assert "generated identifier" in unnamed
+    assert database_log_violations([(rules.RDS_INSTANCE, "db-instance", {"identifier": "openmrs-db"})]) == []
+
+
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_stack_passes_the_whole_pack(stack):
     assert evaluate(run_program(stack)) == []
@@ -208,6 +235,8 @@ BREAKS = {
         ("database-requires-tls", edit_task_environment(
             lambda c: c.update(environment=[e for e in c["environment"] if e["name"] != "OMRS_DB_EXTRA_ARGS"]))),
         ("access-logs-in-production", set_input("aws:lb/loadBalancer:LoadBalancer", "accessLogs", None)),
+        # The slow query log's group left to RDS, which keeps it for ever.
+        ("database-logs-expire", set_input(rules.LOG_GROUP, "retentionInDays", None, name="db-slowquery-logs")),
     ],
     "aws-staging": [
         ("database-multi-az", set_input(rules.RDS_INSTANCE, "multiAz", False)),
