@@ -26,9 +26,9 @@ import requests
 from components.local.network import BALANCER_VIRTUAL_HOST
 from components.local.rollout import MANAGER as MANAGER_URL
 from deployer import CONTAINER, NETWORK, VOLUME, Deployer
-from program import PROJECT_ROOT, Graph, run_program, stack_config, with_overrides
+from program import PROJECT_ROOT, Graph, run_program, stack_config, unwrap, with_overrides
 
-UNANSWERED_SEARCH_URI = "http://search.invalid:9200"  # .invalid never resolves (RFC 6761)
+UNANSWERED_SEARCH_URI = "https://search.invalid:9200"  # .invalid never resolves (RFC 6761)
 HEARTBEAT = {"path": "/openmrs/health/started", "interval_seconds": 1, "fails": 2, "passes": 2, "timeout_seconds": 1}
 NODES = 3
 KEEPER_POLL_SECONDS, KEEPER_GRACE_SECONDS = 2, 6  # the scheduler keeper, quicker than its defaults
@@ -41,8 +41,11 @@ atexit.register(TRUSTED.unlink, missing_ok=True)
 
 
 def trust_authority(graph) -> None:
+    """What the README tells a clinic to trust: the stack's `certificate_authority` output (the balancers'
+    authority_certificate; both authorities while one replaces the other)."""
+    (outputs,) = [outputs for urn, outputs in graph.component_outputs.items() if urn.endswith("::lb")]
     with TRUSTED.open("a") as bundle:
-        bundle.write(graph.named("net-authority").outputs["certPem"])
+        bundle.write(unwrap(outputs["authority_certificate"]))
     os.environ["REQUESTS_CA_BUNDLE"] = str(TRUSTED)
 
 
@@ -72,13 +75,29 @@ def wait_for(condition, timeout: float, poll: float = 0.05):
 
 class BoundedLoop(threading.Thread):
     """A test's background loop: `step()`, then a pause, until `stop()` or for at most `limit_seconds`.
-    Its HTTP client (`self.http`) keeps connections, as a browser does."""
+
+    Its HTTP client (`self.http`) keeps connections and, like a browser, sends a request once more when a reused
+    connection closes without any response (RFC 9112 section 9.3.1): Apache does that when a graceful reload
+    closes an idle connection as the request goes out, or when a stopping node resets a request it had already
+    accepted. A write sent again carries the same id, so one applied twice would fail, not pass. Resends are
+    counted and reported, never hidden; the errors of requests that failed are kept."""
 
     def __init__(self, limit_seconds: float, pause: float):
         super().__init__(daemon=True)
         self.limit_seconds, self.pause = limit_seconds, pause
         self.halt = threading.Event()
         self.http = requests.Session()
+        self.resent = 0
+        self.errors: list[str] = []
+
+    def send(self, method: str, url: str, **options) -> requests.Response:
+        try:
+            return self.http.request(method, url, **options)
+        except requests.ConnectionError as error:
+            if "without response" not in str(error):
+                raise
+            self.resent += 1
+            return self.http.request(method, url, **options)
 
     def step(self) -> None:
         raise NotImplementedError
@@ -96,31 +115,17 @@ class BoundedLoop(threading.Thread):
 
 
 class RequestStream(BoundedLoop):
-    """Session-less requests one after another, each logged with its time, status and serving node.
-
-    Like a browser, it resends an idempotent GET once when a reused connection closes without any
-    response (RFC 9112 section 9.3.1): Apache does that on purpose when a stopping node resets a request it
-    had already accepted. Resends are counted and reported, never hidden."""
+    """Session-less requests one after another, each logged with its time, status and serving node."""
 
     def __init__(self, url: str, limit_seconds: float = 120):
         super().__init__(limit_seconds, pause=0.02)
         self.url = url
         self.log: list[tuple[float, int, str]] = []  # (sent at, HTTP status or 0, route or error)
-        self.resent = 0
-
-    def _get(self) -> requests.Response:
-        try:
-            return self.http.get(self.url, timeout=10)
-        except requests.ConnectionError as error:
-            if "without response" not in str(error):
-                raise
-            self.resent += 1
-            return self.http.get(self.url, timeout=10)
 
     def step(self):
         sent = time.monotonic()
         try:
-            response = self._get()
+            response = self.send("GET", self.url, timeout=10)
             route = response.json()["route"] if response.ok else ""
             self.log.append((sent, response.status_code, route))
         except requests.RequestException as error:
@@ -144,9 +149,10 @@ class RowWriter(BoundedLoop):
             return
         row, sent = uuid.uuid4().hex, time.time()
         try:
-            status = self.http.post(f"{self.url}/rows", params={"id": row}, timeout=10).status_code
-        except requests.RequestException:
+            status = self.send("POST", f"{self.url}/rows", params={"id": row}, timeout=10).status_code
+        except requests.RequestException as error:
             status = 0
+            self.errors.append(f"{row}: {error!r}")
         self.log.append((sent, time.time(), row, status))
 
     def acknowledged(self) -> list[str]:
@@ -164,9 +170,10 @@ class FileWriter(BoundedLoop):
     def step(self):
         name, sent = f"obs-{uuid.uuid4().hex}.txt", time.time()
         try:
-            status = self.http.post(f"{self.url}/files", params={"name": name, "content": name}, timeout=30).status_code
-        except requests.RequestException:
+            status = self.send("POST", f"{self.url}/files", params={"name": name, "content": name}, timeout=30).status_code
+        except requests.RequestException as error:
             status = 0
+            self.errors.append(f"{name}: {error!r}")
         self.log.append((sent, time.time(), name, status))
 
     def acknowledged(self) -> list[str]:
