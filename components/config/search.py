@@ -16,7 +16,8 @@ class SearchConfig(_Section):
     # lucene keeps an index inside each node, so nodes would answer searches differently.
     backend: Literal["elasticsearch", "lucene"] = "elasticsearch"
     # An existing Elasticsearch or OpenSearch cluster, used instead of making one; its password is the
-    # secret search_password.
+    # secret search_password. HTTPS only: the index holds patients' names, and the nodes' searches carry them.
+    # The nodes trust the JVM's public authorities and the stack's own (app_nodes.TRUST_STORE).
     uris: list[str] = []
     username: str = "elastic"
     # Local: the search tier's image, how many servers (three survive the loss of one) and their heap.
@@ -28,8 +29,11 @@ class SearchConfig(_Section):
     @classmethod
     def _http_uris(cls, uris: list[str]) -> list[str]:
         for uri in uris:
-            if not re.fullmatch(r"https?://[A-Za-z0-9.-]+:\d{1,5}", uri):
-                raise ValueError(f"{uri!r} must be http(s)://<host>:<port>, such as https://search.example.org:9200")
+            if uri.startswith("http://"):
+                raise ValueError(f"{uri!r} would send patients' names in clear: give the cluster's https:// address, "
+                                 "such as https://search.example.org:9200 (turn TLS on for its HTTP layer)")
+            if not re.fullmatch(r"https://[A-Za-z0-9.-]+:\d{1,5}", uri):
+                raise ValueError(f"{uri!r} must be https://<host>:<port>, such as https://search.example.org:9200")
         return uris
 
     @field_validator("username")

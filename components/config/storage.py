@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from typing import Optional
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ._base import _ipv4_address, _matching, _Section
 
@@ -43,6 +43,9 @@ class DrbdConfig(_Section):
     hosts: list[DrbdHost]
     port: int = Field(7789, ge=1, le=65535)
     minor: int = Field(0, ge=0, le=1048575)
+    # DRBD replicates the files unencrypted (Debian's kernel module, 8.4, has no TLS): only over a cable or VLAN
+    # that joins these two servers and nothing else, which the site confirms here.
+    direct_link: bool = False
 
     @field_validator("hosts")
     @classmethod
@@ -52,6 +55,16 @@ class DrbdConfig(_Section):
         if hosts[0].name == hosts[1].name or hosts[0].address == hosts[1].address:
             raise ValueError("must name two different hosts with different addresses")
         return hosts
+
+    @model_validator(mode="after")
+    def _not_in_clear_over_the_network(self) -> "DrbdConfig":
+        if not self.direct_link:
+            raise ValueError(
+                "storage.drbd: DRBD sends the shared files unencrypted (Debian's kernel module has no TLS); to fix, "
+                "put the two hosts' addresses on a cable or VLAN that joins those two servers only and set "
+                "storage.drbd.direct_link: true, or remove storage.drbd and keep the replicated GlusterFS volume, "
+                "which is TLS throughout")
+        return self
 
 
 class StorageConfig(_Section):

@@ -27,6 +27,11 @@ class TlsConfig(_Section):
     # The generated certificate's life, and how long before its end a `pulumi up` replaces it.
     certificate_days: int = Field(365, ge=30, le=397)
     renew_days_before: int = Field(90, ge=7, le=180)
+    # The stack's own authority by generation (a new number is a new authority): `authority` signs every
+    # certificate inside the cluster (and the site's, when none is given); `also_trust`, another generation, is
+    # trusted beside it while one replaces the other (the README's "A new authority").
+    authority: int = Field(1, ge=1)
+    also_trust: Optional[int] = Field(None, ge=1)
 
     @field_validator("host_name")
     @classmethod
@@ -40,10 +45,18 @@ class TlsConfig(_Section):
         if (self.certificate_file is None) != (self.private_key_file is None):
             raise ValueError("tls: certificate_file and private_key_file go together; set both, or neither to have "
                              "the stack's authority sign a certificate")
+        if self.also_trust == self.authority:
+            raise ValueError(f"tls: also_trust ({self.also_trust}) is the authority that signs already; set it to "
+                             "the generation being replaced or introduced, or remove it")
         if self.renew_days_before >= self.certificate_days:
             raise ValueError(f"tls: renew_days_before ({self.renew_days_before}) must be shorter than "
                              f"certificate_days ({self.certificate_days})")
         return self
+
+    @property
+    def trusted_authorities(self) -> list[int]:
+        """The generations every member trusts, the signing one first."""
+        return [self.authority] + ([self.also_trust] if self.also_trust is not None else [])
 
     @property
     def lifetime_hours(self) -> tuple[int, int]:

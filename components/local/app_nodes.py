@@ -28,12 +28,26 @@ from .engines import STEP_INTERPRETER
 from .network import LocalNetwork
 
 SERVER_XML = "/usr/local/tomcat/conf/server.xml"
-# The authority a node checks the database servers' certificates with.
-DATABASE_AUTHORITY = "/openmrs/tls/database-authority.pem"
+# The stack's authority, with which a node checks the database servers' and the search servers' certificates.
+AUTHORITY = "/openmrs/tls/authority.pem"
 # TLS to the database, the server's certificate checked against the stack's authority and for its address:
 # sslMode for Connector/J 3 (core 2.8 bundles 3.5.4), useSsl for 2.x, where it verifies the name by default
 # (3.x reads useSsl as verify-full too); serverSslCert is the authority to trust in both.
-DATABASE_TLS_ARGS = f"&sslMode=verify-full&useSsl=true&serverSslCert={DATABASE_AUTHORITY}"
+DATABASE_TLS_ARGS = f"&sslMode=verify-full&useSsl=true&serverSslCert={AUTHORITY}"
+# The search servers are reached over HTTPS by Hibernate Search's client, which trusts what the JVM trusts: as
+# the official Helm chart does for its Elasticsearch (an init container and JAVA_TOOL_OPTIONS), each node
+# starts from a copy of the JVM's own trust store with the stack's authority added, and the JVM is told to use
+# it. The store holds public certificates only; its password is keytool's well-known default.
+TRUST_STORE = "/tmp/openmrs-cluster-truststore"
+TRUST_STORE_OPTIONS = f"-Djavax.net.ssl.trustStore={TRUST_STORE} -Djavax.net.ssl.trustStorePassword=changeit"
+# keytool takes one certificate per alias: the file holds two while one authority replaces another.
+TRUST_THEN_START = (
+    'java_home=$(dirname "$(dirname "$(readlink -f "$(command -v java)")")") && '
+    f'cp "$java_home/lib/security/cacerts" {TRUST_STORE} && chmod u+w {TRUST_STORE} && '
+    f"awk '/BEGIN CERTIFICATE/ {{n++}} {{print > (\"/tmp/openmrs-cluster-authority-\" n \".pem\")}}' {AUTHORITY} && "
+    "for pem in /tmp/openmrs-cluster-authority-*.pem; do "
+    f'keytool -importcert -noprompt -alias "$(basename "$pem" .pem)" -file "$pem" -keystore {TRUST_STORE} '
+    "-storepass changeit >/dev/null || exit 1; done && exec /openmrs/startup.sh")
 # Where the balancers and the scheduler keeper reach a node: TLS, the node's certificate (from the stack's
 # authority, for its route as a host name and its address) checked; app.port stays on the node's loopback.
 NODE_TLS_PORT = 8443
@@ -64,7 +78,8 @@ def node_environment(args: TomcatPoolArgs, route: str, admin_password: pulumi.Ou
         f"OMRS_DB_EXTRA_ARGS={DATABASE_TLS_ARGS}",
         pulumi.Output.concat("OMRS_ADMIN_USER_PASSWORD=", admin_password),
         "OMRS_MODULE_WEB_ADMIN=false",
-        f"OMRS_JAVA_SERVER_OPTS={JAVA_SERVER_OPTS} {cluster_cache_options(DISCOVERY_NAME)} -DjvmRoute={route}",
+        f"OMRS_JAVA_SERVER_OPTS={JAVA_SERVER_OPTS} {cluster_cache_options(DISCOVERY_NAME)} {TRUST_STORE_OPTIONS} "
+        f"-DjvmRoute={route}",
         f"OMRS_JAVA_MEMORY_OPTS={java_memory_options(args.cluster.app.max_ram_percent)}",
         *(pulumi.Output.concat(key, "=", value) for key, value in search_environment(args.search).items()),
         pulumi.Output.concat("OMRS_EXTRA_HIBERNATE_SEARCH_BACKEND_PASSWORD=", args.search.password),
@@ -155,12 +170,13 @@ def build(
         }
         container_args = dict(
             image=image,
+            command=["/bin/sh", "-c", TRUST_THEN_START],
             envs=environment,
             # A renewed certificate is a changed argument: the node is drained and replaced, as in any update.
             uploads=[docker.ContainerUploadArgs(file=SERVER_XML, content=server_xml),
                      docker.ContainerUploadArgs(file=NODE_CERTIFICATE, content=issued.certificate_pem),
                      docker.ContainerUploadArgs(file=NODE_PRIVATE_KEY, content=issued.private_key_pkcs8_pem),
-                     docker.ContainerUploadArgs(file=DATABASE_AUTHORITY, content=network.authority.certificate_pem)],
+                     docker.ContainerUploadArgs(file=AUTHORITY, content=network.trusted_pem)],
             mounts=mounts,
             networks_advanced=[network.attach(machine, address)],
             hosts=discovery_hosts(network, settings.nodes),
@@ -227,7 +243,7 @@ def scheduler_keeper(component: pulumi.ComponentResource, name: str, args: Tomca
               f"TLS_AUTHORITY={KEEPER_AUTHORITY}",
               "OPENMRS_USER=admin", pulumi.Output.concat("OPENMRS_PASSWORD=", admin_password),
               f"POLL_SECONDS={settings.scheduler.poll_seconds}", f"GRACE_SECONDS={settings.scheduler.grace_seconds}"],
-        uploads=[docker.ContainerUploadArgs(file=KEEPER_AUTHORITY, content=network.authority.certificate_pem)],
+        uploads=[docker.ContainerUploadArgs(file=KEEPER_AUTHORITY, content=network.trusted_pem)],
         networks_advanced=[network.attach(machine)],
         hosts=discovery_hosts(network, settings.nodes),
         healthcheck=docker.ContainerHealthcheckArgs(

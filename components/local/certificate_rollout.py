@@ -4,8 +4,9 @@ Pulumi runs it (`python -m components.local.certificate_rollout install`, settin
 the servers exist, and again whenever the certificate changes: a renewal, a new authority, or a certificate
 the site gives. Each server reads its files from a volume of its own, mounted read-only; the step writes them
 there through a short-lived container of the server's image, then has each running server, one at a time,
-load them the way it does without dropping a connection (Apache's graceful reload, MariaDB's FLUSH SSL) and
-checks that it presents the new certificate before it goes on to the next. A server container replaced later
+load them the way it does without dropping a connection (Apache's graceful reload, MariaDB's FLUSH SSL;
+GlusterFS reads them for every new connection) and checks that it presents the new certificate before it
+goes on to the next. A server container replaced later
 finds the current files in its volume.
 """
 from __future__ import annotations
@@ -35,17 +36,36 @@ SERVED_WITHIN_SECONDS = 30
 class ServerKind:
     directory: str  # where the server mounts its volume
     user: str  # the server runs as it, and reads the key through its group
-    reload: str  # a shell command, run as `user`, that makes the running server load the files
-    address: str  # where it answers TLS, for `openssl s_client`
+    # A shell command, run as `user`, that makes the running server load the files; None: it reads them
+    # for every new connection by itself.
+    reload: str | None
+    address: str | None  # where it answers TLS, for `openssl s_client`; None: a client, it answers nothing
     starttls: str = ""  # the protocol's own upgrade, for s_client's -starttls
+    # s_client presents the server's own certificate, for servers that ask every peer for one.
+    mutual: bool = False
+    group: str | None = None  # the group that reads the key, when not the user's own
+
+    @property
+    def key_group(self) -> str:
+        return self.group or self.user
 
 
 KINDS = {
     # A graceful reload (USR1) finishes the requests in flight and keeps the sockets and the members' states.
     "apache": ServerKind("/etc/apache2/tls", "www-data",
                          f"apache2 -t -f {APACHE_CONFIG} && kill -USR1 $(cat /run/apache2/httpd.pid)", "127.0.0.1:443"),
-    # FLUSH SSL: new connections get the new certificate; open ones and replication go on.
-    "mariadb": ServerKind("/etc/mysql/tls", "mysql", "mariadb -e 'FLUSH SSL'", "127.0.0.1:3306", starttls="mysql"),
+    # FLUSH SSL: new connections get the new certificate; open ones and replication go on. LOCAL: a FLUSH is
+    # written to the binary log by default, and on a replica that is a transaction of its own (a GTID of its
+    # server id) that breaks replication at the writer's next one (gtid_strict_mode).
+    "mariadb": ServerKind("/etc/mysql/tls", "mysql", "mariadb -e 'FLUSH LOCAL SSL'", "127.0.0.1:3306",
+                          starttls="mysql"),
+    # GlusterFS opens a new TLS context, reading the files, for every connection it makes or accepts
+    # (rpc/rpc-transport/socket/src/socket.c, ssl_setup_connection_params): open ones go on, new ones use the
+    # new certificate. glusterd answers on 24007; the brick processes on their own ports do the same.
+    "glusterfs": ServerKind("/etc/glusterfs/tls", "root", None, "127.0.0.1:24007", mutual=True),
+    "glusterfs-client": ServerKind("/etc/glusterfs/tls", "root", None, None),
+    # The database monitor reads them for every view it serves or asks for once they changed (MutualTls).
+    "monitor": ServerKind("/etc/db-monitor/tls", "nobody", None, "127.0.0.1:8700", mutual=True, group="nogroup"),
 }
 
 
@@ -90,7 +110,7 @@ def write_files(client: docker.DockerClient, target: Target, certificate_pem: st
                 authority_pem: str) -> None:
     """Into the volume, readable by the server's group only: each file written beside the old one, then renamed
     over it (the key first, so that a server never pairs a new certificate with the old key)."""
-    group = KINDS[target.kind].user
+    group = KINDS[target.kind].key_group
     moves = " && ".join(f"mv /tls/.new/{name} /tls/" for name in (PRIVATE_KEY, CERTIFICATE, AUTHORITY))
     writer = client.containers.create(
         target.image, entrypoint=["sh", "-c"], network_disabled=True, user="0",
@@ -109,21 +129,23 @@ def write_files(client: docker.DockerClient, target: Target, certificate_pem: st
 def served(server, kind: ServerKind) -> str:
     """The fingerprint of the certificate the server presents right now."""
     starttls = f"-starttls {kind.starttls} " if kind.starttls else ""
-    result = server.exec_run(["sh", "-c", f"openssl s_client {starttls}-connect {kind.address} </dev/null 2>/dev/null "
-                                          "| openssl x509 -noout -fingerprint -sha256"])
+    own = f"-cert {kind.directory}/{CERTIFICATE} -key {kind.directory}/{PRIVATE_KEY} " if kind.mutual else ""
+    result = server.exec_run(["sh", "-c", f"openssl s_client {starttls}{own}-connect {kind.address} </dev/null "
+                                          "2>/dev/null | openssl x509 -noout -fingerprint -sha256"])
     return result.output.decode().strip().rsplit("=", 1)[-1]
 
 
 def reload(server, kind: ServerKind, expected: str) -> None:
     """The server loads the files, and presents the new certificate within SERVED_WITHIN_SECONDS."""
-    result = server.exec_run(["sh", "-c", kind.reload], user=kind.user)
-    if result.exit_code != 0:
-        raise InstallFailed(f"{server.name} refused the new certificate: {result.output.decode()}")
+    if kind.reload is not None:
+        result = server.exec_run(["sh", "-c", kind.reload], user=kind.user)
+        if result.exit_code != 0:
+            raise InstallFailed(f"{server.name} refused the new certificate: {result.output.decode()}")
     deadline = time.monotonic() + SERVED_WITHIN_SECONDS
     while served(server, kind) != expected:
         if time.monotonic() > deadline:
             raise InstallFailed(f"{server.name} still presents another certificate {SERVED_WITHIN_SECONDS} s after "
-                                f"{shlex.quote(kind.reload)}")
+                                f"{shlex.quote(kind.reload or 'its files changed')}")
         time.sleep(0.2)
 
 
@@ -137,7 +159,7 @@ def install(targets: list[Target], certificate_pem: str, key_pem: str, authority
                 server = client.containers.get(target.container)
             except docker.errors.NotFound:
                 continue  # not made yet: it reads the files when it starts
-            if server.status == "running" and served(server, kind) != expected:
+            if kind.address is not None and server.status == "running" and served(server, kind) != expected:
                 reload(server, kind, expected)
                 print(f"{target.container}: presents the certificate {expected}", flush=True)
 

@@ -21,6 +21,11 @@ if TYPE_CHECKING:  # the network makes the authority
 
 AUTHORITY_HOURS = 10 * 365 * 24
 SERVER_USES = ["digital_signature", "key_encipherment", "server_auth", "client_auth"]
+# Mozilla's "intermediate" TLS 1.2 ciphers (guidelines 6.0, ssl-config.mozilla.org): forward secret AEAD only,
+# which no TLS 1.0 or 1.1 handshake can agree on. TLS 1.3's own suites are all strong.
+TLS12_CIPHERS = ":".join([
+    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305"])
 
 
 @dataclass(frozen=True)
@@ -90,7 +95,7 @@ def rollout_step(name: str, kind: str, holders: list[Holder], image_name: pulumi
                  parent: pulumi.Resource, depends_on: Sequence[pulumi.Resource] = ()) -> command.local.Command:
     """The step (components/local/certificate_rollout.py) that fills the holders' volumes before they start,
     and again, reloading them in turn, whenever the certificate or the authority changes."""
-    authority_pem = network.authority.certificate_pem
+    authority_pem = network.trusted_pem
     targets = pulumi.Output.all(image_name, *[holder.volume.name for holder in holders]).apply(
         lambda values: json.dumps([{"engine": holder.machine.engine.to_json(), "volume": volume_name,
                                     "container": network.container_name(holder.logical_name), "image": values[0],

@@ -36,8 +36,9 @@ LONE_WRITER_FILE = "/run/mysqld/lone_writer"
 MONITOR_PORT = 8700  # each monitor's view, for the other monitors and the servers' fencing agents
 # Where a server finds the authority its replica checks the writer's certificate with (its own volume).
 SERVER_AUTHORITY = f"{KINDS['mariadb'].directory}/{AUTHORITY}"
-# Where a monitor finds the authority it checks the servers' certificates with.
-MONITOR_AUTHORITY = "/etc/db-monitor/authority.pem"
+# A monitor's own certificate, key and the authority, with which it checks the servers' certificates and the
+# other monitors' and fence agents' (mutual TLS on MONITOR_PORT), in a volume of its own.
+MONITOR_TLS = KINDS["monitor"].directory
 
 
 def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -> MySQLPairOutputs:
@@ -70,7 +71,8 @@ def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -
     monitor_addresses = [network.address(FIRST_DATABASE_MONITOR_HOST + machine.index) for machine in machines]
     quorum = len(machines) > 1
     fencing = [f"FENCE_MONITORS={','.join(f'{address}:{MONITOR_PORT}' for address in monitor_addresses)}",
-               f"FENCE_SECONDS={settings.failover.fence_seconds}"] if quorum else []
+               f"FENCE_SECONDS={settings.failover.fence_seconds}", f"FENCE_TLS={KINDS['mariadb'].directory}"] \
+        if quorum else []
     tls = args.cluster.tls
     servers, installed = [], []
     for index, address in enumerate(addresses):
@@ -123,10 +125,19 @@ def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -
 
     monitor_image = images.build_image(f"{name}-monitor-image", "images/db-monitor", "openmrs-cluster/db-monitor", component)
     failover = settings.failover
-    monitors = []
+    monitors, monitor_installed = [], []
     for index, (machine, monitor_address) in enumerate(zip(machines, monitor_addresses)):
         logical = f"{name}-monitor" + (f"-{machine.host}" if machine.host else "")
         peers = [f"{peer}:{MONITOR_PORT}" for peer in monitor_addresses if peer != monitor_address]
+        image_ready = network.image_on(machine, f"{name}-monitor-image", monitor_image.image_name, monitor_image,
+                                       component)
+        holder = Holder(logical, machine, certificate_volume(network, machine, logical, component), image_ready)
+        issued = network.authority.issue(logical, "openmrs-db-monitor", [logical], [monitor_address],
+                                         *tls.lifetime_hours, component)
+        # One monitor's certificate at a time: the others keep hearing each other meanwhile.
+        monitor_installed.append(rollout_step(f"{logical}-certificate", "monitor", [holder], monitor_image.image_name,
+                                              network, issued.certificate_pem, issued.private_key_pem, component,
+                                              depends_on=monitor_installed[-1:]))
         monitors.append(docker.Container(
             logical,
             **network.identity(logical),
@@ -144,10 +155,11 @@ def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -
                 pulumi.Output.concat("MONITOR_PASSWORD=", monitor_password),
                 "REPLICATION_USER=replication",
                 pulumi.Output.concat("REPLICATION_PASSWORD=", replication_password),
-                f"TLS_AUTHORITY={MONITOR_AUTHORITY}",
+                f"MONITOR_TLS={MONITOR_TLS}",
+                f"TLS_AUTHORITY={MONITOR_TLS}/{AUTHORITY}",
                 f"SERVER_TLS_AUTHORITY={SERVER_AUTHORITY}",
             ],
-            uploads=[docker.ContainerUploadArgs(file=MONITOR_AUTHORITY, content=network.authority.certificate_pem)],
+            mounts=[mount("monitor", holder.volume)],
             networks_advanced=[network.attach(machine, monitor_address)],
             healthcheck=docker.ContainerHealthcheckArgs(
                 tests=["CMD", "python3", "/usr/local/bin/db-monitor", "--check"],
@@ -158,8 +170,7 @@ def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -
             # Healthy once a writer exists and the virtual address reaches it: then the nodes may start.
             wait=True,
             wait_timeout=180,
-            opts=network.options(machine, component, depends_on=[
-                *servers, *network.image_on(machine, f"{name}-monitor-image", monitor_image.image_name, monitor_image, component)]),
+            opts=network.options(machine, component, depends_on=[*servers, monitor_installed[-1], *image_ready]),
         ))
     # The endpoint serves once the monitors are healthy: whoever uses it waits for them.
     endpoint = pulumi.Output.all(*[monitor.id for monitor in monitors]).apply(lambda _: f"{virtual_address}:{MYSQL_PORT}")

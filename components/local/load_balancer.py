@@ -24,7 +24,7 @@ from ..tomcat_pool import TOMCAT_KEEP_ALIVE_SECONDS, route_of
 from . import images
 from .app_nodes import NODE_TLS_PORT
 from .certificate_rollout import APACHE_CONFIG as CONFIG_FILE, AUTHORITY, CERTIFICATE, KINDS, PRIVATE_KEY
-from .certificates import Holder, certificate_volume, mount, rollout_step
+from .certificates import TLS12_CIPHERS, Holder, certificate_volume, mount, rollout_step
 from .network import BALANCER_HOSTS, BALANCER_VIRTUAL_HOST
 from .rollout import MANAGER as MANAGER_URL
 from .vrrp import CAPABILITIES as VRRP_CAPABILITIES, FrontAddress, ScriptCheck, VrrpPair
@@ -81,6 +81,7 @@ def balancer_config(args: LoadBalancerTierArgs) -> str:
         certificate_file=f"{KINDS['apache'].directory}/{CERTIFICATE}",
         private_key_file=f"{KINDS['apache'].directory}/{PRIVATE_KEY}",
         authority_file=AUTHORITY_FILE,
+        tls12_ciphers=TLS12_CIPHERS,
         balancer_name=BALANCER_NAME,
         lbmethod=APACHE_LBMETHODS[balancer.scheduling],
         sticky_sessions=balancer.sticky_sessions,
@@ -210,6 +211,6 @@ def build(component: pulumi.ComponentResource, name: str,
     if front:  # the pair's address first, then each balancer's own
         urls = [f"https://{address}{context_path}/" for address in (front.virtual_address, *front.balancer_addresses)]
     # Clients trust the stack's authority to check a certificate it signed; the site's own chains to theirs.
-    authority = network.authority.certificate_pem if args.site_certificate is None else None
+    authority = network.trusted_pem if args.site_certificate is None else None
     return [pulumi.Output.from_input(url) for url in urls], BalancerManagerAccess(
         container_names=names, engines=engines, balancer_name=BALANCER_NAME), authority

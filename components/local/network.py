@@ -62,6 +62,9 @@ class LocalNetwork:
     cluster: ClusterConfig
     # Signs every certificate the cluster's servers present (components/local/certificates.py).
     authority: Authority
+    # What every member checks its peers' certificates with: the signing authority's certificate, and the
+    # other generation's while one authority replaces another (tls.also_trust).
+    trusted_pem: pulumi.Output[str]
 
     @property
     def private_network_id(self) -> pulumi.Output[str]:
@@ -168,5 +171,9 @@ def build(component: pulumi.ComponentResource, name: str, cluster: ClusterConfig
     if not cluster.hosts:
         edge = docker.Network(f"{name}-edge", name=f"{resource_prefix}-{name}-edge", driver="bridge",
                               opts=pulumi.ResourceOptions(parent=component))
+    # The first generation keeps the name it always had; each later one is a new authority of its own.
+    authorities = [Authority.create(f"{name}-authority" + (f"-{generation}" if generation > 1 else ""), component)
+                   for generation in cluster.tls.trusted_authorities]
     return LocalNetwork(machines=machines, edge=edge, subnet=subnet, resource_prefix=resource_prefix, cluster=cluster,
-                        authority=Authority.create(f"{name}-authority", component))
+                        authority=authorities[0],
+                        trusted_pem=pulumi.Output.all(*(a.certificate_pem for a in authorities)).apply("".join))

@@ -16,9 +16,14 @@ import pulumi_docker as docker
 
 from ..shared_storage import DATA_DIRECTORY, OPENMRS_UID, SharedMount, SharedStorageArgs
 from . import images
+from .certificates import TLS12_CIPHERS, Holder, certificate_volume, mount, rollout_step
 from .network import FIRST_STORAGE_CLIENT_HOST, STORAGE_HOSTS, LocalNetwork, Machine
 
 VOLUME = "openmrs"
+# The names on the storage tier's certificates, and the only ones the bricks let in (auth.ssl-allow): the
+# servers (whose self-heal daemons are clients too) and the clients, never a node's or a balancer's, which
+# the same authority signs. GlusterFS checks a peer's chain and name, not its address.
+SERVER_NAME, CLIENT_NAME = "openmrs-files-server", "openmrs-files-client"
 BRICK = "/bricks/openmrs"
 CLIENT_MOUNT_PARENT = "/mnt/cluster"  # the client mounts the volume at <parent>/files
 
@@ -41,19 +46,24 @@ def replicated(component: pulumi.ComponentResource, name: str, args: SharedStora
     # glusterd looks up a name for every peer's address; Docker's DNS knows only its own engine's
     # containers and asks outside for the others, which takes seconds per lookup on several hosts.
     known_servers = [docker.ContainerHostArgs(host=f"{name}-{index + 1}", ip=address) for index, address in enumerate(addresses)]
-    servers = []
+    servers, installed = [], []
     for index, address in enumerate(addresses):
         logical = f"{name}-{index + 1}"
         machine = network.machine_of("storage", index)
         options = network.options(machine, component)
         state = docker.Volume(f"{logical}-state", name=network.container_name(f"{logical}-state"), opts=options)
         brick = docker.Volume(f"{logical}-brick", name=network.container_name(f"{logical}-brick"), opts=options)
+        image_ready = network.image_on(machine, f"{name}-image", image.image_name, image, component)
+        holder, installed_here = certificate(component, network, args, logical, SERVER_NAME, machine, address,
+                                             "glusterfs", image, image_ready, installed)
+        installed.append(installed_here)
         first = index == 0
         envs = [f"VOLUME={VOLUME}"]
         if first:  # the first server joins the others and creates the volume
             envs += [f"PEERS={' '.join(addresses[1:])}",
                      f"VOLUME_BRICKS={' '.join(f'{peer}:{BRICK}' for peer in addresses)}",
-                     f"PING_TIMEOUT={storage.ping_timeout_seconds}"]
+                     f"PING_TIMEOUT={storage.ping_timeout_seconds}",
+                     f"SSL_ALLOW={SERVER_NAME},{CLIENT_NAME}", f"SSL_CIPHERS={TLS12_CIPHERS}"]
         ready = (f"gluster --mode=script volume info {VOLUME} | grep -q 'Status: Started'" if first
                  else "gluster --mode=script pool list >/dev/null")
         servers.append(docker.Container(
@@ -64,6 +74,7 @@ def replicated(component: pulumi.ComponentResource, name: str, args: SharedStora
             envs=envs,
             volumes=[docker.ContainerVolumeArgs(volume_name=state.name, container_path="/var/lib/glusterd"),
                      docker.ContainerVolumeArgs(volume_name=brick.name, container_path="/bricks")],
+            mounts=[mount("glusterfs", holder.volume)],
             networks_advanced=[network.attach(machine, address)],
             hosts=known_servers,
             healthcheck=docker.ContainerHealthcheckArgs(
@@ -73,8 +84,7 @@ def replicated(component: pulumi.ComponentResource, name: str, args: SharedStora
             # Healthy: glusterd answers; on the first server, the volume has started too.
             wait=True,
             wait_timeout=180,
-            opts=network.options(machine, component,
-                                 depends_on=network.image_on(machine, f"{name}-image", image.image_name, image, component)),
+            opts=network.options(machine, component, depends_on=[installed_here, *image_ready]),
         ))
 
     base = docker.RemoteImage(f"{name}-base-image", name="debian:bookworm-slim", keep_locally=True, opts=child)
@@ -82,14 +92,27 @@ def replicated(component: pulumi.ComponentResource, name: str, args: SharedStora
                        for index in range(args.cluster.app.nodes)}
     mounts = []
     for machine in client_machines.values():
-        mounts += client(component, name, network, storage, machine, image, base, servers, known_servers)
+        mounts += client(component, name, network, args, machine, image, base, servers, known_servers)
     return mounts
 
 
-def client(component: pulumi.ComponentResource, name: str, network: LocalNetwork, storage, machine: Machine,
-           image: docker.Image, base: docker.RemoteImage, servers: list[docker.Container],
+def certificate(component: pulumi.ComponentResource, network: LocalNetwork, args: SharedStorageArgs, logical: str,
+                common_name: str, machine: Machine, address: str, kind: str, image: docker.Image,
+                image_ready: list[pulumi.Resource], before: list[pulumi.Resource]) -> tuple[Holder, pulumi.Resource]:
+    """A storage member's own certificate, in a volume of its own, and the step that fills it (renewing one
+    member at a time, after the ones `before`)."""
+    holder = Holder(logical, machine, certificate_volume(network, machine, logical, component), image_ready)
+    issued = network.authority.issue(logical, common_name, [logical], [address], *args.cluster.tls.lifetime_hours,
+                                     component)
+    return holder, rollout_step(f"{logical}-certificate", kind, [holder], image.image_name, network,
+                                issued.certificate_pem, issued.private_key_pem, component, depends_on=before[-1:])
+
+
+def client(component: pulumi.ComponentResource, name: str, network: LocalNetwork, args: SharedStorageArgs,
+           machine: Machine, image: docker.Image, base: docker.RemoteImage, servers: list[docker.Container],
            known_servers: list[docker.ContainerHostArgs]) -> list[SharedMount]:
     """The volume mounted on `machine`, and the folders its nodes bind from there."""
+    storage = args.cluster.storage
     suffix = f"-{machine.host}" if machine.host else ""
     host_directory = f"{storage.host_directory}/{network.resource_prefix}" + (f"/{machine.host}" if machine.host else "")
     # Docker binds only an existing host directory with propagation options; this one-shot container,
@@ -105,10 +128,14 @@ def client(component: pulumi.ComponentResource, name: str, network: LocalNetwork
         must_run=False,
         attach=True,
         opts=network.options(machine, component,
-                             depends_on=network.image_on(machine, f"{name}-base-image", base.name, base, component)),
+                             depends_on=network.image_on(machine, f"{name}-base-image", base.image_id, base, component)),
     )
     folders = storage.shared_folders
     logical = f"{name}-client"
+    address = network.address(FIRST_STORAGE_CLIENT_HOST + machine.index)
+    image_ready = network.image_on(machine, f"{name}-image", image.image_name, image, component)
+    holder, installed = certificate(component, network, args, f"{logical}{suffix}", CLIENT_NAME, machine, address,
+                                    "glusterfs-client", image, image_ready, [])
     client_ready = " && ".join([f"grep -q ' {CLIENT_MOUNT_PARENT}/files fuse.glusterfs ' /proc/mounts"]
                                + [f"test -d {CLIENT_MOUNT_PARENT}/files/{folder}" for folder in folders])
     docker.Container(
@@ -119,10 +146,11 @@ def client(component: pulumi.ComponentResource, name: str, network: LocalNetwork
         envs=[f"VOLUME={VOLUME}", f"SERVERS={' '.join(network.address(host) for host in STORAGE_HOSTS)}",
               f"FOLDERS={' '.join(folders)}", f"OWNER={OPENMRS_UID}:0"],
         mounts=[docker.ContainerMountArgs(
-            type="bind", source=host_directory, target=CLIENT_MOUNT_PARENT,
-            bind_options=docker.ContainerMountBindOptionsArgs(propagation="rshared"))],
+                    type="bind", source=host_directory, target=CLIENT_MOUNT_PARENT,
+                    bind_options=docker.ContainerMountBindOptionsArgs(propagation="rshared")),
+                mount("glusterfs-client", holder.volume)],
         devices=[docker.ContainerDeviceArgs(host_path="/dev/fuse", container_path="/dev/fuse")],
-        networks_advanced=[network.attach(machine, network.address(FIRST_STORAGE_CLIENT_HOST + machine.index))],
+        networks_advanced=[network.attach(machine, address)],
         hosts=known_servers,
         healthcheck=docker.ContainerHealthcheckArgs(
             tests=["CMD-SHELL", client_ready], interval="2s", timeout="5s", retries=5, start_period="60s"),
@@ -134,8 +162,7 @@ def client(component: pulumi.ComponentResource, name: str, network: LocalNetwork
         destroy_grace_seconds=30,
         wait=True,
         wait_timeout=180,
-        opts=network.options(machine, component, depends_on=[
-            *servers, directory, *network.image_on(machine, f"{name}-image", image.image_name, image, component)]),
+        opts=network.options(machine, component, depends_on=[*servers, directory, installed, *image_ready]),
     )
     # Nodes bind the folders inside the mount; rslave: they see what the host sees.
     return [SharedMount(source=f"{host_directory}/files/{folder}", container_path=f"{DATA_DIRECTORY}/{folder}",

@@ -20,7 +20,9 @@ and reported: an operator rebuilds it from the writer.
 
 Several monitors (MONITOR_PEERS: the others, on other hosts; 3 or more in all) make one monitor that no
 single host or link can stop, or split. Each checks both servers and serves its view (GET /view on
-MONITOR_PORT: what it sees, and which monitors it hears); each asks the others' views every check. Only a
+MONITOR_PORT: what it sees, and which monitors it hears); each asks the others' views every check. Views
+travel over mutual TLS (MutualTls): a forged view could depose a writer, so only a holder of a certificate
+from the stack's authority is answered or believed. Only a
 monitor that hears a majority of all monitors (itself included) acts, and only the leader among them: the
 lowest MONITOR_INDEX that it or any monitor it hears hears. Then, in addition to the rules above:
 
@@ -44,6 +46,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import ssl
 import sys
 import threading
 import time
@@ -348,10 +351,55 @@ class Pair:
             cursor.execute("START SLAVE IO_THREAD")
 
 
+class MutualTls:
+    """TLS both ways between the monitors, and with the servers' fence agents: each side presents its own
+    certificate from the stack's authority and checks the other's against it (an asked monitor's for its
+    address). The files (MONITOR_TLS, which the certificate rollout fills) are read again whenever they change,
+    so a renewed certificate or authority needs no restart; while a renewal is half written, the last good
+    pair of contexts stays."""
+
+    FILES = ("certificate.pem", "private-key.pem", "authority.pem")
+
+    def __init__(self, directory: str):
+        self.paths = [Path(directory) / name for name in self.FILES]
+        self.lock = threading.Lock()
+        self.stamp: tuple[int, ...] = ()
+        self.contexts: tuple[ssl.SSLContext, ssl.SSLContext] | None = None
+
+    def _current(self) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+        with self.lock:
+            stamp = tuple(path.stat().st_mtime_ns for path in self.paths)
+            if stamp != self.stamp or self.contexts is None:
+                try:
+                    self.contexts = self._load()
+                    self.stamp = stamp
+                except (OSError, ssl.SSLError) as error:
+                    if self.contexts is None:
+                        raise
+                    log.info("keeping the last certificate while its files change: %s", error)
+            return self.contexts
+
+    def _load(self) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+        server, client = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        server.verify_mode = ssl.CERT_REQUIRED
+        for context in (server, client):
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            context.load_cert_chain(self.paths[0], self.paths[1])
+            context.load_verify_locations(self.paths[2])
+        return server, client
+
+    def server(self) -> ssl.SSLContext:
+        return self._current()[0]
+
+    def client(self) -> ssl.SSLContext:
+        return self._current()[1]
+
+
 class Peers:
     """The other monitors, and this one's own view for them."""
 
     def __init__(self, settings: dict[str, str], interval: float):
+        self.tls = MutualTls(settings["MONITOR_TLS"])
         self.addresses = [peer for peer in settings.get("MONITOR_PEERS", "").split(",") if peer]
         self.index = int(settings.get("MONITOR_INDEX", "0"))
         self.interval = interval
@@ -370,7 +418,8 @@ class Peers:
 
     def ask(self, peer: str) -> dict | None:
         try:
-            with urllib.request.urlopen(f"http://{peer}/view", timeout=self.interval) as answer:
+            with urllib.request.urlopen(f"https://{peer}/view", timeout=self.interval,
+                                        context=self.tls.client()) as answer:
                 return json.load(answer)
         except (OSError, ValueError) as error:
             log.debug("monitor %s did not answer: %s", peer, error)
@@ -383,6 +432,13 @@ class Peers:
         peers = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = 5  # for the handshake too: a peer that stops answering holds a thread no longer
+
+            def setup(self):
+                self.request.settimeout(self.timeout)
+                self.request.do_handshake()  # in this request's thread, not the one that accepts
+                super().setup()
+
             def do_GET(self):
                 if self.path != "/view" or not peers.view:  # none before its first check
                     self.send_error(404 if self.path != "/view" else 503)
@@ -401,7 +457,19 @@ class Peers:
             def log_message(self, *args):
                 pass
 
-        server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+        tls = self.tls
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def get_request(self):
+                connection, address = super().get_request()
+                return tls.server().wrap_socket(connection, server_side=True, do_handshake_on_connect=False), address
+
+            def handle_error(self, request, client_address):
+                log.debug("a view's request from %s failed: %s", client_address, sys.exc_info()[1])
+
+        server = Server(("0.0.0.0", port), Handler)
         threading.Thread(target=server.serve_forever, daemon=True).start()
 
 

@@ -3,6 +3,8 @@
 # (bind propagation rshared), creates the shared folders for the OpenMRS user, and stays in the foreground.
 # It reaches the volume through any of the servers, and keeps working while one of them is gone.
 set -eu
+# TLS to glusterd too, for the volume's layout (the files' connections follow the volume's client.ssl).
+mkdir -p /var/lib/glusterd && touch /var/lib/glusterd/secure-access
 mountpoint=/mnt/cluster/files
 # A client that was killed leaves a dead mount behind: clear it.
 umount -l "$mountpoint" 2>/dev/null || true

@@ -2,7 +2,10 @@
 # A storage server: glusterd with its brick at /bricks/openmrs. On the first server (VOLUME_BRICKS set) it
 # also joins the peers and creates and starts the volume, once: a replica on every brick, the last one an
 # arbiter (it keeps names and metadata only, and breaks ties, so that two servers always make a majority).
+# Every connection is TLS: secure-access for glusterd's (peers and clients fetching the volume's layout),
+# client.ssl and server.ssl for the files themselves, which only certificates named in SSL_ALLOW may reach.
 set -eu
+touch /var/lib/glusterd/secure-access
 glusterd -N --log-file=- &
 glusterd_pid=$!
 trap 'kill -TERM "$glusterd_pid"' TERM INT
@@ -20,6 +23,10 @@ if [ -n "${VOLUME_BRICKS:-}" ] && ! gluster --mode=script volume info "$VOLUME" 
   # or cut off) is healed soon after it is back, even when no reconnection told them.
   gluster --mode=script volume set "$VOLUME" network.ping-timeout "$PING_TIMEOUT"
   gluster --mode=script volume set "$VOLUME" cluster.heal-timeout 10
+  gluster --mode=script volume set "$VOLUME" client.ssl on
+  gluster --mode=script volume set "$VOLUME" server.ssl on
+  gluster --mode=script volume set "$VOLUME" auth.ssl-allow "$SSL_ALLOW"
+  gluster --mode=script volume set "$VOLUME" ssl.cipher-list "$SSL_CIPHERS"
   gluster --mode=script volume start "$VOLUME"
 fi
 wait "$glusterd_pid"

@@ -3,7 +3,7 @@
 majority, or deposed by it, kills its own server before it can acknowledge anything more.
 
 Every POLL_SECONDS it asks every monitor (FENCE_MONITORS, `address:port`, all of them) for its view
-(GET /view), and this server for its read_only and server_id. While this server is the writer (read_only
+(GET /view, over TLS both ways with the server's own certificate from FENCE_TLS), and this server for its read_only and server_id. While this server is the writer (read_only
 off) it kills mariadbd (SIGKILL, no shutdown that could commit anything) when
 - no majority of monitors answered with a fresh view for FENCE_SECONDS: it may be on the minority side of
   a partition, where the majority promotes the replica once the writer has been unanswered for
@@ -22,10 +22,12 @@ Run by mariadb-start as mysql beside the server, with the server's process id as
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -89,10 +91,19 @@ class Server:
                 self.session = None
 
 
-def ask_monitors(monitors: list[str]) -> Heard:
+def tls_context(directory: str) -> ssl.SSLContext:
+    """The server's own certificate, presented to the monitors, which check it as it checks theirs: the files
+    the certificate rollout keeps current, read again at every poll."""
+    context = ssl.create_default_context(cafile=f"{directory}/authority.pem")
+    context.load_cert_chain(f"{directory}/certificate.pem", f"{directory}/private-key.pem")
+    return context
+
+
+def ask_monitors(monitors: list[str], context: ssl.SSLContext) -> Heard:
     def view(monitor: str):
         try:
-            with urllib.request.urlopen(f"http://{monitor}/view", timeout=ASK_TIMEOUT_SECONDS) as answer:
+            with urllib.request.urlopen(f"https://{monitor}/view", timeout=ASK_TIMEOUT_SECONDS,
+                                        context=context) as answer:
                 return json.load(answer)
         except (OSError, ValueError):
             return None
@@ -102,8 +113,9 @@ def ask_monitors(monitors: list[str]) -> Heard:
     return Heard(len(views), [v.get("writer_id", 0) for v in views])
 
 
-def run(server_pid: int, monitors: list[str], fence_seconds: float) -> None:
+def run(server_pid: int, monitors: list[str], fence_seconds: float, tls_directory: str) -> None:
     server = Server()
+    context = tls_context(tls_directory)
     last_majority = time.monotonic()  # a server is never the writer before the monitors made it one
     while True:
         # Kill first, ask later: a thawed writer must not live through the questions.
@@ -111,7 +123,9 @@ def run(server_pid: int, monitors: list[str], fence_seconds: float) -> None:
         if not (reason and not server.read_only):
             polled_at = time.monotonic()
             server.ask()
-            heard = ask_monitors(monitors)
+            with contextlib.suppress(OSError, ssl.SSLError):  # half written by a renewal: the last one serves
+                context = tls_context(tls_directory)
+            heard = ask_monitors(monitors, context)
             if majority(heard, len(monitors)):
                 last_majority = polled_at
             reason = fence_reason(time.monotonic(), last_majority, fence_seconds)
@@ -125,4 +139,5 @@ def run(server_pid: int, monitors: list[str], fence_seconds: float) -> None:
 
 
 if __name__ == "__main__":
-    run(int(sys.argv[1]), os.environ["FENCE_MONITORS"].split(","), float(os.environ["FENCE_SECONDS"]))
+    run(int(sys.argv[1]), os.environ["FENCE_MONITORS"].split(","), float(os.environ["FENCE_SECONDS"]),
+        os.environ["FENCE_TLS"])

@@ -110,27 +110,36 @@ NO_TLS_LOGIN = "import pymysql, sys; pymysql.connect(host=sys.argv[1], user=sys.
 
 
 def test_a_record_written_through_the_application_crosses_no_machine_in_clear(cluster, lab, tmp_path, figures):
-    """A row whose id is a marker goes client -> balancer -> node -> database writer -> replica, across the
-    machines; no capture on any machine holds the marker. The same capture does hold a control marker sent in
-    clear over the same links: a database login without TLS that names it as its user (refused), and a plain
-    HTTP request to the clients' address (redirected)."""
-    marker, control = f"record-{uuid.uuid4().hex}", f"clear-{uuid.uuid4().hex}"
+    """A row whose id is a marker goes client -> balancer -> node -> database writer -> replica, and a file
+    whose content is another goes client -> balancer -> node -> storage client -> both storage servers, across
+    the machines; no capture on any machine holds either marker. The same capture does hold a control marker
+    sent in clear over the same links: a database login without TLS that names it as its user (refused), and
+    a plain HTTP request to the clients' address (redirected)."""
+    marker, file_marker, control = (f"record-{uuid.uuid4().hex}", f"file-{uuid.uuid4().hex}",
+                                    f"clear-{uuid.uuid4().hex}")
     (writer,) = cluster.writers()
     monitor = cluster.graph.named("db-monitor-a").plain("name")
     with captured(lab, tmp_path) as files:
         assert requests.post(f"{cluster.url}/rows", params={"id": marker}, timeout=10).status_code == 200
+        assert requests.post(f"{cluster.url}/files", params={"name": f"{file_marker}.txt", "content": file_marker},
+                             timeout=10).status_code == 200
         assert wait_for(lambda: all(cluster.database_query(server, f"SELECT COUNT(*) FROM openmrs.standin_rows "
                                                                    f"WHERE id = '{marker}'") == "1"
                                     for server in cluster.databases), timeout=30, poll=0.5)
+        # On both bricks that hold data (the third is an arbiter: names only), read on their own machines.
+        assert all(cluster.exec(cluster.graph.named(server).plain("name"), "cat",
+                                f"/bricks/openmrs/complex_obs/{file_marker}.txt") == file_marker
+                   for server in ("files-1", "files-2"))
         login = cluster.engine_of(monitor).containers.get(monitor).exec_run(
             ["python3", "-c", NO_TLS_LOGIN, cluster.address_of_container(writer), control])
         assert login.exit_code != 0  # refused: no TLS
         assert lab.outsider_get(f"http://{cluster.front_virtual_address}/openmrs/rows?id={control}") == 308
-    seen = {name: (marker.encode() in path.read_bytes(), control.encode() in path.read_bytes())
+    seen = {name: (any(m.encode() in path.read_bytes() for m in (marker, file_marker)),
+                   control.encode() in path.read_bytes())
             for name, path in files.items()}
     assert not [name for name, (record, _) in seen.items() if record], seen
     assert [name for name, (_, clear) in seen.items() if clear], f"the captures saw nothing in clear: {seen}"
-    figures["across machines: a record's marker in packet captures"] = (
+    figures["across machines: a record's and a file's markers in packet captures"] = (
         f"found on no machine ({', '.join(f'{name}: {path.stat().st_size // 1024} KiB' for name, path in files.items())}); "
         f"the control sent in clear found on {sorted(name for name, (_, clear) in seen.items() if clear)}")
 
@@ -221,17 +230,25 @@ def test_a_hung_machine_holding_the_writer(cluster, figures):
 
 
 def test_the_acting_monitors_machine_cut_off(cluster, figures):
-    """The monitor that makes the decisions (the first machine's) is cut off: the other two, a majority, go
-    on without it, and no failover happens, since the writer is elsewhere and fine."""
+    """The monitor that makes the decisions (the first machine's) is cut off while a node there keeps
+    writing: the other two, a majority, go on without it, no failover happens, since the writer is elsewhere
+    and fine, and the cut-off side has nothing to write to (every row it had acknowledged is on the writer)."""
     (writer,) = cluster.writers()
     assert cluster.host_of(writer) != "a"  # the database pair is on b and c
     held = cluster.roles_on("a")
-    outage = away(cluster, "a", "cut")
+    (node,) = [name for name in cluster.nodes.values() if cluster.host_of(name) == "a"]
+    far_side = BackSideWriter(cluster, node)
+    outage = away(cluster, "a", "cut", extra_writer=far_side)
     assert cluster.writers() == [writer]
     promoted = [line for host in ("b", "c") for line in cluster.monitor_log(host, outage.lost_at).splitlines()
                 if "promoted" in line]
     assert not promoted, promoted
-    figures[f"acting monitor's machine a cut off 20 s ({held})"] = outage.describe()
+    acknowledged_far = [entry for entry in far_side.log if entry[3] == 200]
+    late = [entry for entry in acknowledged_far if outage.lost_at + 1 < entry[1] < outage.back_at]
+    assert not late, f"{len(late)} rows acknowledged on the cut-off side more than 1 s after the cut, before it healed"
+    figures[f"acting monitor's machine a cut off 20 s ({held}), a client there writing"] = (
+        f"{outage.describe()}; on the cut-off side {len(acknowledged_far)} rows acknowledged, none between the cut "
+        f"and the healing")
 
 
 def test_a_rolling_update_replaces_each_node_on_its_own_machine_without_a_failed_request(cluster, figures):

@@ -12,13 +12,16 @@ import shutil
 import socket
 import ssl
 import subprocess
+from collections import Counter
 
 import pytest
 import requests
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from local_cluster import TRUSTED, RowWriter, updated_under_requests
+from local_cluster import TRUSTED, FileWriter, RowWriter, trust_authority, updated_under_requests, wait_for
 from program import PROJECT, run_program, with_overrides
 
 pytestmark = pytest.mark.docker
@@ -137,39 +140,69 @@ def presented_by_database(cluster, server: str) -> str:
                                             "2>/dev/null | openssl x509 -noout -fingerprint -sha256").strip()
 
 
-def test_a_renewed_certificate_reaches_the_balancers_and_the_database_under_load_without_a_failure(local_cluster, figures):
+def presented_by_storage(cluster, server: str) -> str:
+    """The fingerprint of the certificate a storage server's glusterd presents to a peer (GlusterFS asks every
+    peer for a certificate: the server's own is shown)."""
+    return cluster.exec(server, "sh", "-c", "openssl s_client -cert /etc/glusterfs/tls/certificate.pem "
+                                            "-key /etc/glusterfs/tls/private-key.pem -connect 127.0.0.1:24007 "
+                                            "</dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256").strip()
+
+
+def replication_whole(cluster) -> bool:
+    """One writer, and the other server replicating from it without error with every transaction it has: a
+    reload must not be a transaction of the replica's own (it would stop replication at the writer's next)."""
+    (writer,) = cluster.writers()
+    (replica,) = [server for server in cluster.databases if server != writer]
+    return wait_for(lambda: cluster.caught_up_replica(replica, writer), timeout=30, poll=0.5)
+
+
+def test_a_renewed_certificate_reaches_every_server_under_load_without_a_failure(local_cluster, figures):
     """A shorter life makes the authority sign new certificates, as a renewal does: the steps write them into
-    each server's volume and reload the servers one at a time (Apache gracefully, MariaDB with FLUSH SSL),
-    with none of their containers replaced (the nodes' renewed certificates are rolled out by draining and
-    replacing the nodes in turn), no request failed and no row lost."""
+    each server's volume and have the servers load them one at a time (Apache gracefully, MariaDB with FLUSH
+    SSL, GlusterFS at its next connection), with none of their containers replaced (the nodes' renewed
+    certificates are rolled out by draining and replacing the nodes in turn), no request failed and no row
+    or file lost."""
     cluster = local_cluster
     _, https_port = ports(cluster)
     before = {port: served_certificate(port) for port in (https_port, https_port + 1)}
     presented = {server: presented_by_database(cluster, server) for server in cluster.databases}
+    storage = [cluster.graph.named(f"files-{index}").plain("name") for index in (1, 2, 3)]
+    presented |= {server: presented_by_storage(cluster, server) for server in storage}
     assert all(fingerprint.startswith("sha256 Fingerprint=") for fingerprint in presented.values()), presented
-    servers = [*cluster.balancers, *cluster.databases]
+    servers = [*cluster.balancers, *cluster.databases, *storage, cluster.graph.named("files-client").plain("name")]
     containers = {name: cluster.client.containers.get(name).id for name in servers}
     renewed = with_overrides(cluster.config, tls={"certificate_days": 300})
-    writer = RowWriter(cluster.url)
-    writer.start()
+    writers = [RowWriter(cluster.url), FileWriter(cluster.url)]
+    for writer in writers:
+        writer.start()
     try:
         stream, _, took = updated_under_requests(cluster, run_program("itest", renewed))
     finally:
-        writer.stop()
+        for writer in writers:
+            writer.stop()
     cluster.config = renewed
     assert stream.log and not stream.failures(), stream.failures()[:5]
-    failed_writes = [entry for entry in writer.log if entry[3] != 200]
-    assert writer.log and not failed_writes, failed_writes[:5]
+    for writer in writers:
+        failed_writes = [entry for entry in writer.log if entry[3] != 200]
+        assert writer.log and not failed_writes, (failed_writes[:5], writer.errors[:5])
+    files = writers[1].acknowledged()
+    unreadable = [name for name in files if requests.get(f"{cluster.url}/files", params={"name": name},
+                                                            timeout=10).text != name]
+    assert not unreadable, unreadable[:5]
     assert {name: cluster.client.containers.get(name).id for name in servers} == containers
     for port, old in before.items():
         new = served_certificate(port)
         assert new.fingerprint(old.signature_hash_algorithm) != old.fingerprint(old.signature_hash_algorithm), port
         assert (new.not_valid_after_utc - new.not_valid_before_utc).days == 300
     for server, old in presented.items():
-        assert presented_by_database(cluster, server) not in (old, ""), server
-    figures["certificates renewed on both balancers and both database servers"] = (
-        f"{took:.1f} s, {len(stream.log)} requests and {len(writer.log)} row writes during it, 0 failed, no balancer "
-        f"or database container replaced (nodes drained and replaced in turn); the site now served with {hashlib.sha256(new.public_bytes(Encoding.DER)).hexdigest()[:16]}…")
+        now = presented_by_storage(cluster, server) if server in storage else presented_by_database(cluster, server)
+        assert now not in (old, ""), server
+    assert replication_whole(cluster)
+    figures["certificates renewed on both balancers, both database servers and the storage tier"] = (
+        f"{took:.1f} s, {len(stream.log)} requests, {len(writers[0].log)} row writes and {len(files)} file writes "
+        f"during it, 0 failed ({sum(loop.resent for loop in (stream, *writers))} sent again on a connection closed "
+        f"without response), every file read back; no balancer, database or storage container replaced (nodes "
+        f"drained and replaced in turn); the site now served with {hashlib.sha256(new.public_bytes(Encoding.DER)).hexdigest()[:16]}…")
 
 
 NO_TLS_LOGIN = """
@@ -188,16 +221,37 @@ with pymysql.connect(host=host, user=user, password=password, ssl_ca=os.environ[
 """
 
 
+def test_each_nodes_jvm_trusts_the_stacks_authority_beside_the_public_ones(local_cluster, figures):
+    """What a node checks the search servers' certificates with: its JVM runs with a trust store that holds
+    the stack's authority and every public authority of the JVM's own store."""
+    cluster = local_cluster
+    authority = x509.load_pem_x509_certificate(cluster.graph.named("net-authority").outputs["certPem"].encode())
+    expected = ":".join(f"{byte:02X}" for byte in authority.fingerprint(hashes.SHA256()))
+    store = "/tmp/openmrs-cluster-truststore"
+    counts = {}
+    for route, node in cluster.nodes.items():
+        java = cluster.exec(node, "sh", "-c", "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done")
+        assert f"-Djavax.net.ssl.trustStore={store} " in java, java[:2000]
+        listed = cluster.exec(node, "keytool", "-list", "-keystore", store, "-storepass", "changeit", "-alias",
+                              "openmrs-cluster-authority-1")
+        assert f"(SHA-256): {expected}" in listed, listed
+        entries = cluster.exec(node, "keytool", "-list", "-keystore", store, "-storepass", "changeit")
+        counts[route] = entries.count("trustedCertEntry")
+        assert counts[route] > 100, entries[:500]  # the public authorities stay trusted
+    figures["each node's JVM trust store"] = f"the stack's authority and the JVM's public ones: {counts} entries"
+
+
 def test_the_database_refuses_the_applications_user_without_tls(local_cluster, figures):
     """As the nodes' database user, from the private network: refused without TLS, served with it (the
     server's certificate checked for the pair's address, as the nodes check it)."""
     cluster = local_cluster
     env = dict(entry.split("=", 1) for entry in cluster.graph.named("app-1").plain("envs"))
-    monitor = cluster.graph.named("db-monitor").plain("name")  # has PyMySQL and the authority
-    answer = cluster.client.containers.get(monitor).exec_run(
+    monitor = cluster.graph.named("db-monitor")  # has PyMySQL and the authority (TLS_AUTHORITY)
+    authority = dict(entry.split("=", 1) for entry in monitor.plain("envs"))["TLS_AUTHORITY"]
+    answer = cluster.client.containers.get(monitor.plain("name")).exec_run(
         ["python3", "-c", NO_TLS_LOGIN], environment={
             "HOST": env["OMRS_DB_HOSTNAME"], "DB_USER": env["OMRS_DB_USERNAME"], "DB_PASSWORD": env["OMRS_DB_PASSWORD"],
-            "TLS_AUTHORITY": "/etc/db-monitor/authority.pem"}).output.decode()
+            "TLS_AUTHORITY": authority}).output.decode()
     # Refused with the very credentials that work over TLS the next moment.
     assert "without TLS: refused" in answer and "with TLS: TLSv1.3" in answer, answer
     # The replica follows the writer over TLS too, having checked the writer's certificate.
@@ -208,3 +262,71 @@ def test_the_database_refuses_the_applications_user_without_tls(local_cluster, f
     assert (status["Slave_IO_Running"], status["Master_SSL_Allowed"], status["Master_SSL_Verify_Server_Cert"]) == (
         "Yes", "Yes", "Yes"), status
     figures["database, the application's user without TLS"] = answer.splitlines()[0].removeprefix("without TLS: ")
+
+
+def served_chain_leaf(cluster, container: str, command: str) -> x509.Certificate:
+    """The certificate a server presents, asked from inside a container with openssl (`command` the s_client
+    arguments)."""
+    pem = cluster.exec(container, "sh", "-c", f"openssl s_client {command} </dev/null 2>/dev/null | openssl x509")
+    return x509.load_pem_x509_certificate(pem.encode())
+
+
+def signed_by(certificate: x509.Certificate, authority_pem: str) -> bool:
+    try:
+        certificate.verify_directly_issued_by(x509.load_pem_x509_certificate(authority_pem.encode()))
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def test_a_new_authority_replaces_the_old_one_in_three_updates_under_load_without_a_failure(local_cluster, figures):
+    """The README's "A new authority": trusted everywhere first, then signing every certificate, then the
+    old one retired; under requests, row and file writes, no update fails one, and at the end every server
+    presents a certificate of the new authority and every member trusts it alone. Last: it leaves the
+    cluster on another authority."""
+    cluster = local_cluster
+    phases = [{"also_trust": 2}, {"authority": 2, "also_trust": 1}, {"authority": 2, "also_trust": None}]
+    took, counts = [], Counter()
+    for phase in phases:
+        config = with_overrides(cluster.config, tls=phase)
+        graph = run_program("itest", config)
+        trust_authority(graph)  # the test's clients trust what the clinic's machines would
+        writers = [RowWriter(cluster.url), FileWriter(cluster.url)]
+        for writer in writers:
+            writer.start()
+        try:
+            stream, _, seconds = updated_under_requests(cluster, graph)
+        finally:
+            for writer in writers:
+                writer.stop()
+        cluster.config, cluster.graph = config, graph
+        took.append(seconds)
+        assert stream.log and not stream.failures(), (phase, stream.failures()[:5])
+        for writer in writers:
+            failed = [entry for entry in writer.log if entry[3] != 200]
+            assert writer.log and not failed, (phase, failed[:5], writer.errors[:5])
+        counts.update(requests=len(stream.log), rows=len(writers[0].log), files=len(writers[1].log),
+                      resent=stream.resent + sum(writer.resent for writer in writers))
+    new = cluster.graph.named("net-authority-2").outputs["certPem"]
+    _, https_port = ports(cluster)
+    presented = {"balancer": served_certificate(https_port)}
+    presented |= {server: served_chain_leaf(cluster, server, "-starttls mysql -connect 127.0.0.1:3306")
+                  for server in cluster.databases}
+    storage = cluster.graph.named("files-1").plain("name")
+    presented[storage] = served_chain_leaf(cluster, storage, "-cert /etc/glusterfs/tls/certificate.pem -key "
+                                           "/etc/glusterfs/tls/private-key.pem -connect 127.0.0.1:24007")
+    monitor = cluster.graph.named("db-monitor").plain("name")
+    presented[monitor] = served_chain_leaf(cluster, monitor, "-cert /etc/db-monitor/tls/certificate.pem -key "
+                                           "/etc/db-monitor/tls/private-key.pem -connect 127.0.0.1:8700")
+    presented |= {route: served_chain_leaf(cluster, cluster.balancers[0], f"-connect {route}:8443")
+                  for route in cluster.nodes}
+    assert {name: signed_by(leaf, new) for name, leaf in presented.items()} == {name: True for name in presented}
+    assert replication_whole(cluster)
+    for route, node in cluster.nodes.items():
+        aliases = re.findall(r"^(openmrs-cluster-authority-\d+),", cluster.exec(
+            node, "keytool", "-list", "-keystore", "/tmp/openmrs-cluster-truststore", "-storepass", "changeit"), re.M)
+        assert aliases == ["openmrs-cluster-authority-1"], (route, aliases)  # the new one alone, as the first
+    figures["a new authority in three updates (trusted, signing, the old one retired)"] = (
+        f"{' / '.join(f'{seconds:.1f}' for seconds in took)} s; {counts['requests']} requests, {counts['rows']} row "
+        f"and {counts['files']} file writes, 0 failed ({counts['resent']} sent again on a connection closed without "
+        f"response); every server ({len(presented)}) then presents a certificate of the new authority")

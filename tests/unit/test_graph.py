@@ -70,9 +70,9 @@ def test_the_cluster_is_the_six_components_and_their_children(graph, stack):
     # database pair and monitor, nodes and their scheduler keeper, balancer pair, three storage servers,
     # their client and its host directory, one search server
     assert counts[CONTAINER] == 3 + nodes + 1 + 2 + 5 + 1
-    # data and certificate per database server; state and brick per storage server; the search server's
-    # index; each balancer's certificate
-    assert counts["docker:index/volume:Volume"] == 2 * 2 + 3 * 2 + 1 + 2
+    # data and certificate per database server; the monitor's certificate; state, brick and certificate per
+    # storage server; the storage client's certificate; the search server's index; each balancer's certificate
+    assert counts["docker:index/volume:Volume"] == 2 * 2 + 1 + 3 * 3 + 1 + 1 + 2
     assert counts["docker:index/network:Network"] == 2
     # root, app, replication, monitor, admin, search
     assert counts["random:index/randomPassword:RandomPassword"] == 6
@@ -327,7 +327,7 @@ def test_shared_files_are_a_replicated_volume_mounted_once_and_bound_into_every_
     assert bootstrap["VOLUME_BRICKS"].split() == [f"{address}:/bricks/openmrs" for address in addresses]
     assert bootstrap["PEERS"].split() == addresses[1:]
     client = graph.named("files-client")
-    (parent,) = client.plain("mounts")
+    (parent,) = [mount for mount in client.plain("mounts") if mount["type"] == "bind"]
     assert (parent["type"], parent["target"], parent["bindOptions"]) == ("bind", "/mnt/cluster", {"propagation": "rshared"})
     assert client.plain("devices") == [{"hostPath": "/dev/fuse", "containerPath": "/dev/fuse"}]
     assert env_of(client)["SERVERS"].split() == addresses  # any server hands out the volume
@@ -414,7 +414,7 @@ def test_every_node_searches_the_shared_index_with_the_generated_password(graph)
     assert len(password) == 32
     for node in app_nodes(graph):
         env = env_of(node)
-        assert env["OMRS_SEARCH"] == "elasticsearch" and env["OMRS_SEARCH_ES_URIS"] == f"http://{address}:9200"
+        assert env["OMRS_SEARCH"] == "elasticsearch" and env["OMRS_SEARCH_ES_URIS"] == f"https://{address}:9200"
         assert env["OMRS_EXTRA_HIBERNATE_SEARCH_BACKEND_USERNAME"] == "elastic"
         assert env["OMRS_EXTRA_HIBERNATE_SEARCH_BACKEND_PASSWORD"] == password
         assert server.urn in node.dependencies  # nodes start once the search server answers
@@ -423,7 +423,7 @@ def test_every_node_searches_the_shared_index_with_the_generated_password(graph)
     assert "ELASTIC_PASSWORD" in {entry.split("=")[0] for entry, secret in env_entries(server) if secret}
 
 
-def test_three_search_servers_form_one_cluster_over_tls_between_them():
+def test_three_search_servers_form_one_cluster_over_tls_between_them_and_with_the_nodes():
     graph = run_program("local", with_overrides(stack_config("local"), search={"servers": 3}))
     servers = [graph.named(f"search-{index}") for index in (1, 2, 3)]
     addresses = [server.plain("networksAdvanced")[0]["ipv4Address"] for server in servers]
@@ -435,8 +435,13 @@ def test_three_search_servers_form_one_cluster_over_tls_between_them():
         assert settings["cluster.initial_master_nodes"].split(",") == ["search-1", "search-2", "search-3"]
         assert settings["xpack.security.transport.ssl.enabled"] == "true"
         assert settings["xpack.security.transport.ssl.verification_mode"] == "full"
-        files = {upload["file"]: upload["content"] for upload in server.plain("uploads")}
         certs = "/usr/share/elasticsearch/config/certs"
+        for layer in ("transport", "http"):  # between the servers, and from the nodes
+            assert settings[f"xpack.security.{layer}.ssl.enabled"] == "true"
+            assert settings[f"xpack.security.{layer}.ssl.certificate"] == f"{certs}/server.crt"
+            assert settings[f"xpack.security.{layer}.ssl.certificate_authorities"] == f"{certs}/ca.crt"
+        assert f"https://{addresses[index]}:9200/" in server.plain("healthcheck")["tests"][-1]
+        files = {upload["file"]: upload["content"] for upload in server.plain("uploads")}
         assert files[f"{certs}/ca.crt"] == authority
         assert files[f"{certs}/server.crt"] == graph.named(f"search-{index + 1}-cert").outputs["certPem"]
         assert files[f"{certs}/server.key"] == graph.named(f"search-{index + 1}-key").outputs["privateKeyPem"]
@@ -446,7 +451,7 @@ def test_three_search_servers_form_one_cluster_over_tls_between_them():
         assert is_secret(uploads) or any(is_secret(u) or is_secret(u.get("content")) for u in uploads
                                          if unwrap(u)["file"].endswith("server.key"))
     uris = env_of(graph.named("app-1"))["OMRS_SEARCH_ES_URIS"].split(",")
-    assert uris == [f"http://{address}:9200" for address in addresses]
+    assert uris == [f"https://{address}:9200" for address in addresses]
 
 
 def test_an_existing_search_cluster_is_used_as_given_and_no_server_is_made():

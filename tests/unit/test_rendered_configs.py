@@ -130,7 +130,8 @@ DRBD_HOSTS = [{"name": "files-a", "address": "10.0.0.11", "disk": "/dev/vg0/open
 
 @pytest.fixture(scope="module")
 def drbd_resource() -> str:
-    graph = run_program("local", with_overrides(stack_config("local"), storage={"drbd": {"hosts": DRBD_HOSTS}}))
+    graph = run_program("local", with_overrides(stack_config("local"),
+                                                storage={"drbd": {"hosts": DRBD_HOSTS, "direct_link": True}}))
     outputs = graph.component_outputs[graph.named("files").urn]
     assert is_secret(outputs["drbd_resource"])  # it holds the peers' shared secret
     return unwrap(outputs["drbd_resource"])
