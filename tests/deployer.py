@@ -283,10 +283,12 @@ class Deployer:
                                      buildargs=build.get("args"))
 
     def _command(self, inputs: dict[str, Any], resource: Registration) -> None:
-        """As pulumi-command runs `create`: the interpreter with the command appended, in `dir`, with `environment`."""
+        """As pulumi-command runs `create`: the interpreter with the command appended, in `dir`, with `environment`
+        (a pulled image's id in it resolved to the engine's, as the real engine would have given it)."""
         interpreter = inputs.get("interpreter", ["/bin/sh", "-c"])
+        environment = {key: self.image_ids.get(value, value) for key, value in inputs.get("environment", {}).items()}
         result = subprocess.run(
-            [*interpreter, inputs["create"]], cwd=inputs.get("dir"), env={**os.environ, **inputs.get("environment", {})},
+            [*interpreter, inputs["create"]], cwd=inputs.get("dir"), env={**os.environ, **environment},
             capture_output=True, text=True, timeout=900,
         )
         if result.returncode != 0:
