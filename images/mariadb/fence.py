@@ -3,7 +3,8 @@
 majority, or deposed by it, kills its own server before it can acknowledge anything more.
 
 Every POLL_SECONDS it asks every monitor (FENCE_MONITORS, `address:port`, all of them) for its view
-(GET /view, over TLS both ways with the server's own certificate from FENCE_TLS), and this server for its read_only and server_id. While this server is the writer (read_only
+(GET /view, over TLS both ways with the server's own certificate from FENCE_TLS, read again when it
+changes), and this server for its read_only and server_id. While this server is the writer (read_only
 off) it kills mariadbd (SIGKILL, no shutdown that could commit anything) when
 - no majority of monitors answered with a fresh view for FENCE_SECONDS: it may be on the minority side of
   a partition, where the majority promotes the replica once the writer has been unanswered for
@@ -113,9 +114,14 @@ def ask_monitors(monitors: list[str], context: ssl.SSLContext) -> Heard:
     return Heard(len(views), [v.get("writer_id", 0) for v in views])
 
 
+def files_stamp(directory: str) -> tuple[int, ...]:
+    return tuple(os.stat(f"{directory}/{name}").st_mtime_ns
+                 for name in ("certificate.pem", "private-key.pem", "authority.pem"))
+
+
 def run(server_pid: int, monitors: list[str], fence_seconds: float, tls_directory: str) -> None:
     server = Server()
-    context = tls_context(tls_directory)
+    context, stamp = tls_context(tls_directory), files_stamp(tls_directory)
     last_majority = time.monotonic()  # a server is never the writer before the monitors made it one
     while True:
         # Kill first, ask later: a thawed writer must not live through the questions.
@@ -124,7 +130,8 @@ def run(server_pid: int, monitors: list[str], fence_seconds: float, tls_director
             polled_at = time.monotonic()
             server.ask()
             with contextlib.suppress(OSError, ssl.SSLError):  # half written by a renewal: the last one serves
-                context = tls_context(tls_directory)
+                if files_stamp(tls_directory) != stamp:
+                    context, stamp = tls_context(tls_directory), files_stamp(tls_directory)
             heard = ask_monitors(monitors, context)
             if majority(heard, len(monitors)):
                 last_majority = polled_at

@@ -297,7 +297,7 @@ def test_a_machine_added_to_the_list_takes_a_new_node_and_the_quorum_is_untouche
     timeline = "\n".join(f"{at - start:7.1f} {what}" for at, what in sorted([
         *((at, f"{action} {name}") for at, action, name in steps),
         *((at, f"clients' address on {sorted(holders)}") for at, holders in watch.changes),
-        *((sent, f"request failed: {error}") for sent, _, error in stream.failures())]))
+        *((sent, f"request failed: {status or ''} {error}") for sent, status, error in stream.failures())]))
     timeline += "\nslow requests:\n" + "\n".join(cluster.slow_requests(since))
     # The clients' address moves when the balancer holding it is replaced: what a client had in flight on the
     # old holder then fails (its connection now ends on the other balancer); nothing else.
