@@ -4,7 +4,7 @@ Pulumi runs it (`python -m components.local.certificate_rollout install`, settin
 the servers exist, and again whenever the certificate changes: a renewal, a new authority, or a certificate
 the site gives. Each server reads its files from a volume of its own, mounted read-only; the step writes them
 there through a short-lived container of the server's image, then has each running server, one at a time,
-load them the way it does without dropping a connection (Apache's graceful reload, MariaDB's FLUSH SSL;
+load them the way it does without dropping a connection (Apache's graceful reload, MariaDB's FLUSH LOCAL SSL;
 GlusterFS reads them for every new connection) and checks that it presents the new certificate before it
 goes on to the next. A server container replaced later
 finds the current files in its volume.

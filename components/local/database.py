@@ -10,7 +10,7 @@ Every connection to a server over the network is TLS, and every client checks th
 the nodes (Connector/J), the replica (MASTER_SSL_VERIFY_SERVER_CERT) and the monitors (PyMySQL). The server
 refuses any other (require_secure_transport, and each account REQUIRE SSL); only its own socket, for its
 health check and its helpers, needs none. Each server's certificate, from the stack's authority, names its
-own address and the pair's, and is renewed in place (FLUSH SSL, components/local/certificate_rollout.py)."""
+own address and the pair's, and is renewed in place (FLUSH LOCAL SSL, components/local/certificate_rollout.py)."""
 from __future__ import annotations
 
 import pulumi
