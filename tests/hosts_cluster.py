@@ -4,6 +4,7 @@ the host-loss and partition tests and the benchmark need. Shared by tests/integr
 from __future__ import annotations
 
 import contextlib
+import datetime
 import ipaddress
 import re
 import time
@@ -154,6 +155,20 @@ class HostsCluster(LocalCluster):
                 slow += [f"{balancer}: {line}" for line in log.splitlines()
                          if (took := re.search(r'" \d{3} (\d+) route=', line)) and int(took[1]) >= seconds * 1e6]
         return slow
+
+    def balancer_warnings(self, since: float) -> list[tuple[float, str]]:
+        """What the balancers wrote to their error output (Apache's errors, heartbeat-watch, keepalived)
+        since `since` (epoch seconds), each line with its time (epoch seconds)."""
+        warnings = []
+        for balancer in self.balancers:
+            with contextlib.suppress(docker.errors.APIError, requests.RequestException):
+                log = self.engine_of(balancer).containers.get(balancer).logs(
+                    stdout=False, stderr=True, timestamps=True, since=int(since)).decode(errors="replace")
+                for line in log.splitlines():
+                    stamp, _, text = line.partition(" ")
+                    at = datetime.datetime.fromisoformat(stamp[:26].rstrip("Z") + "+00:00").timestamp()
+                    warnings.append((at, f"{balancer}: {text}"))
+        return warnings
 
     def roles_on(self, host: str) -> str:
         """What a machine holds right now, in words, for the figures."""

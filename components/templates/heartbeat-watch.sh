@@ -6,6 +6,10 @@
 # its own and, after {{ heartbeat.fails }} checks in a row without an answer within {{ heartbeat.timeout_seconds }} s, marks the member
 # failed in the balancer-manager (HcFl, as a failed Apache check does); Apache's checks admit it again
 # after {{ heartbeat.passes }} passes.
+# It fails open, as an ALB does when no target is healthy: while no member answers it at all, it marks none.
+# Every member silent at once is more often this balancer starved of CPU or cut from the network than every
+# node hung together, and marking them all would turn a slow moment into an outage (a 503 for every
+# request). Apache's own checks still take out a member that refuses connections or answers with an error.
 MANAGER={{ manager_url }}
 
 mark_failed() {
@@ -15,18 +19,31 @@ mark_failed() {
     --data-urlencode "w=$1" -d w_status_C=1 -d "nonce=$nonce" "$MANAGER"
 }
 
+# One file per member, present while its last check got an answer.
+ANSWERING=$(mktemp -d)
+
 watch_member() {
   unanswered=0
+  marked=no
+  answering="$ANSWERING/$2"
   while :; do
     started=$(date +%s)
     # Any HTTP answer counts, even an error: a node that answers is Apache's checks' to judge.
     if curl -s -o /dev/null --cacert {{ authority_file }} --max-time {{ heartbeat.timeout_seconds }} "$1{{ heartbeat.path }}"; then
       unanswered=0
+      marked=no
+      touch "$answering"
     else
       unanswered=$((unanswered + 1))
-      if [ "$unanswered" -eq {{ heartbeat.fails }} ]; then
-        echo "heartbeat-watch: $1 gave no answer within {{ heartbeat.timeout_seconds }} s {{ heartbeat.fails }} times in a row: marked failed" >&2
-        mark_failed "$1"
+      rm -f "$answering"
+      if [ "$unanswered" -ge {{ heartbeat.fails }} ] && [ "$marked" = no ]; then
+        if [ -n "$(ls -A "$ANSWERING")" ]; then
+          echo "heartbeat-watch: $1 gave no answer within {{ heartbeat.timeout_seconds }} s $unanswered times in a row: marked failed" >&2
+          mark_failed "$1"
+          marked=yes
+        elif [ "$unanswered" -eq {{ heartbeat.fails }} ]; then
+          echo "heartbeat-watch: $1 gave no answer within {{ heartbeat.timeout_seconds }} s {{ heartbeat.fails }} times in a row, and no member answers: left in (fails open)" >&2
+        fi
       fi
     fi
     elapsed=$(($(date +%s) - started))
@@ -35,6 +52,6 @@ watch_member() {
 }
 
 {% for member in members %}
-watch_member https://{{ member.host }}:{{ member.port }} &
+watch_member https://{{ member.host }}:{{ member.port }} {{ member.route }} &
 {% endfor %}
 wait

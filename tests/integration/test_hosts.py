@@ -297,14 +297,15 @@ def test_a_machine_added_to_the_list_takes_a_new_node_and_the_quorum_is_untouche
     timeline = "\n".join(f"{at - start:7.1f} {what}" for at, what in sorted([
         *((at, f"{action} {name}") for at, action, name in steps),
         *((at, f"clients' address on {sorted(holders)}") for at, holders in watch.changes),
-        *((sent, f"request failed: {status or ''} {error}") for sent, status, error in stream.failures())]))
+        *((sent, f"request failed: {status or ''} {error}") for sent, status, error in stream.failures()),
+        *((at + time.monotonic() - time.time(), line) for at, line in cluster.balancer_warnings(since))]))
     timeline += "\nslow requests:\n" + "\n".join(cluster.slow_requests(since))
     # The clients' address moves when the balancer holding it is replaced: what a client had in flight on the
     # old holder then fails (its connection now ends on the other balancer); nothing else.
     removed = [at for at, action, name in steps if action == "delete" and name.startswith("lb-apache")]
     assert stream.log and all(any(end - 15 <= sent <= end + 2 for end in removed) for sent, _, _ in stream.failures()), \
         timeline
-    assert len(stream.failures()) <= len(removed), stream.failures()
+    assert len(stream.failures()) <= len(removed), timeline
 
     cluster.graph, cluster.config = grown, changed
     cluster.clients["d"] = lab.machines["d"].client(timeout=ENGINE_TIMEOUT)

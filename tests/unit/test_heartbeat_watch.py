@@ -1,0 +1,66 @@
+"""The balancer's heartbeat-watch, the script the program uploads, run as it is with a stand-in `curl` on its
+PATH: which members it marks failed in the balancer-manager, and when it fails open instead."""
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from program import run_program, stack_config, with_overrides
+
+HEARTBEAT = {"path": "/openmrs/health/started", "interval_seconds": 1, "fails": 2, "passes": 2, "timeout_seconds": 1}
+# Heartbeats to the members named in ANSWERING_MEMBERS get an answer; any other times out (curl's exit code 28). Calls
+# to the balancer-manager are recorded in MANAGER_CALLS; its page carries a nonce.
+FAKE_CURL = """#!/bin/sh
+for argument; do last=$argument; done
+case "$*" in
+  *balancer-manager*) echo "$*" >> "$MANAGER_CALLS"; echo '<a href="?nonce=0a1b-2c3d">'; exit 0 ;;
+esac
+for member in $ANSWERING_MEMBERS; do
+  case "$last" in https://$member:*) exit 0 ;; esac
+done
+exit 28
+"""
+
+
+@pytest.fixture(scope="module")
+def watch_script() -> str:
+    graph = run_program("local", with_overrides(stack_config("local"), balancer={"heartbeat": HEARTBEAT}))
+    (upload,) = [u for u in graph.named("lb-apache").plain("uploads") if u["file"] == "/usr/local/bin/heartbeat-watch"]
+    return upload["content"]
+
+
+def watched(script: str, tmp_path, answering: list[str], seconds: float = 4.5) -> tuple[list[str], str]:
+    """Runs the watch for `seconds` with only `answering` members answering; returns the members it marked
+    failed and what it wrote to its error output."""
+    bin_directory = tmp_path / "bin"
+    bin_directory.mkdir()
+    (bin_directory / "curl").write_text(FAKE_CURL)
+    (bin_directory / "curl").chmod(0o755)
+    (tmp_path / "watch").write_text(script)
+    calls = tmp_path / "manager-calls"
+    calls.touch()
+    watch = subprocess.Popen(
+        ["sh", str(tmp_path / "watch")], stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, "PATH": f"{bin_directory}:{os.environ['PATH']}", "MANAGER_CALLS": str(calls),
+             "ANSWERING_MEMBERS": " ".join(answering), "TMPDIR": str(tmp_path)})
+    time.sleep(seconds)
+    os.killpg(watch.pid, signal.SIGTERM)
+    _, errors = watch.communicate(timeout=10)
+    marked = [call.split("w=")[1].split()[0] for call in calls.read_text().splitlines() if "w_status_C=1" in call]
+    return marked, errors
+
+
+def test_a_member_that_stops_answering_while_others_answer_is_marked_failed_once(watch_script, tmp_path):
+    marked, errors = watched(watch_script, tmp_path, answering=["node1", "node3"])
+    assert marked == ["https://node2:8443"], errors
+    assert "https://node2:8443 gave no answer within 1 s 2 times in a row: marked failed" in errors
+
+
+def test_when_no_member_answers_the_watch_fails_open_and_marks_none(watch_script, tmp_path):
+    """Every member silent at once is more likely the balancer starved or cut off than every node hung: as an
+    ALB with no healthy target, it keeps sending requests to them rather than answer every one with a 503."""
+    marked, errors = watched(watch_script, tmp_path, answering=[])
+    assert marked == [], errors
+    assert errors.count("and no member answers: left in (fails open)") == 3, errors
