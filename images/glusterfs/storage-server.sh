@@ -16,8 +16,15 @@ if [ -n "${VOLUME_BRICKS:-}" ] && ! gluster --mode=script volume info "$VOLUME" 
     until gluster --mode=script peer probe "$peer" >/dev/null 2>&1; do sleep 1; done
   done
   until [ "$(gluster --mode=script pool list | grep -c Connected)" -gt "$(echo $PEERS | wc -w)" ]; do sleep 1; done
-  # "force": the bricks are directories of Docker volumes, not dedicated file systems.
-  gluster --mode=script volume create "$VOLUME" replica 3 arbiter 1 $VOLUME_BRICKS force
+  # "force": the bricks are directories of Docker volumes, not dedicated file systems. Staging runs on every
+  # peer, and each must see every other one connected: a moment after the probes one may not yet ("Host …
+  # not connected"), and a create refused there leaves nothing behind, so it is tried again, for a minute.
+  tries=0
+  until gluster --mode=script volume create "$VOLUME" replica 3 arbiter 1 $VOLUME_BRICKS force; do
+    tries=$((tries + 1))
+    [ "$tries" -lt 60 ] || exit 1
+    sleep 1
+  done
   # A server that stops answering is given up after PING_TIMEOUT seconds, not Gluster's default 42; and
   # the self-heal daemons look for files to heal every 10 s, not 600, so that a server that was away (hung,
   # or cut off) is healed soon after it is back, even when no reconnection told them.
