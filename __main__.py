@@ -3,7 +3,8 @@ import pulumi
 
 from components import (
     ClusterNetwork, ClusterNetworkArgs, LoadBalancerTier, LoadBalancerTierArgs, MySQLPair, MySQLPairArgs,
-    SearchTier, SearchTierArgs, SharedStorage, SharedStorageArgs, TomcatPool, TomcatPoolArgs,
+    SearchTier, SearchTierArgs, SharedStorage, SharedStorageArgs, StaticContentTier, StaticContentTierArgs, TomcatPool,
+    TomcatPoolArgs,
 )
 from components.config import read_stack_config
 
@@ -17,6 +18,7 @@ search = SearchTier("search", SearchTierArgs(cluster=cluster, network=network,
                                              password=stack.given_secrets.get("search_password")))
 balancer = LoadBalancerTier("lb", LoadBalancerTierArgs(cluster=cluster, network=network,
                                                       site_certificate=stack.site_certificate))
+frontend = StaticContentTier("o3", StaticContentTierArgs(cluster=cluster, network=network, balancer=balancer))
 pool = TomcatPool(
     "app",
     TomcatPoolArgs(
@@ -32,8 +34,9 @@ if cluster.platform == "aws":
     alarms = Alarms("alarms", AlarmsArgs(cluster=cluster, database=database, storage=storage, balancer=balancer))
     pulumi.export("alarm_topic_arn", alarms.topic_arn)
 
-pulumi.export("url", balancer.url)
+pulumi.export("url", frontend.site_url)
 pulumi.export("urls", balancer.urls)
+pulumi.export("o3_url", frontend.url)
 if balancer.authority_certificate is not None:
     pulumi.export("certificate_authority", balancer.authority_certificate)
 pulumi.export("members", [member._asdict() for member in pool.members])

@@ -1,8 +1,9 @@
 """The figures users choose a cluster by, from one command (`scripts/bench`): balancer overhead per
 scheduling method, heartbeat detection and recovery, each failover under load (a node, the balancer
 holding the virtual address, the database writer, a storage server), the program's own speed and
-bring-up time. Writes bench/results/latest.{md,json} and timeline.png. With --hosts: the cluster across
-three simulated machines, each machine's loss (bench/results/hosts.{md,json}).
+bring-up time, the O3 application's files and login page (bench/o3.py). Writes bench/results/latest.{md,json}
+and timeline.png. With --o3: those of the O3 application only (bench/results/o3.{md,json}). With --hosts: the
+cluster across three simulated machines, each machine's loss (bench/results/hosts.{md,json}).
 
 Load comes from Debian's `hey` in a container on the cluster's private network; every run is bounded
 in requests and time, and targets only the containers this run deployed."""
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import docker
 
+from bench import o3
 from hosts_cluster import HOLD_SECONDS, away, deployed_across
 from local_cluster import HEARTBEAT, deployed, docker_time, wait_for
 from machines import simulated_machines
@@ -334,6 +336,7 @@ def markdown(results: dict) -> str:
                     for value in storage["healed_after_restart_s_per_trial"]) + ") |",
         "| node loss with replicated sessions | not built: sessions are sticky, in Tomcat memory |",
     ]
+    lines += o3.markdown(results).splitlines()
     for kind, seconds in results["bring_up_seconds"].items():
         lines.append(f"| bring-up ({kind}) until every member serves | {seconds} s |")
     for stack, seconds in results["program"]["mocked_graph_seconds"].items():
@@ -393,6 +396,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cold", action="store_true",
                         help="remove the project's images and Docker's build cache first, to measure a cold bring-up")
+    parser.add_argument("--o3", action="store_true",
+                        help="instead: only the O3 application's figures (bench/results/o3.md and .json)")
     parser.add_argument("--hosts", action="store_true",
                         help="instead: the cluster across three simulated machines, each machine's loss "
                              "(bench/results/hosts.md and .json)")
@@ -404,6 +409,16 @@ def main() -> None:
         (RESULTS / "hosts.json").write_text(json.dumps(results, indent=2) + "\n")
         table = across_machines_markdown(results)
         (RESULTS / "hosts.md").write_text(table)
+        print(table)
+        return
+    if options.o3:
+        with deployed(client, stack="bench", subnet="10.213.93.0/24") as cluster:
+            results = {"measured_at": time.strftime("%Y-%m-%d"), "machine": f"{subprocess.getoutput('nproc')} cores",
+                       "o3": o3.o3_figures(cluster, hey, summary, build_client(client), LOAD_SECONDS, CONCURRENCY)}
+        (RESULTS / "o3.json").write_text(json.dumps(results, indent=2) + "\n")
+        table = (f"Measured {results['measured_at']} on {results['machine']}.\n\n| figure | value |\n|---|---|\n"
+                 + o3.markdown(results))
+        (RESULTS / "o3.md").write_text(table)
         print(table)
         return
     if options.cold:
@@ -422,6 +437,7 @@ def main() -> None:
             if scheduling != "round_robin":
                 continue
             results["tls_cost"] = tls_cost(cluster, client, image)
+            results["o3"] = o3.o3_figures(cluster, hey, summary, image, LOAD_SECONDS, CONCURRENCY)
             trials = [heartbeat_trial(cluster) for _ in range(HEARTBEAT_TRIALS)]
             interval, fails, passes = HEARTBEAT["interval_seconds"], HEARTBEAT["fails"], HEARTBEAT["passes"]
             results["heartbeat"].update(

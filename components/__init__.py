@@ -4,10 +4,12 @@ from .mysql_pair import MySQLPair, MySQLPairArgs
 from .network import ClusterNetwork, ClusterNetworkArgs
 from .search_tier import SearchTier, SearchTierArgs
 from .shared_storage import SharedStorage, SharedStorageArgs
+from .static_content_tier import StaticContentTier, StaticContentTierArgs
 from .tomcat_pool import TomcatPool, TomcatPoolArgs
 
 __all__ = [
     "ClusterNetwork", "ClusterNetworkArgs", "LoadBalancerTier", "LoadBalancerTierArgs", "MySQLPair",
-    "MySQLPairArgs", "SearchTier", "SearchTierArgs", "SharedStorage", "SharedStorageArgs", "TomcatPool",
+    "MySQLPairArgs", "SearchTier", "SearchTierArgs", "SharedStorage", "SharedStorageArgs", "StaticContentTier",
+    "StaticContentTierArgs", "TomcatPool",
     "TomcatPoolArgs",
 ]

@@ -29,6 +29,18 @@ def folder_checksum(folder: Path) -> str:
     return digest.hexdigest()
 
 
+def build_digest(context: Path, build_args: dict[str, str] | None = None) -> str:
+    """What an image built from `context` with `build_args` depends on: every file and argument. It tags the
+    image, so a changed Dockerfile or argument gives a new tag and new containers, and an unchanged one none."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in context.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(context).as_posix().encode())
+        digest.update(path.read_bytes())
+    for key, value in sorted((build_args or {}).items()):
+        digest.update(f"\0{key}={value}".encode())
+    return digest.hexdigest()[:12]
+
+
 def checksum(path: Path) -> str:
     return folder_checksum(path) if path.is_dir() else file_checksum(path)
 

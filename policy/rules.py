@@ -20,6 +20,12 @@ TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
 CONTAINER = "docker:index/container:Container"
 SEARCH_DOMAIN = "aws:opensearch/domain:Domain"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+DISTRIBUTION = "aws:cloudfront/distribution:Distribution"
+BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
+PUBLIC_ACCESS_BLOCK = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
+PUBLIC_ACCESS_SETTINGS = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+CLOUDFRONT_SERVICE = {"Service": "cloudfront.amazonaws.com"}
+EVERYONE = ("*", {"AWS": "*"})
 STARTED_PATH = "/health/started"
 BALANCER_CONFIG = "/etc/apache2/openmrs-balancer.conf"
 DATABASE_PORTS = {3306, 33060}
@@ -211,6 +217,71 @@ def access_logs_in_production(args, report):
         report("A production load balancer must write access logs to a bucket (access_logs.enabled=True, bucket=…).")
 
 
+def _statements(policy) -> list[dict]:
+    """A policy document's statements; none while it is not known yet (a preview of a new resource)."""
+    try:
+        statements = json.loads(policy)["Statement"]
+    except (TypeError, ValueError, KeyError):
+        return []
+    return statements if isinstance(statements, list) else [statements]
+
+
+def static_content_private(args: ResourceValidationArgs, report: ReportViolation):
+    """What CloudFront serves from S3 (the O3 application) reaches viewers through CloudFront only: no bucket is
+    public, CloudFront reads each bucket origin through an origin access control, and a bucket policy lets
+    CloudFront read for one distribution only (without AWS:SourceArn, any distribution of any account could)."""
+    props = args.props
+    if args.resource_type == PUBLIC_ACCESS_BLOCK:
+        open_ways = [key for key in PUBLIC_ACCESS_SETTINGS if props.get(key) is not True]
+        if open_ways:
+            report(f"A bucket's public access block must close all four ways in; set {', '.join(open_ways)} to true.")
+    elif args.resource_type == DISTRIBUTION:
+        for origin in props.get("origins") or []:
+            if origin.get("customOriginConfig") or origin.get("vpcOriginConfig"):
+                continue
+            identity = (origin.get("s3OriginConfig") or {}).get("originAccessIdentity")
+            if not origin.get("originAccessControlId") or identity:
+                report(f"CloudFront must read the bucket of origin {origin.get('originId')} through an origin access "
+                       "control (origin_access_control_id), not publicly or through an origin access identity.")
+    elif args.resource_type == BUCKET_POLICY:
+        for statement in _statements(props.get("policy")):
+            if statement.get("Effect") != "Allow":
+                continue
+            principal = statement.get("Principal")
+            if principal in EVERYONE:
+                report(f"Bucket policy statement {statement.get('Sid', '')!r} allows everyone; grant CloudFront's "
+                       "origin access control instead.")
+            elif principal == CLOUDFRONT_SERVICE and "aws:sourcearn" not in json.dumps(
+                    statement.get("Condition") or {}).lower():
+                report(f"Bucket policy statement {statement.get('Sid', '')!r} lets any CloudFront distribution read; "
+                       "bind it to this one with a Condition on AWS:SourceArn.")
+
+
+@_for(DISTRIBUTION)
+def cdn_https(args, report):
+    """Patients' records cross CloudFront: every path sends viewers to HTTPS, and production serves its own names
+    with TLS 1.2 or later (CloudFront's default certificate allows TLS 1.0) and reaches the ALB over HTTPS, as
+    the way from CloudFront to the ALB crosses the internet."""
+    props = args.props
+    behaviours = [props.get("defaultCacheBehavior") or {}, *(props.get("orderedCacheBehaviors") or [])]
+    for behaviour in behaviours:
+        if behaviour.get("viewerProtocolPolicy") not in ("redirect-to-https", "https-only"):
+            report(f"Path {behaviour.get('pathPattern', '*')} must send viewers to HTTPS "
+                   "(viewer_protocol_policy redirect-to-https).")
+    if not is_production(args.urn):
+        return
+    certificate = props.get("viewerCertificate") or {}
+    if not certificate.get("acmCertificateArn") or not str(certificate.get("minimumProtocolVersion", "")).startswith(
+            "TLSv1.2"):
+        report("A production distribution serves its own names with an ACM certificate and TLS 1.2 or later "
+               "(minimum_protocol_version TLSv1.2_2021).")
+    for origin in props.get("origins") or []:
+        custom = origin.get("customOriginConfig")
+        if custom and custom.get("originProtocolPolicy") != "https-only":
+            report(f"In production CloudFront reaches origin {origin.get('originId')} over HTTPS only "
+                   "(origin_protocol_policy https-only).")
+
+
 def internet_reaches_only_the_balancer(args: StackValidationArgs, report: ReportViolation):
     """No security group is open to the internet except the load balancer's, on 80 and 443."""
     balancer_groups = {group for r in args.resources if r.resource_type == "aws:lb/loadBalancer:LoadBalancer"
@@ -281,6 +352,11 @@ POLICIES = [
     _policy("database-requires-tls", "The database refuses connections without TLS, and the nodes use TLS.",
             database_requires_tls),
     _policy("access-logs-in-production", "Production load balancers write access logs.", access_logs_in_production),
+    _policy("static-content-private",
+            "Buckets block public access; CloudFront reads them through an origin access control, for one "
+            "distribution only.", static_content_private),
+    _policy("cdn-https", "CloudFront sends viewers to HTTPS; production uses its own certificate, TLS 1.2 or later and "
+            "HTTPS to the ALB.", cdn_https),
     StackValidationPolicy(name="internet-reaches-only-the-balancer",
                           description="Only the load balancer is open to the internet, on 80 and 443.",
                           validate=internet_reaches_only_the_balancer),

@@ -60,6 +60,10 @@ def hosts_config(lab: Lab, names: Sequence[str]) -> dict[str, Any]:
                            "virtual_address": front_address(lab, FRONT_VIRTUAL_HOST),
                            "balancer_addresses": [front_address(lab, host) for host in BALANCER_FRONT_HOSTS]}},
         search={"uris": [UNANSWERED_SEARCH_URI]},
+        # The O3 application's static servers are proven on one machine (tests/integration/test_o3.py) and their
+        # placement across hosts by the graph tests: shipping its 400 MB image to every machine would cost CI
+        # minutes that prove nothing more than the nodes' images do.
+        frontend={"enabled": False},
     )
     config["openmrs-cluster:hosts"] = hosts
     return config

@@ -9,7 +9,9 @@ import ipaddress
 import json
 import os
 import re
+import shutil
 import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -40,6 +42,18 @@ TRUSTED = Path(tempfile.gettempdir()) / f"openmrs-cluster-tests-trusted-{os.getp
 atexit.register(TRUSTED.unlink, missing_ok=True)
 
 
+def registry_authorities() -> str | None:
+    """The authorities this machine's administrator added (/usr/local/share/ca-certificates), in one file, for
+    frontend.registry_authorities_file: a machine whose traffic to the npm registry a TLS-inspecting proxy
+    re-signs trusts that proxy's authority there, and the application's build must trust it too."""
+    added = sorted(Path("/usr/local/share/ca-certificates").glob("*.crt"))
+    if not added:
+        return None
+    bundle = Path(tempfile.gettempdir()) / "openmrs-cluster-tests-registry-authorities.pem"
+    bundle.write_text("".join(path.read_text() for path in added))
+    return str(bundle)
+
+
 def trust_authority(graph) -> None:
     """What the README tells a clinic to trust: the stack's `certificate_authority` output (the balancers'
     authority_certificate; both authorities while one replaces the other)."""
@@ -47,6 +61,32 @@ def trust_authority(graph) -> None:
     with TRUSTED.open("a") as bundle:
         bundle.write(unwrap(outputs["authority_certificate"]))
     os.environ["REQUESTS_CA_BUNDLE"] = str(TRUSTED)
+
+
+def trusting_home(home: Path, authority_pem: str) -> None:
+    """A home directory whose NSS store (where Chromium looks on Linux) trusts `authority_pem`."""
+    nss = home / ".pki" / "nssdb"
+    nss.mkdir(parents=True, exist_ok=True)
+    (home / "authority.pem").write_text(authority_pem)
+    subprocess.run(["certutil", "-d", f"sql:{nss}", "-N", "--empty-password"], check=True)
+    subprocess.run(["certutil", "-d", f"sql:{nss}", "-A", "-t", "C,,", "-n", "openmrs-cluster", "-i",
+                    str(home / "authority.pem")], check=True)
+
+
+def chromium(url: str, home: Path, authority_pem: str | None = None, budget_ms: int = 5000,
+             window: str = "1280,900") -> str:
+    """The page Chromium (headless) shows at `url`, as its DOM; a screenshot goes to home/page.png. With
+    `authority_pem`, the browser trusts it first, as the README tells a clinic to do (NSS, as Chromium reads it
+    on Linux); without it, the stack's certificate is refused and no page is shown."""
+    home.mkdir(parents=True, exist_ok=True)
+    if authority_pem:
+        trusting_home(home, authority_pem)
+    result = subprocess.run(
+        [shutil.which("chromium"), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         f"--virtual-time-budget={budget_ms}", f"--window-size={window}", f"--screenshot={home / 'page.png'}",
+         "--dump-dom", url],
+        env={**os.environ, "HOME": str(home)}, capture_output=True, text=True, timeout=180)
+    return result.stdout
 
 
 def free_loopback_port() -> int:
@@ -237,14 +277,16 @@ class LocalCluster:
                     holders.add(balancer)
         return holders
 
-    def members(self, balancer: str | None = None) -> dict[str, tuple[str, int]]:
-        """Each member's status and how often the balancer elected it, from balancer-manager (inside only)."""
+    def members(self, balancer: str | None = None, kind: str = "node") -> dict[str, tuple[str, int]]:
+        """Each member's status and how often the balancer elected it, from balancer-manager (inside only):
+        the nodes, or the O3 application's static servers (kind "static")."""
         # -k: the balancer's own loopback, which the site's certificate does not name
         try:
             page = self.exec(balancer or self.balancer, "curl", "-k", "-fsS", MANAGER_URL)
         except docker.errors.APIError as error:  # the balancer is being replaced
             raise UnreadableBalancer(f"{balancer or self.balancer}: {error}") from error
-        rows = re.findall(r"<td>(node\d+)</td><td>[^<]*</td><td>[^<]*</td><td>[^<]*</td><td>([^<]*)</td><td>(\d+)</td>", page)
+        rows = re.findall(rf"<td>({kind}\d+)</td><td>[^<]*</td><td>[^<]*</td><td>[^<]*</td><td>([^<]*)</td><td>(\d+)</td>",
+                          page)
         if not rows:  # the page did not come (an exec that failed): nothing is known, not "no member"
             raise UnreadableBalancer(f"{balancer or self.balancer}: {page[:200]!r}")
         return {route: (status.strip(), int(elected)) for route, status, elected in rows}
@@ -255,10 +297,11 @@ class LocalCluster:
             return self.members()[route][0] == "Init Ok"
         return False
 
-    def in_service(self) -> set[str]:
+    def in_service(self, kind: str = "node") -> set[str]:
         """The routes every balancer may send new requests to: enabled, not in error, heartbeats passing."""
         return set.intersection(*(
-            {route for route, (status, _) in self.members(balancer).items() if set(status.split()) <= {"Init", "Ok"}}
+            {route for route, (status, _) in self.members(balancer, kind).items()
+             if set(status.split()) <= {"Init", "Ok"}}
             for balancer in self.balancers))
 
     def healthy_nodes(self) -> set[str]:
@@ -275,9 +318,15 @@ class LocalCluster:
         """A node's own answer to GET /openmrs<path>, asked inside the node."""
         return json.loads(self.exec(self.nodes[route], "curl", "-fsS", f"http://localhost:8080/openmrs{path}"))
 
+    @property
+    def static_servers(self) -> dict[str, str]:
+        """The O3 application's static servers: route -> container name."""
+        return {f"static{r.name.rsplit('-', 1)[1]}": r.plain("name") for r in self.graph.of_type(CONTAINER)
+                if re.fullmatch(r"o3-static-\d+", r.name)}
+
     def all_members_in(self) -> bool:
         with contextlib.suppress(UnreadableBalancer):
-            return self.in_service() == set(self.nodes)
+            return self.in_service() == set(self.nodes) and self.in_service("static") == set(self.static_servers)
         return False
 
     def node_started(self, route: str) -> bool:
@@ -445,6 +494,7 @@ def deployed(client: docker.DockerClient, stack: str = "itest", subnet: str = "1
         # The search image cannot be pulled here and the stand-in does no search: the nodes are given an
         # existing cluster's address that nothing answers (the search tier is proven by the graph tests).
         search={"uris": [UNANSWERED_SEARCH_URI]},
+        frontend={"registry_authorities_file": registry_authorities()},
     )
     graph = run_program(stack, config)
     trust_authority(graph)

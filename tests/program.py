@@ -68,6 +68,8 @@ class Graph:
     registrations: list[Registration] = field(default_factory=list)
     # What each component passed to register_outputs, by URN.
     component_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Each invoke the program made: (token, arguments).
+    invokes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     def of_type(self, type_: str) -> list[Registration]:
         return [r for r in self.registrations if r.type == type_]
@@ -76,6 +78,19 @@ class Graph:
         (match,) = [r for r in self.registrations if r.name == name]
         return match
 
+
+# What the O3 build step leaves (components/aws/frontend_build.py), a path of each kind: the app shell's entry
+# points and files named by their content, a module's versioned folder, the service worker, a configuration
+# file, an icon, and a precompressed copy, which is not uploaded.
+FRONTEND_BUILD = (
+    "index.html", "importmap.json", "routes.registry.json", "service-worker.js", "config.json", "favicon.ico",
+    "openmrs.0123456789abcdef.js", "openmrs.0123456789abcdef.js.map", "fedcba9876543210.js",
+    "manifest.4e2db7544da6bb3185ade5df4f3bbac9.json", "openmrs.01234567.js",
+    "openmrs-esm-login-app-5.8.1/openmrs-esm-login-app.js", "openmrs-esm-login-app-5.8.1/574.js",
+    "openmrs-esm-login-app-5.8.1/routes.json", "openmrs-esm-login-app-5.8.1/assets/logo.svg",
+    "openmrs-esm-home-app-5.4.1-pre.12/openmrs-esm-home-app.js", "openmrs.0123456789abcdef.js.gz",
+)
+CLOUDFRONT_PREFIX_LIST = "pl-4fa04526"
 
 # Generated passwords are random per test run and the same for every run of the program within it, as the
 # engine keeps a generated password in its state from one `pulumi up` to the next.
@@ -126,6 +141,12 @@ class ProviderMocks(pulumi.runtime.Mocks):
         elif args.typ == "aws:ecr/repository:Repository":
             computed.update(registryId="123456789012",
                             repositoryUrl=f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/{args.name}")
+        elif args.typ == "aws:s3/bucket:Bucket":
+            computed.update(bucket=f"{args.name}-id",
+                            bucketRegionalDomainName=f"{args.name}-id.s3.eu-west-1.amazonaws.com")
+        elif args.typ == "aws:cloudfront/distribution:Distribution":
+            computed.update(arn=f"arn:aws:cloudfront::123456789012:distribution/{args.name}-id",
+                            domainName="d111111abcdef8.cloudfront.net")
         return computed
 
     def call(self, args: pulumi.runtime.MockCallArgs):
@@ -133,11 +154,19 @@ class ProviderMocks(pulumi.runtime.Mocks):
             return {"userName": "AWS", "password": secrets.token_urlsafe(32), "registryId": args.args["registryId"],
                     "proxyEndpoint": "https://123456789012.dkr.ecr.eu-west-1.amazonaws.com",
                     "authorizationToken": "", "expiresAt": "", "id": "eu-west-1"}
+        if args.token == "aws:ec2/getManagedPrefixList:getManagedPrefixList":
+            return {"id": CLOUDFRONT_PREFIX_LIST, "name": args.args["name"], "addressFamily": "IPv4", "maxEntries": 55}
+        if args.token == "command:local:run":
+            # The build step's files, found by its asset_paths ("<digest>/**") under its working folder.
+            prefix = args.args["assetPaths"][0].removesuffix("**")
+            return {**args.args, "stdout": "", "stderr": "", "assets": {
+                f"{prefix}{path}": pulumi.FileAsset(f"{args.args['dir']}/{prefix}{path}") for path in FRONTEND_BUILD}}
         raise AssertionError(f"the program made an unexpected invoke: {args.token}")
 
 
 class RecordingMonitor(MockMonitor):
-    """A MockMonitor that also keeps each resource's parent and dependencies, which the engine would see."""
+    """A MockMonitor that also keeps each resource's parent and dependencies, which the engine would see, and the
+    invokes the program made."""
 
     def __init__(self, mocks: pulumi.runtime.Mocks):
         super().__init__(mocks)
@@ -165,6 +194,11 @@ class RecordingMonitor(MockMonitor):
                     protect=request.protect,
                 )
             )
+        return response
+
+    def Invoke(self, request):
+        response = super().Invoke(request)
+        self.graph.invokes.append((request.tok, rpc.deserialize_properties(request.args)))
         return response
 
     def RegisterResourceOutputs(self, request):

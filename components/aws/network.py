@@ -1,7 +1,9 @@
 """The AWS network: a VPC with a public and a private subnet per zone (or an existing VPC), and one
 security group per tier whose rules allow exactly clients (aws.allowed_client_cidrs) -> balancer -> app ->
-database / files / search, app <-> app for the nodes' shared caches, and scheduler keeper -> app. A VPC the
-stack makes records its flow logs (every accepted and rejected connection) in CloudWatch Logs."""
+database / files / search, app <-> app for the nodes' shared caches, and scheduler keeper -> app. While
+CloudFront serves the O3 interface (frontend.enabled), it is the balancer's only client, by AWS's list of its
+addresses, and checks aws.allowed_client_cidrs itself (static_content.py). A VPC the stack makes records its
+flow logs (every accepted and rejected connection) in CloudWatch Logs."""
 import ipaddress
 import json
 from dataclasses import dataclass
@@ -15,6 +17,8 @@ from ..config import ClusterConfig
 
 ANYWHERE = "0.0.0.0/0"
 HTTPS = 443
+# AWS's prefix list of the addresses CloudFront reaches origins from.
+CLOUDFRONT_ORIGIN_FACING = "com.amazonaws.global.cloudfront.origin-facing"
 ALL_PORTS = (0, 65535)
 
 
@@ -98,14 +102,14 @@ def _flow_logs(component, name: str, vpc_id: pulumi.Output[str], retention_days:
 
 
 def _allow(component, name: str, group, ports: int | tuple[int, int], *, inbound: bool, peer=None,
-           cidr: str | None = None):
+           cidr: str | None = None, prefix_list: pulumi.Input[str] | None = None):
     """One rule of the tier-to-tier table: `group` may receive (inbound) or send (outbound) on a port, or a
     range (first, last)."""
     first, last = ports if isinstance(ports, tuple) else (ports, ports)
     rule = aws.vpc.SecurityGroupIngressRule if inbound else aws.vpc.SecurityGroupEgressRule
     rule(name, security_group_id=group.id, ip_protocol="tcp", from_port=first, to_port=last,
          referenced_security_group_id=peer.id if peer is not None else None, cidr_ipv4=cidr,
-         opts=pulumi.ResourceOptions(parent=component))
+         prefix_list_id=prefix_list, opts=pulumi.ResourceOptions(parent=component))
 
 
 def _existing_search_ports(cluster: ClusterConfig) -> list[int]:
@@ -137,9 +141,18 @@ def build(component: pulumi.ComponentResource, name: str, cluster: ClusterConfig
     keeper = group("keeper", "OpenMRS scheduler keeper: nothing in; the nodes' app port out")
     search = None if cluster.search.uris else group("search", "OpenMRS search: HTTPS from the nodes only")
     app_port = cluster.app.port
-    for index, cidr in enumerate(cluster.aws.allowed_client_cidrs):
-        for port in (80, HTTPS):
-            _allow(component, f"{name}-clients-{index + 1}-to-balancer-{port}", balancer, port, inbound=True, cidr=cidr)
+    if cluster.frontend.enabled:
+        # On the one port CloudFront uses: HTTPS with the ALB's certificate, plain HTTP (staging) without. The
+        # list counts as about 55 rules of the group's 60.
+        port = HTTPS if cluster.aws.certificate_arn else 80
+        cloudfront = aws.ec2.get_managed_prefix_list_output(name=CLOUDFRONT_ORIGIN_FACING)
+        _allow(component, f"{name}-cloudfront-to-balancer-{port}", balancer, port, inbound=True,
+               prefix_list=cloudfront.id)
+    else:
+        for index, cidr in enumerate(cluster.aws.allowed_client_cidrs):
+            for port in (80, HTTPS):
+                _allow(component, f"{name}-clients-{index + 1}-to-balancer-{port}", balancer, port, inbound=True,
+                       cidr=cidr)
     _allow(component, f"{name}-balancer-to-app", balancer, app_port, inbound=False, peer=app)
     _allow(component, f"{name}-app-from-balancer", app, app_port, inbound=True, peer=balancer)
     # The scheduler keeper asks each node directly, over the REST module.

@@ -25,6 +25,8 @@ IMAGE_DIGEST = re.compile(r".+@sha256:[0-9a-f]{64}")
 # What a new task needs before OpenMRS's own start begins: an ENI, the secrets, and the pull of an image of
 # about a gigabyte through the NAT gateway or the pull-through cache (its first pull fetches it upstream).
 IMAGE_PULL_SECONDS = 300
+# A host name clients open, as CloudFront takes it for an alias: lowercase labels, no scheme, port or path.
+HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+")
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
 
 
@@ -81,6 +83,13 @@ class AwsConfig(_Section):
     vpc_cidr: str = "10.40.0.0/16"
     existing_vpc: Optional[ExistingVpc] = None
     certificate_arn: Optional[str] = None
+    # The names clients open the site by, when CloudFront serves the O3 interface (its aliases; the first is in
+    # the stack's url). CloudFront reaches the ALB by the same name, so aws.certificate_arn must cover each, as
+    # aws.cdn_certificate_arn does. Empty: CloudFront's own *.cloudfront.net name, outside production only.
+    domain_names: list[str] = []
+    # CloudFront's certificate for aws.domain_names: an ACM certificate in us-east-1, the only region CloudFront
+    # takes certificates from.
+    cdn_certificate_arn: Optional[str] = None
     database_engine_version: Literal["8.4", "8.0"] = "8.4"
     database_instance_class: str = "db.t4g.medium"
     database_storage_gb: int = Field(50, ge=20, le=65536)
@@ -133,6 +142,26 @@ class AwsConfig(_Section):
             return arn
         return _matching(arn, r"arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+",
                          "must be an ACM certificate ARN, arn:aws:acm:<region>:<account>:certificate/<id>")
+
+    @field_validator("domain_names")
+    @classmethod
+    def _domain_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not HOST_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not a host name such as openmrs.example.org (lowercase, without "
+                                 "https:// or a path)")
+        if len(set(names)) != len(names):
+            raise ValueError("lists a name twice; list each once")
+        return names
+
+    @field_validator("cdn_certificate_arn")
+    @classmethod
+    def _cdn_certificate(cls, arn: Optional[str]) -> Optional[str]:
+        if arn is None:
+            return arn
+        return _matching(arn, r"arn:aws[a-z-]*:acm:us-east-1:\d{12}:certificate/[0-9a-f-]+",
+                         "must be an ACM certificate in us-east-1, the only region CloudFront takes certificates "
+                         "from: arn:aws:acm:us-east-1:<account>:certificate/<id>")
 
     @field_validator("search_instance_type")
     @classmethod

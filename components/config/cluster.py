@@ -11,6 +11,7 @@ from .app import AppConfig
 from .aws import AwsConfig
 from .balancer import BalancerConfig
 from .database import DatabaseConfig
+from .frontend import FrontendConfig
 from .hosts import MAX_HOSTS, MIN_HOSTS, MONITORS, Host, Placement, default_start, placement_problems, spread
 from .network import NetworkConfig
 from .search import SearchConfig
@@ -35,6 +36,7 @@ class ClusterConfig(_Section):
     storage: StorageConfig = StorageConfig()
     network: NetworkConfig = NetworkConfig()
     search: SearchConfig = SearchConfig()
+    frontend: FrontendConfig = FrontendConfig()
     tls: TlsConfig = TlsConfig()
     aws: Optional[AwsConfig] = None
     hosts: list[Host] = []
@@ -49,6 +51,7 @@ class ClusterConfig(_Section):
             "storage": 3 if self.storage.replicated else 0,
             "search": 0 if self.search.uris else self.search.servers,
             "app": self.app.nodes,
+            "static": self.frontend.servers if self.frontend.enabled else 0,
         }
 
     def members_of(self, tier: str) -> list[str]:
@@ -72,6 +75,9 @@ class ClusterConfig(_Section):
                 f"app.image: {self.app.image} runs an OpenMRS core older than 2.8, whose nodes cannot share caches "
                 "or a search index; use RefApp 3.6 or later, such as "
                 "openmrs/openmrs-reference-application-3-backend:3.7.x-no-demo")
+        if self.frontend.enabled and self.app.context_path != "/openmrs":
+            problems.append(f"frontend.enabled: the O3 application calls the backend at /openmrs, not "
+                            f"{self.app.context_path}; set app.context_path to /openmrs, or frontend.enabled to false")
         if problems:
             raise ValueError("\n".join(problems))
         return self

@@ -86,6 +86,7 @@ class Placement(_Section):
     storage: Optional[list[str]] = None
     search: Optional[list[str]] = None
     app: Optional[list[str]] = None
+    static: Optional[list[str]] = None
 
 
 def spread(hosts: list[str], count: int, start: int = 0) -> list[str]:

@@ -19,8 +19,8 @@ PASSWORD_KEYS = (*DATABASE_SECRET_KEYS, "admin_password", "search_password")
 # The site's own certificate (PEM, with its intermediates) and its key, as secrets instead of tls.*_file.
 SITE_CERTIFICATE_KEYS = ("tls_certificate", "tls_private_key")
 SECRET_KEYS = (*PASSWORD_KEYS, *SITE_CERTIFICATE_KEYS)
-STRUCTURED_KEYS = ("platform", "app", "balancer", "database", "storage", "network", "search", "tls", "aws", "hosts",
-                   "placement")
+STRUCTURED_KEYS = ("platform", "app", "balancer", "database", "storage", "network", "search", "frontend", "tls", "aws",
+                   "hosts", "placement")
 
 
 class ConfigError(Exception):
@@ -90,6 +90,38 @@ def decode_value(raw: Any) -> Any:
         return raw
 
 
+def _cdn_problems(cluster: ClusterConfig) -> list[str]:
+    """CloudFront serves the O3 interface and reaches the ALB by the name a browser opened, so that the ALB's
+    certificate is valid for it: the names, CloudFront's certificate and the ALB's go together."""
+    settings = cluster.aws
+    if not cluster.frontend.enabled:
+        given = [key for key in ("domain_names", "cdn_certificate_arn") if getattr(settings, key)]
+        return [f"{PROJECT}:aws.{key}: is for the CloudFront distribution of the O3 interface, which frontend.enabled "
+                f"false does not make; remove it with `pulumi config rm --path aws.{key}`" for key in given]
+    problems = []
+    if settings.certificate_arn and not settings.domain_names:
+        problems.append(
+            f"{PROJECT}:aws.domain_names: CloudFront reaches the ALB over HTTPS by the name a browser opened, which "
+            f"aws.certificate_arn must cover (no certificate covers *.cloudfront.net); list the names clients use, "
+            f"each covered by aws.certificate_arn and aws.cdn_certificate_arn, with `pulumi config set --path "
+            f"'aws.domain_names[0]' openmrs.example.org`, or set frontend.enabled to false")
+    # Production reports a missing ALB certificate by itself.
+    if settings.domain_names and not settings.certificate_arn and not settings.production:
+        problems.append(
+            f"{PROJECT}:aws.certificate_arn: CloudFront would carry the requests for aws.domain_names to the ALB in "
+            f"clear, across the internet; set the ARN of an ACM certificate for those names in the stack's region")
+    if settings.domain_names and not settings.cdn_certificate_arn:
+        problems.append(
+            f"{PROJECT}:aws.cdn_certificate_arn: CloudFront serves aws.domain_names only with a certificate for them; "
+            f"set one from us-east-1 with `pulumi config set --path aws.cdn_certificate_arn "
+            f"arn:aws:acm:us-east-1:<account>:certificate/<id>`")
+    if settings.cdn_certificate_arn and not settings.domain_names and not settings.certificate_arn:
+        problems.append(f"{PROJECT}:aws.domain_names: aws.cdn_certificate_arn serves the names listed here, and none "
+                        f"is; list them, or remove the certificate with `pulumi config rm --path "
+                        f"aws.cdn_certificate_arn`")
+    return problems
+
+
 def _aws_problems(cluster: ClusterConfig) -> list[str]:
     """The AWS rules that span sections."""
     problems = []
@@ -113,7 +145,7 @@ def _aws_problems(cluster: ClusterConfig) -> list[str]:
         problems.append(
             f"{PROJECT}:database.user: {DATABASE_ADMIN_USER} is the RDS master user, which the nodes never log in "
             f"as; choose another name, such as openmrs")
-    return problems
+    return problems + _cdn_problems(cluster)
 
 
 def _site_certificate(cluster: ClusterConfig, raw_secrets: dict[str, str]) -> tuple[list[str], Optional[tuple[str, str]]]:

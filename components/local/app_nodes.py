@@ -25,7 +25,7 @@ from ..tomcat_pool import (
 )
 from . import images
 from .engines import STEP_INTERPRETER
-from .network import LocalNetwork
+from .network import LocalNetwork, Machine
 
 SERVER_XML = "/usr/local/tomcat/conf/server.xml"
 # The stack's authority, with which a node checks the database servers' and the search servers' certificates.
@@ -127,6 +127,55 @@ def spec_digest(container_args: dict) -> pulumi.Output[str]:
     )
 
 
+def rollout_settings(manager, balancer_name: str, machine: Machine, route: str, port: int, container_name: str,
+                     drain_seconds: int, heartbeat) -> dict[str, pulumi.Input[str]]:
+    """What a member's drain and admit steps need (components/local/rollout.py): the balancers' managers, the
+    member as they know it, and its container."""
+    return {
+        "ROLLOUT_BALANCER_CONTAINERS": pulumi.Output.all(*manager.container_names).apply(",".join),
+        # How to reach each balancer's engine and the member's (secret: a tcp:// engine's key is in them).
+        "ROLLOUT_BALANCER_ENGINES": pulumi.Output.secret(json.dumps(manager.engines)),
+        "ROLLOUT_NODE_ENGINE": pulumi.Output.secret(machine.engine.to_json()),
+        "ROLLOUT_BALANCER_NAME": balancer_name,
+        "ROLLOUT_WORKER_URL": f"https://{route}:{port}",
+        "ROLLOUT_ROUTE": route,
+        "ROLLOUT_NODE_CONTAINER": container_name,
+        "ROLLOUT_DRAIN_SECONDS": str(drain_seconds),
+        # The member is already healthy when this runs; the balancer needs `passes` heartbeats more.
+        "ROLLOUT_ADMIT_SECONDS": str(heartbeat.interval_seconds * (heartbeat.passes + 2) + 30),
+    }
+
+
+def replaced_in_turn(component: pulumi.ComponentResource, network: LocalNetwork, machine: Machine, logical: str,
+                     container_args: dict, rollout: dict, previous_step: pulumi.Resource,
+                     depends_on: list[pulumi.Resource]) -> tuple[docker.Container, command.local.Command]:
+    """A balancer member's container, drained from the balancers before it is replaced and admitted back once
+    it serves, after `previous_step`; returns it and its admit step, which the next member waits for.
+
+    Drain and admit run with the same settings and triggers, so a member is never left drained; the triggers
+    cover every argument of the container, so that no change replaces a member undrained."""
+    triggers = [spec_digest(container_args)]
+    step = pulumi.ResourceOptions(parent=component)
+    drain = command.local.Command(
+        f"{logical}-drain", create="drain", interpreter=ROLLOUT_INTERPRETER, dir=str(PROJECT_ROOT),
+        environment=rollout, triggers=triggers,
+        opts=pulumi.ResourceOptions.merge(step, pulumi.ResourceOptions(depends_on=[previous_step])),
+    )
+    container = docker.Container(
+        logical,
+        **network.identity(logical),
+        **container_args,
+        # Its fixed name and address must be free before the new container can exist.
+        opts=network.options(machine, component, delete_before_replace=True, depends_on=[drain, *depends_on]),
+    )
+    admit = command.local.Command(
+        f"{logical}-admit", create="admit", interpreter=ROLLOUT_INTERPRETER, dir=str(PROJECT_ROOT),
+        environment=rollout, triggers=triggers,
+        opts=pulumi.ResourceOptions.merge(step, pulumi.ResourceOptions(depends_on=[container])),
+    )
+    return container, admit
+
+
 def build(
     component: pulumi.ComponentResource, name: str, args: TomcatPoolArgs
 ) -> tuple[list[PoolMember], pulumi.Output[str]]:
@@ -155,19 +204,8 @@ def build(
                 bind_options=docker.ContainerMountBindOptionsArgs(propagation="rslave") if mount.kind == "bind" else None)
             for mount in args.storage.mounts if mount.host == machine.host
         ]
-        rollout_settings = {
-            "ROLLOUT_BALANCER_CONTAINERS": pulumi.Output.all(*manager.container_names).apply(",".join),
-            # How to reach each balancer's engine and the node's (secret: a tcp:// engine's key is in them).
-            "ROLLOUT_BALANCER_ENGINES": pulumi.Output.secret(json.dumps(manager.engines)),
-            "ROLLOUT_NODE_ENGINE": pulumi.Output.secret(machine.engine.to_json()),
-            "ROLLOUT_BALANCER_NAME": manager.balancer_name,
-            "ROLLOUT_WORKER_URL": f"https://{route}:{NODE_TLS_PORT}",
-            "ROLLOUT_ROUTE": route,
-            "ROLLOUT_NODE_CONTAINER": network.container_name(logical),
-            "ROLLOUT_DRAIN_SECONDS": str(settings.drain_seconds),
-            # The node is already healthy when this runs; the balancer needs `passes` heartbeats more.
-            "ROLLOUT_ADMIT_SECONDS": str(heartbeat.interval_seconds * (heartbeat.passes + 2) + 30),
-        }
+        rollout = rollout_settings(manager, manager.balancer_name, machine, route, NODE_TLS_PORT,
+                                   network.container_name(logical), settings.drain_seconds, heartbeat)
         container_args = dict(
             image=image,
             command=["/bin/sh", "-c", TRUST_THEN_START],
@@ -197,28 +235,9 @@ def build(
             wait=True,
             wait_timeout=settings.start_period_seconds + 120,
         )
-        # Drain and admit run with the same settings and triggers, so a node is never left drained; the
-        # triggers cover every argument of the container, so that no change replaces a node undrained.
-        triggers = [spec_digest(container_args)]
-        step = pulumi.ResourceOptions(parent=component)
-        drain = command.local.Command(
-            f"{logical}-drain", create="drain", interpreter=ROLLOUT_INTERPRETER, dir=str(PROJECT_ROOT),
-            environment=rollout_settings, triggers=triggers,
-            opts=pulumi.ResourceOptions.merge(step, pulumi.ResourceOptions(depends_on=[previous_step])),
-        )
-        container = docker.Container(
-            logical,
-            **network.identity(logical),
-            **container_args,
-            # Its fixed name and address must be free before the new container can exist.
-            opts=network.options(machine, component, delete_before_replace=True, depends_on=[
-                args.storage, drain, *network.image_on(machine, f"{name}-image", image, image_made_by, component)]),
-        )
-        previous_step = command.local.Command(
-            f"{logical}-admit", create="admit", interpreter=ROLLOUT_INTERPRETER, dir=str(PROJECT_ROOT),
-            environment=rollout_settings, triggers=triggers,
-            opts=pulumi.ResourceOptions.merge(step, pulumi.ResourceOptions(depends_on=[container])),
-        )
+        container, previous_step = replaced_in_turn(
+            component, network, machine, logical, container_args, rollout, previous_step,
+            depends_on=[args.storage, *network.image_on(machine, f"{name}-image", image, image_made_by, component)])
         members.append(PoolMember(name=container.name, route=route, port=NODE_TLS_PORT))
     scheduler_keeper(component, name, args, admin_password, depends_on=previous_step)
     return members, admin_password

@@ -21,7 +21,7 @@ import pulumi_docker as docker
 from ..load_balancer_tier import APACHE_LBMETHODS, LoadBalancerTierArgs
 from ..render import render
 from ..tomcat_pool import TOMCAT_KEEP_ALIVE_SECONDS, route_of
-from . import images
+from . import images, static_content
 from .app_nodes import NODE_TLS_PORT
 from .certificate_rollout import APACHE_CONFIG as CONFIG_FILE, AUTHORITY, CERTIFICATE, KINDS, PRIVATE_KEY
 from .certificates import TLS12_CIPHERS, Holder, certificate_volume, mount, rollout_step
@@ -51,15 +51,27 @@ class BalancerManagerAccess(NamedTuple):
 def members(args: LoadBalancerTierArgs) -> list[dict]:
     """Each node by its route as a host name (which its certificate names; Apache checks names, not addresses),
     on its TLS port."""
-    return [{"host": route_of(index), "port": NODE_TLS_PORT, "route": route_of(index)}
+    return [{"host": route_of(index), "port": NODE_TLS_PORT, "route": route_of(index), "balancer": BALANCER_NAME,
+             "health_path": args.cluster.balancer.heartbeat.path}
             for index in range(args.cluster.app.nodes)]
+
+
+def static_members(args: LoadBalancerTierArgs) -> list[dict]:
+    """Each static server of the O3 application, named as the nodes are (by its route)."""
+    frontend = args.cluster.frontend
+    health_path = static_content.health_path(args.cluster.app.context_path)
+    return [{"host": static_content.route(index), "port": static_content.TLS_PORT, "route": static_content.route(index),
+             "balancer": static_content.BALANCER_NAME, "health_path": health_path}
+            for index in range(frontend.servers if frontend.enabled else 0)]
 
 
 def member_hosts(args: LoadBalancerTierArgs) -> list[docker.ContainerHostArgs]:
     """The members' host names, in each balancer's /etc/hosts: Docker's DNS knows no other engine's containers."""
     network = args.network.platform_network
-    return [docker.ContainerHostArgs(host=route_of(index), ip=network.app_node_address(index))
-            for index in range(args.cluster.app.nodes)]
+    nodes = [docker.ContainerHostArgs(host=route_of(index), ip=network.app_node_address(index))
+             for index in range(args.cluster.app.nodes)]
+    return nodes + [docker.ContainerHostArgs(host=member["host"], ip=network.static_server_address(index))
+                    for index, member in enumerate(static_members(args))]
 
 
 def https_url(args: LoadBalancerTierArgs) -> str:
@@ -89,13 +101,23 @@ def balancer_config(args: LoadBalancerTierArgs) -> str:
         pooled_connection_seconds=TOMCAT_KEEP_ALIVE_SECONDS - 5,
         context_path=args.cluster.app.context_path,
         members=members(args),
+        static=static_routing(args),
     )
+
+
+def static_routing(args: LoadBalancerTierArgs) -> dict | None:
+    """Where the O3 application's requests go (its path, to the static servers) and where `/` leads."""
+    if not args.cluster.frontend.enabled:
+        return None
+    path = static_content.spa_path(args.cluster.app.context_path)
+    return {"balancer_name": static_content.BALANCER_NAME, "members": static_members(args), "path": path,
+            "home": f"{path}home", "pooled_connection_seconds": static_content.KEEP_ALIVE_SECONDS - 5}
 
 
 def heartbeat_watch(args: LoadBalancerTierArgs) -> str:
     """The script that gives each heartbeat the timeout Apache's checks lack (templates/heartbeat-watch.sh)."""
     return render("heartbeat-watch.sh", manager_url=MANAGER_URL, manager_curl=MANAGER_CURL, authority_file=AUTHORITY_FILE,
-                  balancer_name=BALANCER_NAME, heartbeat=args.cluster.balancer.heartbeat, members=members(args))
+                  heartbeat=args.cluster.balancer.heartbeat, members=members(args) + static_members(args))
 
 
 def vrrp_pair(args: LoadBalancerTierArgs) -> VrrpPair:

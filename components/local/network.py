@@ -37,6 +37,7 @@ SEARCH_HOSTS = (50, 51, 52)  # as many as search.servers uses
 # One per machine, numbered by the machine's place in `hosts`.
 FIRST_DATABASE_MONITOR_HOST = 60
 FIRST_STORAGE_CLIENT_HOST = 70
+FIRST_STATIC_HOST = 90  # the O3 application's static servers (frontend.servers, at most 8)
 FIRST_APP_HOST = 101
 
 
@@ -75,6 +76,9 @@ class LocalNetwork:
 
     def app_node_address(self, index: int) -> str:
         return self.address(FIRST_APP_HOST + index)
+
+    def static_server_address(self, index: int) -> str:
+        return self.address(FIRST_STATIC_HOST + index)
 
     def container_name(self, logical_name: str) -> str:
         return f"{self.resource_prefix}-{logical_name}"

@@ -77,9 +77,10 @@ class BalancerManager:
 
     def set_disabled(self, disabled: bool) -> None:
         page = self._curl(MANAGER)
-        nonce = re.search(r"nonce=([0-9a-f-]+)", html.unescape(page))
+        # Each balancer has a nonce of its own, in the links to its members.
+        nonce = re.search(rf"b={re.escape(self.member.balancer_name)}&[^\"']*?nonce=([0-9a-f-]+)", html.unescape(page))
         if not nonce:
-            raise RolloutFailed("balancer-manager showed no nonce")
+            raise RolloutFailed(f"balancer-manager showed no nonce for {self.member.balancer_name}")
         # The manager ignores changes whose Referer is not itself (its guard against cross-site requests).
         self._curl("-H", f"Referer: {MANAGER}", "--data-urlencode", f"b={self.member.balancer_name}",
                    "--data-urlencode", f"w={self.member.worker_url}", "-d", f"w_status_D={int(disabled)}",

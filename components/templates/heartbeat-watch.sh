@@ -13,23 +13,27 @@
 MANAGER={{ manager_url }}
 
 mark_failed() {
-  nonce=$({{ manager_curl }} -s --max-time 5 "$MANAGER" | grep -o 'nonce=[0-9a-f-]*' | head -n 1 | cut -d = -f 2)
+  # Each balancer has a nonce of its own, in the links to its members (b=<balancer>&amp;w=…&amp;nonce=…).
+  nonce=$({{ manager_curl }} -s --max-time 5 "$MANAGER" | grep -o "b=$2&amp;w=[^\"]*nonce=[0-9a-f-]*" | head -n 1 \
+    | sed 's/.*nonce=//')
   # The manager ignores changes whose Referer is not itself (its guard against cross-site requests).
-  {{ manager_curl }} -s -o /dev/null --max-time 5 -H "Referer: $MANAGER" --data-urlencode "b={{ balancer_name }}" \
+  {{ manager_curl }} -s -o /dev/null --max-time 5 -H "Referer: $MANAGER" --data-urlencode "b=$2" \
     --data-urlencode "w=$1" -d w_status_C=1 -d "nonce=$nonce" "$MANAGER"
 }
 
-# One file per member, present while its last check got an answer.
+# One file per member, in a directory per balancer (the nodes', the static servers'), present while its
+# last check got an answer.
 ANSWERING=$(mktemp -d)
 
 watch_member() {
   unanswered=0
   marked=no
-  answering="$ANSWERING/$2"
+  mkdir -p "$ANSWERING/$3"
+  answering="$ANSWERING/$3/$4"
   while :; do
     started=$(date +%s)
     # Any HTTP answer counts, even an error: a node that answers is Apache's checks' to judge.
-    if curl -s -o /dev/null --cacert {{ authority_file }} --max-time {{ heartbeat.timeout_seconds }} "$1{{ heartbeat.path }}"; then
+    if curl -s -o /dev/null --cacert {{ authority_file }} --max-time {{ heartbeat.timeout_seconds }} "$1$2"; then
       unanswered=0
       marked=no
       touch "$answering"
@@ -37,9 +41,9 @@ watch_member() {
       unanswered=$((unanswered + 1))
       rm -f "$answering"
       if [ "$unanswered" -ge {{ heartbeat.fails }} ] && [ "$marked" = no ]; then
-        if [ -n "$(ls -A "$ANSWERING")" ]; then
+        if [ -n "$(ls -A "$ANSWERING/$3")" ]; then
           echo "heartbeat-watch: $1 gave no answer within {{ heartbeat.timeout_seconds }} s $unanswered times in a row: marked failed" >&2
-          mark_failed "$1"
+          mark_failed "$1" "$3"
           marked=yes
         elif [ "$unanswered" -eq {{ heartbeat.fails }} ]; then
           echo "heartbeat-watch: $1 gave no answer within {{ heartbeat.timeout_seconds }} s {{ heartbeat.fails }} times in a row, and no member answers: left in (fails open)" >&2
@@ -52,6 +56,6 @@ watch_member() {
 }
 
 {% for member in members %}
-watch_member https://{{ member.host }}:{{ member.port }} {{ member.route }} &
+watch_member https://{{ member.host }}:{{ member.port }} {{ member.health_path }} {{ member.balancer }} {{ member.route }} &
 {% endfor %}
 wait

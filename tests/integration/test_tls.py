@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import shutil
 import socket
 import ssl
 import subprocess
@@ -21,7 +19,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from local_cluster import TRUSTED, FileWriter, RowWriter, trust_authority, updated_under_requests, wait_for
+from local_cluster import (
+    TRUSTED, FileWriter, RowWriter, chromium, trust_authority, updated_under_requests, wait_for,
+)
 from program import PROJECT, run_program, with_overrides
 
 pytestmark = pytest.mark.docker
@@ -111,26 +111,10 @@ def test_chromium_trusting_the_authority_opens_the_site_and_without_it_refuses(l
     Linux), then the site opens with no warning. The same browser without it shows no page."""
     _, https_port = ports(local_cluster)
     url = f"https://127.0.0.1:{https_port}/openmrs/whoami"
-    authority = tmp_path / "authority.pem"
-    authority.write_text(local_cluster.graph.named("net-authority").outputs["certPem"])
-
-    def open_page(home) -> str:
-        home.mkdir(exist_ok=True)
-        result = subprocess.run(
-            [shutil.which("chromium"), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-             "--virtual-time-budget=5000", f"--screenshot={home / 'page.png'}", "--dump-dom", url],
-            env={**os.environ, "HOME": str(home)}, capture_output=True, text=True, timeout=120)
-        return result.stdout
-
     trusting = tmp_path / "trusting"
-    nss = trusting / ".pki" / "nssdb"
-    nss.mkdir(parents=True)
-    subprocess.run(["certutil", "-d", f"sql:{nss}", "-N", "--empty-password"], check=True)
-    subprocess.run(["certutil", "-d", f"sql:{nss}", "-A", "-t", "C,,", "-n", "openmrs-cluster", "-i", str(authority)],
-                   check=True)
-    page = open_page(trusting)
+    page = chromium(url, trusting, authority_pem=local_cluster.graph.named("net-authority").outputs["certPem"])
     assert '"route"' in page, page[:500]
-    assert '"route"' not in open_page(tmp_path / "untrusting")
+    assert '"route"' not in chromium(url, tmp_path / "untrusting")
     figures["Chromium trusting the stack's authority"] = f"{url} opened with no warning (screenshot {trusting / 'page.png'})"
 
 

@@ -11,10 +11,12 @@ from components.config import ConfigError
 from components.config.app import SchedulerKeeperConfig
 from components.config.balancer import DEFAULT_TIMEOUT_SECONDS
 from components.tomcat_pool import JAVA_SERVER_OPTS
-from program import PROJECT, is_secret, run_program, stack_config, stacks_on, unwrap, with_overrides
+from program import (
+    CLOUDFRONT_PREFIX_LIST, PROJECT, is_secret, run_program, stack_config, stacks_on, unwrap, with_overrides,
+)
 
 AWS_STACKS = stacks_on("aws")
-COMPONENTS = ("Network", "MySQLPair", "SharedStorage", "SearchTier", "TomcatPool", "LoadBalancerTier")
+COMPONENTS = ("Network", "MySQLPair", "SharedStorage", "SearchTier", "TomcatPool", "LoadBalancerTier", "StaticContentTier")
 DOMAIN = "aws:opensearch/domain:Domain"
 SECRET = "aws:secretsmanager/secret:Secret"
 TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
@@ -559,7 +561,10 @@ def test_staging_without_a_certificate_serves_plain_http_only():
 
 def test_staging_with_a_certificate_redirects_too():
     config = with_overrides(stack_config("aws-staging"), aws={
-        "certificate_arn": "arn:aws:acm:eu-west-1:123456789012:certificate/11111111-2222-3333-4444-555555555555"})
+        "certificate_arn": "arn:aws:acm:eu-west-1:123456789012:certificate/11111111-2222-3333-4444-555555555555",
+        # The names CloudFront reaches the ALB by, which the certificate covers (test_aws_static_content.py).
+        "domain_names": ["openmrs-staging.clinic.example"],
+        "cdn_certificate_arn": "arn:aws:acm:us-east-1:123456789012:certificate/11111111-2222-3333-4444-555555555555"})
     by_port = listeners(run_program("aws-staging", config))
     assert by_port[80]["defaultActions"][0]["type"] == "redirect" and by_port[443]["protocol"] == "HTTPS"
 
@@ -567,6 +572,13 @@ def test_staging_with_a_certificate_redirects_too():
 def group_names(graph) -> dict[str, str]:
     """Security group id -> tier (balancer, app, database, files, search, keeper)."""
     return {f"{g.name}-id": g.name.removeprefix("net-") for g in graph.of_type("aws:ec2/securityGroup:SecurityGroup")}
+
+
+def source(rule, names) -> str:
+    """Who a rule lets in: a tier, a CIDR, or CloudFront (by AWS's prefix list of its addresses)."""
+    if rule.plain("prefixListId") == CLOUDFRONT_PREFIX_LIST:
+        return "cloudfront"
+    return names.get(rule.plain("referencedSecurityGroupId"), rule.plain("cidrIpv4"))
 
 
 ALL_TCP = "0-65535"
@@ -582,8 +594,7 @@ def ports(rule) -> int | str:
 def reachability(graph) -> set[tuple[str, str, int | str]]:
     """Who can reach whom on which port, from the rules: (source, destination, port)."""
     names = group_names(graph)
-    return {(names.get(rule.plain("referencedSecurityGroupId"), rule.plain("cidrIpv4")),
-             names[rule.plain("securityGroupId")], ports(rule))
+    return {(source(rule, names), names[rule.plain("securityGroupId")], ports(rule))
             for rule in graph.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")}
 
 
@@ -594,9 +605,10 @@ def outbound(graph) -> set[tuple[str, str, int | str]]:
             for rule in graph.of_type("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")}
 
 
-def test_security_groups_allow_exactly_the_tier_to_tier_table(graph):
+def test_security_groups_allow_exactly_the_tier_to_tier_table(graph, settings):
     assert reachability(graph) == {
-        ("0.0.0.0/0", "balancer", 80), ("0.0.0.0/0", "balancer", 443),
+        # CloudFront alone, on the one port it uses: HTTPS to the ALB's certificate, plain HTTP without one.
+        ("cloudfront", "balancer", 443 if settings.get("certificate_arn") else 80),
         ("balancer", "app", 8080), ("app", "database", 3306), ("app", "files", 2049),
         # The shared caches (JGroups 7800, 7801 and FD_SOCK's random port): from the app group only.
         ("app", "app", ALL_TCP), ("app", "search", 443),

@@ -13,6 +13,7 @@ KEEPALIVED_CONFIG = "/etc/keepalived/keepalived.conf"
 COMPONENTS = {
     "openmrs:cluster:Network", "openmrs:cluster:MySQLPair", "openmrs:cluster:SharedStorage",
     "openmrs:cluster:TomcatPool", "openmrs:cluster:LoadBalancerTier", "openmrs:cluster:SearchTier",
+    "openmrs:cluster:StaticContentTier",
 }
 
 
@@ -63,13 +64,13 @@ def test_every_stack_file_is_tested():
     assert set(STACKS) == set(LOCAL_STACKS) | hosts_stacks | set(stacks_on("aws"))
 
 
-def test_the_cluster_is_the_six_components_and_their_children(graph, stack):
+def test_the_cluster_is_the_seven_components_and_their_children(graph, stack):
     nodes = stack_config(stack)["openmrs-cluster:app"]["nodes"]
     counts = Counter(r.type for r in graph.registrations)
     assert {t for t in counts if t.startswith("openmrs:")} == COMPONENTS
     # database pair and monitor, nodes and their scheduler keeper, balancer pair, three storage servers,
-    # their client and its host directory, one search server
-    assert counts[CONTAINER] == 3 + nodes + 1 + 2 + 5 + 1
+    # their client and its host directory, one search server, two static servers of the O3 application
+    assert counts[CONTAINER] == 3 + nodes + 1 + 2 + 5 + 1 + 2
     # data and certificate per database server; the monitor's certificate; state, brick and certificate per
     # storage server; the storage client's certificate; the search server's index; each balancer's certificate
     assert counts["docker:index/volume:Volume"] == 2 * 2 + 1 + 3 * 3 + 1 + 1 + 2
@@ -127,13 +128,14 @@ def test_the_nodes_share_one_password_and_it_is_generated_per_cluster(graph):
 
 def test_balancer_has_one_member_per_node_with_its_route(graph):
     config = balancer_config(graph)
-    members = re.findall(r'BalancerMember "https://([^:]+):8443" route=(\S+)', config)
+    members = re.findall(r'BalancerMember "https://(node[^:]+):8443" route=(\S+)', config)
     assert all(host == route for host, route in members)  # by the name the node's certificate gives it
     nodes = {r.plain("networksAdvanced")[0]["ipv4Address"]: env_of(r)["OMRS_JAVA_SERVER_OPTS"].rsplit("=", 1)[1]
              for r in app_nodes(graph)}
-    # ...which each balancer's /etc/hosts maps to the node's address
+    # ...which each balancer's /etc/hosts maps to the node's address (and the static servers' names to theirs)
     hosts = {entry["ip"]: entry["host"] for entry in graph.named("lb-apache").plain("hosts")}
-    assert hosts == nodes and {route for _, route in members} == set(nodes.values())
+    assert {ip: host for ip, host in hosts.items() if host.startswith("node")} == nodes
+    assert {route for _, route in members} == set(nodes.values())
 
 
 def test_balancer_config_follows_the_stack(graph, stack):
@@ -143,7 +145,7 @@ def test_balancer_config_follows_the_stack(graph, stack):
     assert f"ProxySet lbmethod={lbmethod}" in config
     assert ("stickysession=JSESSIONID|jsessionid" in config) == balancer["sticky_sessions"]
     heartbeat = balancer["heartbeat"]
-    for member in re.findall(r"BalancerMember .*", config):
+    for member in re.findall(r"BalancerMember .* route=node.*", config):
         assert f"hcuri={heartbeat['path']}" in member
         assert f"hcinterval={heartbeat['interval_seconds']} " in member
         assert f"hcfails={heartbeat['fails']} " in member and f"hcpasses={heartbeat['passes']}" in member
@@ -175,12 +177,17 @@ def test_each_balancer_times_every_members_heartbeat_out():
     heartbeat = {"path": "/openmrs/health/started", "interval_seconds": 7, "fails": 4, "passes": 3,
                  "timeout_seconds": 2}
     graph = run_program("local", with_overrides(stack_config("local"), balancer={"heartbeat": heartbeat}))
-    members = set(re.findall(r'BalancerMember "(https://node\d+:\d+)"', balancer_config(graph)))
+    members = set(re.findall(r'BalancerMember "(https://\S+)" route=\S+ .* hcuri=(\S+)', balancer_config(graph)))
+    assert len(members) == 3 + 2  # the nodes and the static servers, each with its own heartbeat path
     for balancer in ("lb-apache", "lb-apache-2"):
         (upload,) = [u for u in graph.named(balancer).plain("uploads") if u["file"] == "/usr/local/bin/heartbeat-watch"]
         watch = upload["content"]
-        assert upload["executable"] and {url for url, _ in re.findall(r"^watch_member (\S+) (node\d+) &$", watch, re.M)} == members
-        assert '--max-time 2 "$1/openmrs/health/started"' in watch and '-ge 4 ]' in watch and "w_status_C=1" in watch
+        watched = re.findall(r"^watch_member (\S+) (\S+) (\S+) (\S+) &$", watch, re.M)
+        assert upload["executable"] and {(url, path) for url, path, _, _ in watched} == members
+        assert {url: balancer_name for url, _, balancer_name, _ in watched if "//node" in url} == {
+            url: "openmrs-nodes" for url, _ in members if "//node" in url}
+        assert '--max-time 2 "$1$2"' in watch and '-ge 4 ]' in watch and "w_status_C=1" in watch
+        assert '--data-urlencode "b=$2"' in watch and 'mark_failed "$1" "$3"' in watch
 
 
 def test_balancer_manager_is_for_the_container_itself_only(graph):
@@ -352,7 +359,8 @@ def test_unreplicated_storage_is_a_volume_per_folder_handed_to_the_openmrs_user(
 def test_images_are_built_from_the_repository_or_pulled_by_name(graph, stack):
     built = {r.name: r.plain("build")["context"] for r in graph.of_type("docker:index/image:Image")}
     assert built == {"db-image": "images/mariadb", "db-monitor-image": "images/db-monitor", "lb-image": "images/httpd",
-                     "files-image": "images/glusterfs", "app-keeper-image": "images/scheduler-keeper"}
+                     "files-image": "images/glusterfs", "app-keeper-image": "images/scheduler-keeper",
+                     "o3-image": "images/o3-frontend"}
     pulled = {r.name: r.plain("name") for r in graph.of_type("docker:index/remoteImage:RemoteImage")}
     assert pulled["app-image"] == stack_config(stack)["openmrs-cluster:app"]["image"]
     assert pulled["search-image"] == "openmrs/openmrs-contrib-elasticsearch:8.15.3"  # bundles analysis-phonetic
@@ -484,9 +492,9 @@ def test_the_balancer_never_reuses_a_connection_that_tomcat_may_have_closed(grap
     """A pooled connection idle longer than Tomcat's keep-alive would be closed under the next request (a 502),
     as after a balancer that hung resumes; the members' ttl retires them first."""
     config = balancer_config(graph)
-    ttls = {int(ttl) for ttl in re.findall(r"BalancerMember .* ttl=(\d+) ", config)}
+    ttls = {int(ttl) for ttl in re.findall(r"BalancerMember .* route=node\d+ .* ttl=(\d+) ", config)}
     server_xml = uploaded_file(graph.named("app-1"), "/usr/local/tomcat/conf/server.xml")
     keep_alive_ms = int(re.search(r'connectionTimeout="(\d+)"', server_xml)[1])
-    assert len(re.findall(r"BalancerMember .* ttl=", config)) == len(app_nodes(graph))
+    assert len(re.findall(r"BalancerMember .* route=node\d+ .* ttl=", config)) == len(app_nodes(graph))
     (ttl,) = ttls
     assert 0 < ttl * 1000 < keep_alive_ms

@@ -15,7 +15,10 @@ HEARTBEAT = {"path": "/openmrs/health/started", "interval_seconds": 1, "fails": 
 FAKE_CURL = """#!/bin/sh
 for argument; do last=$argument; done
 case "$*" in
-  *balancer-manager*) echo "$*" >> "$MANAGER_CALLS"; echo '<a href="?nonce=0a1b-2c3d">'; exit 0 ;;
+  *balancer-manager*) echo "$*" >> "$MANAGER_CALLS"
+    echo '<a href="/balancer-manager?b=openmrs-nodes&amp;w=https://node1:8443&amp;nonce=0a1b-2c3d">node1</a>'
+    echo '<a href="/balancer-manager?b=openmrs-static&amp;w=https://static1:8443&amp;nonce=4e5f-6a7b">static1</a>'
+    exit 0 ;;
 esac
 for member in $ANSWERING_MEMBERS; do
   case "$last" in https://$member:*) exit 0 ;; esac
@@ -49,6 +52,10 @@ def watched(script: str, tmp_path, answering: list[str], seconds: float = 4.5) -
     os.killpg(watch.pid, signal.SIGTERM)
     _, errors = watch.communicate(timeout=10)
     marked = [call.split("w=")[1].split()[0] for call in calls.read_text().splitlines() if "w_status_C=1" in call]
+    nonces = {call.split("b=")[1].split()[0]: call.split("nonce=")[1].split()[0]
+              for call in calls.read_text().splitlines() if "w_status_C=1" in call}
+    # each balancer's change carries that balancer's nonce, or the manager ignores it
+    assert set(nonces.items()) <= {("openmrs-nodes", "0a1b-2c3d"), ("openmrs-static", "4e5f-6a7b")}, nonces
     return marked, errors
 
 
@@ -63,4 +70,11 @@ def test_when_no_member_answers_the_watch_fails_open_and_marks_none(watch_script
     ALB with no healthy target, it keeps sending requests to them rather than answer every one with a 503."""
     marked, errors = watched(watch_script, tmp_path, answering=[])
     assert marked == [], errors
-    assert errors.count("and no member answers: left in (fails open)") == 3, errors
+    # each balancer on its own: the nodes' three and the O3 application's two static servers
+    assert errors.count("and no member answers: left in (fails open)") == 3 + 2, errors
+
+
+def test_the_static_servers_are_judged_apart_from_the_nodes(watch_script, tmp_path):
+    """The O3 application's static servers all silent leaves them in, whatever the nodes do, and the reverse."""
+    marked, errors = watched(watch_script, tmp_path, answering=["node1", "node2", "static1"])
+    assert sorted(marked) == ["https://node3:8443", "https://static2:8443"], errors

@@ -40,6 +40,28 @@ GOOD_SEARCH_DOMAIN = {
     "domainEndpointOptions": {"enforceHttps": True, "tlsSecurityPolicy": "Policy-Min-TLS-1-2-PFS-2023-10"},
     "vpcOptions": {"subnetIds": ["subnet-a", "subnet-b"], "securityGroupIds": ["sg-search"]},
 }
+OPEN_BLOCK = {key: True for key in rules.PUBLIC_ACCESS_SETTINGS}
+S3_ORIGIN = {"originId": "spa-files", "domainName": "b.s3.eu-west-1.amazonaws.com", "originAccessControlId": "oac-1"}
+ALB_ORIGIN = {"originId": "alb", "domainName": "alb.elb.amazonaws.com",
+              "customOriginConfig": {"originProtocolPolicy": "https-only"}}
+READS = {"Sid": "DistributionReads", "Effect": "Allow", "Principal": {"Service": "cloudfront.amazonaws.com"},
+         "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*",
+         "Condition": {"StringEquals": {"AWS:SourceArn": "arn:aws:cloudfront::123456789012:distribution/E1"}}}
+PROD_CDN_URN = PROD_URN.replace("aws:rds/instance:Instance::db-instance",
+                                "aws:cloudfront/distribution:Distribution::o3-cdn")
+GOOD_CDN = {
+    "defaultCacheBehavior": {"viewerProtocolPolicy": "redirect-to-https"},
+    "orderedCacheBehaviors": [{"pathPattern": "/openmrs/spa/*", "viewerProtocolPolicy": "redirect-to-https"}],
+    "viewerCertificate": {"acmCertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/1",
+                          "minimumProtocolVersion": "TLSv1.2_2021"},
+    "origins": [S3_ORIGIN, ALB_ORIGIN],
+}
+
+
+def bucket_policy(*statements):
+    return {"policy": json.dumps({"Version": "2012-10-17", "Statement": list(statements)})}
+
+
 BALANCER_UPLOAD = {"file": rules.BALANCER_CONFIG, "content": "ProxySet lbmethod=byrequests stickysession=JSESSIONID|jsessionid"}
 
 CASES = [
@@ -80,6 +102,26 @@ CASES = [
     (rules.module_web_admin_off, rules.CONTAINER, openmrs_envs(), {"envs": ["OMRS_DB_HOSTNAME=db"]}, STAGING_URN),
     (rules.module_web_admin_off, TASK, task([{"name": "OMRS_MODULE_WEB_ADMIN", "value": "false"}]),
      task([{"name": "OMRS_MODULE_WEB_ADMIN", "value": "true"}]), STAGING_URN),
+    (rules.static_content_private, rules.PUBLIC_ACCESS_BLOCK, OPEN_BLOCK, {**OPEN_BLOCK, "blockPublicPolicy": False},
+     STAGING_URN),
+    (rules.static_content_private, rules.DISTRIBUTION, {"origins": [S3_ORIGIN, ALB_ORIGIN]},
+     {"origins": [{**S3_ORIGIN, "originAccessControlId": None}, ALB_ORIGIN]}, STAGING_URN),
+    (rules.static_content_private, rules.DISTRIBUTION, {"origins": [S3_ORIGIN]},
+     {"origins": [{**S3_ORIGIN, "s3OriginConfig": {"originAccessIdentity": "origin-access-identity/cloudfront/E2"}}]},
+     STAGING_URN),
+    (rules.static_content_private, rules.BUCKET_POLICY, bucket_policy(READS),
+     bucket_policy({key: value for key, value in READS.items() if key != "Condition"}), STAGING_URN),
+    (rules.static_content_private, rules.BUCKET_POLICY, bucket_policy(READS),
+     bucket_policy(READS, {**READS, "Sid": "Everyone", "Principal": "*", "Condition": {}}), STAGING_URN),
+    (rules.cdn_https, rules.DISTRIBUTION, GOOD_CDN,
+     {**GOOD_CDN, "orderedCacheBehaviors": [{"pathPattern": "/openmrs/spa/*", "viewerProtocolPolicy": "allow-all"}]},
+     STAGING_URN),
+    (rules.cdn_https, rules.DISTRIBUTION, GOOD_CDN,
+     {**GOOD_CDN, "viewerCertificate": {"cloudfrontDefaultCertificate": True, "minimumProtocolVersion": "TLSv1"}},
+     PROD_CDN_URN),
+    (rules.cdn_https, rules.DISTRIBUTION, GOOD_CDN,
+     {**GOOD_CDN, "origins": [S3_ORIGIN, {**ALB_ORIGIN, "customOriginConfig": {"originProtocolPolicy": "http-only"}}]},
+     PROD_CDN_URN),
 ]
 
 
@@ -98,6 +140,19 @@ def test_backup_rule_is_for_production_only():
 
 def test_search_domain_rule_reports_every_missing_protection():
     assert len(violations(rules.search_domain_private_and_encrypted, rules.SEARCH_DOMAIN, {})) == 4
+
+
+def test_staging_may_reach_the_alb_in_clear_under_cloudfronts_own_name():
+    """Staging without certificates: CloudFront's *.cloudfront.net name, and plain HTTP to the ALB."""
+    staging = {**GOOD_CDN,
+               "viewerCertificate": {"cloudfrontDefaultCertificate": True, "minimumProtocolVersion": "TLSv1"},
+               "origins": [S3_ORIGIN, {**ALB_ORIGIN, "customOriginConfig": {"originProtocolPolicy": "http-only"}}]}
+    staging_urn = PROD_CDN_URN.replace("aws-prod", "aws-staging")
+    assert violations(rules.cdn_https, rules.DISTRIBUTION, staging, staging_urn) == []
+
+
+def test_a_bucket_policy_not_known_yet_is_left_to_the_update():
+    assert violations(rules.static_content_private, rules.BUCKET_POLICY, {"policy": None}) == []
 
 
 def test_stickiness_rule_follows_the_packs_config():
@@ -209,6 +264,17 @@ def edit_node_env(change):
 MASTER_SECRET = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!db-instance-AbCdEf:password::"
 
 
+def edit_origin(origin_id, change):
+    def mutate(graph):
+        (distribution,) = graph.of_type(rules.DISTRIBUTION)
+        origins = unwrap(distribution.inputs["origins"])
+        for origin in origins:
+            if origin["originId"] == origin_id:
+                change(origin)
+        distribution.inputs["origins"] = origins
+    return mutate
+
+
 def unstick_apache(graph):
     (upload,) = [u for u in graph.named("lb-apache").inputs["uploads"] if u["file"] == rules.BALANCER_CONFIG]
     upload["content"] = upload["content"].replace("stickysession=JSESSIONID|jsessionid", "")
@@ -237,6 +303,11 @@ BREAKS = {
         ("access-logs-in-production", set_input("aws:lb/loadBalancer:LoadBalancer", "accessLogs", None)),
         # The slow query log's group left to RDS, which keeps it for ever.
         ("database-logs-expire", set_input(rules.LOG_GROUP, "retentionInDays", None, name="db-slowquery-logs")),
+        # The O3 files' bucket opened to public policies.
+        ("static-content-private", set_input(rules.PUBLIC_ACCESS_BLOCK, "blockPublicPolicy", False, name="o3-files")),
+        # CloudFront to the ALB in clear.
+        ("cdn-https", edit_origin("alb", lambda origin: origin["customOriginConfig"].update(
+            originProtocolPolicy="http-only"))),
     ],
     "aws-staging": [
         ("database-multi-az", set_input(rules.RDS_INSTANCE, "multiAz", False)),
@@ -246,6 +317,8 @@ BREAKS = {
         ("no-plaintext-secret-in-environment", edit_task_environment(
             lambda c: c["environment"].append({"name": "OPENMRS_PASSWORD", "value": "in-the-clear-1234567"}),
             name="app-scheduler-keeper")),
+        # The bucket read without the origin access control's signature.
+        ("static-content-private", edit_origin("spa-files", lambda origin: origin.pop("originAccessControlId"))),
     ],
     "local": [
         ("no-privileged-container", set_input(rules.CONTAINER, "privileged", True, name="db-1")),
