@@ -17,7 +17,7 @@ the routes, configuration); an hour for the rest (icons, fonts). CloudFront foll
 deployment needs no invalidation, and compresses per browser (gzip, Brotli): the build's precompressed .gz
 copies are not uploaded, as an object stored compressed would reach a client that did not ask for it. Every
 answer gets the security headers the local balancers add (HSTS, nosniff, same-origin framing, referrer
-policy). A path without an extension under <context>/spa/ is a client-side route (login, home): a viewer
+policy), and the application's files the static servers' Content-Security-Policy. A path without an extension under <context>/spa/ is a client-side route (login, home): a viewer
 function answers it with index.html, leaving a missing file a 404 and the backend's answers alone; `/`
 redirects to <context>/spa/home.
 
