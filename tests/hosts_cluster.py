@@ -116,10 +116,11 @@ class HostsCluster(LocalCluster):
     def reachable(self, container: str) -> bool:
         return self.host_of(container) not in self.away
 
-    def in_service(self) -> set[str]:
+    def in_service(self, kind: str = "node") -> set[str]:
         """The routes every balancer on a machine that answers may send new requests to."""
         return set.intersection(*(
-            {route for route, (status, _) in self.members(balancer).items() if set(status.split()) <= {"Init", "Ok"}}
+            {route for route, (status, _) in self.members(balancer, kind).items()
+             if set(status.split()) <= {"Init", "Ok"}}
             for balancer in self.balancers if self.reachable(balancer)))
 
     def healthy_nodes(self) -> set[str]:

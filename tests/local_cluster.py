@@ -326,7 +326,8 @@ class LocalCluster:
 
     def all_members_in(self) -> bool:
         with contextlib.suppress(UnreadableBalancer):
-            return self.in_service() == set(self.nodes) and self.in_service("static") == set(self.static_servers)
+            return self.in_service() == set(self.nodes) and (
+                not self.static_servers or self.in_service("static") == set(self.static_servers))
         return False
 
     def node_started(self, route: str) -> bool:
