@@ -1,4 +1,5 @@
 """The cluster's reusable components: one type token and the same outputs on every platform."""
+from .backups import Backups, BackupsArgs
 from .load_balancer_tier import LoadBalancerTier, LoadBalancerTierArgs
 from .mysql_pair import MySQLPair, MySQLPairArgs
 from .network import ClusterNetwork, ClusterNetworkArgs
@@ -8,7 +9,7 @@ from .static_content_tier import StaticContentTier, StaticContentTierArgs
 from .tomcat_pool import TomcatPool, TomcatPoolArgs
 
 __all__ = [
-    "ClusterNetwork", "ClusterNetworkArgs", "LoadBalancerTier", "LoadBalancerTierArgs", "MySQLPair",
+    "Backups", "BackupsArgs", "ClusterNetwork", "ClusterNetworkArgs", "LoadBalancerTier", "LoadBalancerTierArgs", "MySQLPair",
     "MySQLPairArgs", "SearchTier", "SearchTierArgs", "SharedStorage", "SharedStorageArgs", "StaticContentTier",
     "StaticContentTierArgs", "TomcatPool",
     "TomcatPoolArgs",

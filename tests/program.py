@@ -215,11 +215,14 @@ def stacks_on(platform: str) -> list[str]:
 
 
 def stack_config(stack: str) -> dict[str, Any]:
-    """The stack file's config, keys namespaced as the Pulumi CLI would pass them."""
+    """The stack file's config, keys namespaced as the Pulumi CLI would pass them, with a stand-in for each
+    secret a user sets with `pulumi config set --secret` as the file's comments say (a file cannot hold it)."""
     document = yaml.safe_load((PROJECT_ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text()) or {}
     config = {}
     for key, value in (document.get("config") or {}).items():
         config[key if ":" in key else f"{PROJECT}:{key}"] = value
+    if (config.get(f"{PROJECT}:backup") or {}).get("s3"):
+        config[f"{PROJECT}:backup_s3_secret_key"] = "stand-in-secret-key-of-the-bucket"
     return config
 
 

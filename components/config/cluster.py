@@ -9,6 +9,7 @@ from pydantic import model_validator
 from ._base import _Section
 from .app import AppConfig
 from .aws import AwsConfig
+from .backup import BackupConfig
 from .balancer import BalancerConfig
 from .database import DatabaseConfig
 from .frontend import FrontendConfig
@@ -38,6 +39,7 @@ class ClusterConfig(_Section):
     search: SearchConfig = SearchConfig()
     frontend: FrontendConfig = FrontendConfig()
     tls: TlsConfig = TlsConfig()
+    backup: BackupConfig = BackupConfig()
     aws: Optional[AwsConfig] = None
     hosts: list[Host] = []
     placement: Placement = Placement()
@@ -175,6 +177,13 @@ class ClusterConfig(_Section):
         if self.network.front:
             return [self.network.front.virtual_address, *self.network.front.balancer_addresses]
         return [] if self.balancer.listen_address == "0.0.0.0" else [self.balancer.listen_address]
+
+    @model_validator(mode="after")
+    def _backups_kept_apart(self) -> "ClusterConfig":
+        problems = self.backup.problems(self.platform, several_hosts=bool(self.hosts))
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _site_named(self) -> "ClusterConfig":

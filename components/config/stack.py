@@ -18,8 +18,10 @@ DATABASE_SECRET_KEYS = ("database_password", "database_root_password", "database
 PASSWORD_KEYS = (*DATABASE_SECRET_KEYS, "admin_password", "search_password")
 # The site's own certificate (PEM, with its intermediates) and its key, as secrets instead of tls.*_file.
 SITE_CERTIFICATE_KEYS = ("tls_certificate", "tls_private_key")
-SECRET_KEYS = (*PASSWORD_KEYS, *SITE_CERTIFICATE_KEYS)
-STRUCTURED_KEYS = ("platform", "app", "balancer", "database", "storage", "network", "search", "frontend", "tls", "aws",
+# The secret key of backup.s3's access key (local platform).
+BACKUP_SECRET_KEYS = ("backup_s3_secret_key",)
+SECRET_KEYS = (*PASSWORD_KEYS, *SITE_CERTIFICATE_KEYS, *BACKUP_SECRET_KEYS)
+STRUCTURED_KEYS = ("platform", "app", "balancer", "database", "storage", "network", "search", "frontend", "tls", "backup", "aws",
                    "hosts", "placement")
 
 
@@ -177,6 +179,18 @@ def _site_certificate(cluster: ClusterConfig, raw_secrets: dict[str, str]) -> tu
             f"them to have the stack's authority sign one" for problem in problems], material
 
 
+def _backup_secret_problems(cluster: ClusterConfig, given_secrets: dict) -> list[str]:
+    """backup.s3's access key and its secret go together."""
+    wanted = cluster.backup.enabled and cluster.backup.s3 is not None
+    if wanted and "backup_s3_secret_key" not in given_secrets:
+        return [f"{PROJECT}:backup_s3_secret_key: backup.s3 needs the secret key of backup.s3.access_key_id; set it "
+                f"with `pulumi config set --secret backup_s3_secret_key <key>`"]
+    if not wanted and "backup_s3_secret_key" in given_secrets:
+        return [f"{PROJECT}:backup_s3_secret_key: no backup.s3 bucket uses it; remove it with "
+                f"`pulumi config rm backup_s3_secret_key`, or set backup.s3"]
+    return []
+
+
 def read_stack_config() -> StackConfig:
     """Reads and validates the whole stack configuration; raises ConfigError listing every problem."""
     problems = []
@@ -202,7 +216,7 @@ def read_stack_config() -> StackConfig:
         if key in SITE_CERTIFICATE_KEYS:
             raw_site_secrets[key] = raw
             continue
-        problem = _secret_problem(key, raw)
+        problem = None if key in BACKUP_SECRET_KEYS else _secret_problem(key, raw)
         if problem:
             problems.append(problem)
         given_secrets[key] = pulumi.Output.secret(raw)
@@ -227,6 +241,8 @@ def read_stack_config() -> StackConfig:
         problems += [f"{PROJECT}:{key}: RDS generates the database's password and keeps it in Secrets Manager, so "
                      f"this one would not be used; remove it with `pulumi config rm {key}`"
                      for key in DATABASE_SECRET_KEYS if key in given_secrets]
+    if cluster is not None:
+        problems += _backup_secret_problems(cluster, given_secrets)
     if cluster is not None and cluster.platform == "aws":
         problems += _aws_problems(cluster)
     if cluster is not None and cluster.platform == "aws" and not runtime_config.get_config("aws:region"):

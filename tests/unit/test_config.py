@@ -145,6 +145,7 @@ ON_HOSTS = {
                                                "virtual_address": "192.0.2.50",
                                                "balancer_addresses": ["192.0.2.51", "192.0.2.52"]}},
     "search": {"servers": 3},
+    "backup": {"s3": {"endpoint": "https://backups.example:9000", "bucket": "openmrs", "access_key_id": "cluster"}},
 }
 
 
@@ -171,6 +172,7 @@ def test_hosts_default_to_docker_over_ssh_as_root_and_spread_every_tier():
         ({"balancer": {"heartbeat": {"interval_seconds": 1, "passes": 2}}}, "balancer.heartbeat", "at least 5"),
         ({"storage": {"replicated": False}}, "storage.replicated", "not shared between hosts"),
         ({"search": {"servers": 1}}, "search.servers", "dies with its machine"),
+        ({"backup": {}}, "backup.s3", "lives on one machine and dies with it"),
         ({"network": {"interface": "eth1"}}, "network.front", "virtual_address"),
         ({"network": {"front": ON_HOSTS["network"]["front"]}}, "network.interface", "back network"),
         ({"hosts": [{"name": "a", "address": "192.0.2.11", "docker": "tcp://192.0.2.11:2376"}, *THREE_HOSTS[1:]]},
