@@ -2,9 +2,9 @@
 import pulumi
 
 from components import (
-    ClusterNetwork, ClusterNetworkArgs, LoadBalancerTier, LoadBalancerTierArgs, MySQLPair, MySQLPairArgs,
-    SearchTier, SearchTierArgs, SharedStorage, SharedStorageArgs, StaticContentTier, StaticContentTierArgs, TomcatPool,
-    TomcatPoolArgs,
+    Backups, BackupsArgs, ClusterNetwork, ClusterNetworkArgs, LoadBalancerTier, LoadBalancerTierArgs, MySQLPair,
+    MySQLPairArgs, SearchTier, SearchTierArgs, SharedStorage, SharedStorageArgs, StaticContentTier,
+    StaticContentTierArgs, TomcatPool, TomcatPoolArgs,
 )
 from components.config import read_stack_config
 
@@ -26,6 +26,11 @@ pool = TomcatPool(
         admin_password=stack.given_secrets.get("admin_password"),
     ),
 )
+
+if cluster.backup.enabled and cluster.platform == "aws":
+    backups = Backups("backups", BackupsArgs(cluster=cluster, network=network, database=database, storage=storage,
+                                             s3_secret_key=stack.given_secrets.get("backup_s3_secret_key")))
+    pulumi.export("backups", backups.location)
 
 if cluster.platform == "aws":
     # What operators are told about; AWS only, where the platform keeps the metrics.

@@ -31,10 +31,12 @@ def build(
             "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]})),
         opts=child,
     )
+    # AWS's default daily backup, unless the stack's own plan covers the file system (backups.py): not twice.
     aws.efs.BackupPolicy(
         f"{name}-backups",
         file_system_id=file_system.id,
-        backup_policy=aws.efs.BackupPolicyBackupPolicyArgs(status="ENABLED"),
+        backup_policy=aws.efs.BackupPolicyBackupPolicyArgs(
+            status="DISABLED" if args.cluster.backup.enabled else "ENABLED"),
         opts=child,
     )
     for index, subnet in enumerate(network.private_subnet_ids):

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from components.backups import BackupsOutputs
 from components.checksums import PROJECT_ROOT, folder_checksum
 from components.config import ConfigError
 from components.config.app import SchedulerKeeperConfig
@@ -16,7 +17,8 @@ from program import (
 )
 
 AWS_STACKS = stacks_on("aws")
-COMPONENTS = ("Network", "MySQLPair", "SharedStorage", "SearchTier", "TomcatPool", "LoadBalancerTier", "StaticContentTier")
+COMPONENTS = ("Network", "MySQLPair", "SharedStorage", "SearchTier", "TomcatPool", "LoadBalancerTier",
+              "StaticContentTier", "Backups")
 DOMAIN = "aws:opensearch/domain:Domain"
 SECRET = "aws:secretsmanager/secret:Secret"
 TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
@@ -120,10 +122,9 @@ def test_production_database_is_protected_and_keeps_a_final_snapshot(graph, sett
     assert one(graph, "aws:lb/loadBalancer:LoadBalancer").plain("enableDeletionProtection") is settings["production"]
 
 
-def test_shared_files_are_encrypted_backed_up_and_reached_through_access_points(graph, stack):
+def test_shared_files_are_encrypted_and_reached_through_access_points(graph, stack):
     file_system = one(graph, "aws:efs/fileSystem:FileSystem")
     assert file_system.plain("encrypted") is True
-    assert one(graph, "aws:efs/backupPolicy:BackupPolicy").plain("backupPolicy") == {"status": "ENABLED"}
     private_subnets = [s for s in graph.of_type("aws:ec2/subnet:Subnet") if "private" in s.name]
     assert len(graph.of_type("aws:efs/mountTarget:MountTarget")) == len(private_subnets)
     folders = stack_config(stack)[f"{PROJECT}:storage"]["shared_folders"]
@@ -488,12 +489,17 @@ def test_roles_have_least_privilege(graph):
     (statement,) = policy_of(graph, "app-task-files")["Statement"]
     assert sorted(statement["Action"]) == ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"]
     assert statement["Resource"] == one(graph, "aws:efs/fileSystem:FileSystem").outputs["arn"]
-    services = {"app-scale-out": "lambda.amazonaws.com", "net-flow-logs": "vpc-flow-logs.amazonaws.com"}
+    services = {"app-scale-out": "lambda.amazonaws.com", "net-flow-logs": "vpc-flow-logs.amazonaws.com",
+                "backups-role": "backup.amazonaws.com"}
     for role in graph.of_type("aws:iam/role:Role"):
         (trust,) = json.loads(role.plain("assumeRolePolicy"))["Statement"]
         assert trust["Principal"] == {"Service": services.get(role.name, "ecs-tasks.amazonaws.com")}
-    assert not [p for p in graph.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
-                if not p.plain("policyArn").endswith("service-role/AmazonECSTaskExecutionRolePolicy")]
+    # AWS's managed policies: ECS's execution policy, and AWS Backup's two on its own role only.
+    attached = {(p.plain("role"), p.plain("policyArn").removeprefix("arn:aws:iam::aws:policy/service-role/"))
+                for p in graph.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")}
+    assert {policy for role, policy in attached if role != "backups-role"} == {"AmazonECSTaskExecutionRolePolicy"}
+    assert {policy for role, policy in attached if role == "backups-role"} == {
+        "AWSBackupServiceRolePolicyForBackup", "AWSBackupServiceRolePolicyForRestores"}
 
 
 def test_target_group_checks_the_started_path_with_the_heartbeat(graph, stack):
@@ -632,8 +638,11 @@ def test_components_have_the_same_outputs_as_on_local(graph):
         return {urn.split("::")[2].rsplit(":", 1)[1]: set(outputs) for urn, outputs in g.component_outputs.items()
                 if "openmrs:cluster:" in urn}
 
-    assert outputs_by_component(graph) == outputs_by_component(local)
-    assert set(outputs_by_component(graph)) == set(COMPONENTS)
+    on_aws, on_local = outputs_by_component(graph), outputs_by_component(local)
+    assert set(on_aws) == set(COMPONENTS)
+    # Backups' local half comes separately: until then, the components the local stack has.
+    assert {component: on_aws[component] for component in on_local} == on_local
+    assert on_aws["Backups"] == set(BackupsOutputs._fields)
 
 
 def test_every_aws_resource_is_inside_a_component(graph):
