@@ -124,6 +124,18 @@ def _cdn_problems(cluster: ClusterConfig) -> list[str]:
     return problems
 
 
+def _region_problems(cluster: ClusterConfig, region: Optional[str]) -> list[str]:
+    """The rules on the stack's region (aws:region, the AWS provider's key)."""
+    if not region:
+        return ["aws:region: the AWS provider needs a region; fix with `pulumi config set aws:region <region>`"]
+    backup = cluster.backup
+    if backup.enabled and backup.copy_region == region:
+        return [f"{PROJECT}:backup.copy_region: {region} is the stack's own region (aws:region), so the copies would "
+                "be lost with the originals; set another region, or remove it with `pulumi config rm --path "
+                "backup.copy_region`"]
+    return []
+
+
 def _aws_problems(cluster: ClusterConfig) -> list[str]:
     """The AWS rules that span sections."""
     problems = []
@@ -245,8 +257,7 @@ def read_stack_config() -> StackConfig:
         problems += _backup_secret_problems(cluster, given_secrets)
     if cluster is not None and cluster.platform == "aws":
         problems += _aws_problems(cluster)
-    if cluster is not None and cluster.platform == "aws" and not runtime_config.get_config("aws:region"):
-        problems.append("aws:region: the AWS provider needs a region; fix with `pulumi config set aws:region <region>`")
+        problems += _region_problems(cluster, runtime_config.get_config("aws:region"))
     if problems:
         raise ConfigError(problems)
     return StackConfig(cluster=cluster, given_secrets=given_secrets, site_certificate=site_certificate)

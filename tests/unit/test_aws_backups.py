@@ -8,6 +8,7 @@ import re
 import pytest
 
 from components.aws.backups import schedule
+from components.config import ConfigError
 from components.config.backup import AWS_SCHEDULE_HOURS
 from program import PROJECT, run_program, stack_config, unwrap, with_overrides
 
@@ -123,6 +124,14 @@ def test_production_copies_each_recovery_point_to_a_vault_in_the_copy_region(pro
 def test_without_a_copy_region_nothing_leaves_the_stacks_region(staging):
     assert not rule(staging)["copyActions"]
     assert [vault.name for vault in staging.of_type(VAULT)] == ["backups-vault"]
+
+
+def test_the_stacks_own_region_is_refused_as_the_copy_region():
+    config = with_overrides(stack_config("aws-staging"), backup={"copy_region": "eu-west-1"})
+    with pytest.raises(ConfigError) as raised:
+        run_program("aws-staging", config)
+    assert any(problem.startswith(f"{PROJECT}:backup.copy_region: eu-west-1 is the stack's own region")
+               for problem in raised.value.problems)
 
 
 def test_the_plan_backs_up_exactly_the_database_and_the_shared_files_into_the_vault(staging):
