@@ -1,6 +1,7 @@
 """Runs the policy pack over a stack's mocked graph, with no Pulumi CLI and no cloud account:
-`scripts/policy-check STACK`. Props reach each rule as the engine hands them over (camelCase inputs,
-secrets unwrapped); stack rules see every resource."""
+`scripts/policy-check STACK`. Props reach each rule as the engine hands them over (camelCase, secrets
+unwrapped): a resource rule sees the inputs; a stack rule sees every resource's outputs, the inputs with what
+the provider computed (an ARN)."""
 import sys
 from dataclasses import dataclass
 
@@ -29,6 +30,8 @@ def evaluate(graph, config: dict | None = None) -> list[Violation]:
     config = config or {}
     violations: list[Violation] = []
     resources = [(r, deserialize_properties(r.inputs)) for r in graph.registrations]
+    # The inputs last: a test that breaks a graph edits a resource's inputs.
+    outputs = [(r, deserialize_properties({**r.outputs, **r.inputs})) for r in graph.registrations]
     for policy in POLICIES:
         def report(message, urn=None, name=policy.name, default=""):
             violations.append(Violation(name, (urn or default).rsplit("::", 1)[-1], message))
@@ -41,7 +44,7 @@ def evaluate(graph, config: dict | None = None) -> list[Violation]:
                 policy.validate(args, lambda message, urn=None: report(message, urn, default=registration.urn))
         else:
             stack = [PolicyResource(r.type, props, r.urn, r.name, _options(r.parent), None, None, [], {})
-                     for r, props in resources]
+                     for r, props in outputs]
             policy.validate(StackValidationArgs(stack, settings), report)
     return violations
 

@@ -23,6 +23,8 @@ LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 DISTRIBUTION = "aws:cloudfront/distribution:Distribution"
 BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
 PUBLIC_ACCESS_BLOCK = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
+BACKUP_PLAN = "aws:backup/plan:Plan"
+BACKUP_SELECTION = "aws:backup/selection:Selection"
 PUBLIC_ACCESS_SETTINGS = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
 CLOUDFRONT_SERVICE = {"Service": "cloudfront.amazonaws.com"}
 EVERYONE = ("*", {"AWS": "*"})
@@ -323,6 +325,23 @@ def database_logs_expire(args: StackValidationArgs, report: ReportViolation):
                        resource.urn)
 
 
+def backups_cover_database_and_files(args: StackValidationArgs, report: ReportViolation):
+    """A production stack's own backup plan covers the records and the patients' files: a selection of a plan
+    in the stack names each RDS instance and each EFS file system by its ARN. RDS's automated backups end with
+    the instance; EFS's default backup is AWS's to change, and off while the stack's plan covers it."""
+    if not any(is_production(resource.urn) for resource in args.resources):
+        return
+    covered = set()
+    if any(resource.resource_type == BACKUP_PLAN for resource in args.resources):
+        covered = {arn for resource in args.resources
+                   if resource.resource_type == BACKUP_SELECTION and resource.props.get("planId")
+                   for arn in resource.props.get("resources") or []}
+    for resource in args.resources:
+        if resource.resource_type in (RDS_INSTANCE, EFS) and resource.props.get("arn") not in covered:
+            report(f"{resource.name} is in no selection of a backup plan of the stack's; production backs up the "
+                   "database and the shared files with AWS Backup (set backup.enabled to true).", resource.urn)
+
+
 def _policy(name: str, description: str, validate) -> ResourceValidationPolicy:
     return ResourceValidationPolicy(name=name, description=description, validate=validate)
 
@@ -363,4 +382,8 @@ POLICIES = [
     StackValidationPolicy(name="database-logs-expire",
                           description="Every log RDS exports goes to a log group of the stack's, with a retention.",
                           validate=database_logs_expire),
+    StackValidationPolicy(name="backups-cover-database-and-files",
+                          description="In production, a backup plan of the stack's covers the RDS instance and the "
+                                      "EFS file system.",
+                          validate=backups_cover_database_and_files),
 ]

@@ -8,7 +8,7 @@ from pulumi_policy import PolicyResource, ResourceValidationArgs, StackValidatio
 
 from policy import rules
 from policy.offline import _options, evaluate
-from program import STACKS, platform_of, run_program, unwrap
+from program import STACKS, platform_of, run_program, stack_config, unwrap, with_overrides
 
 PROD_URN = "urn:pulumi:aws-prod::openmrs-cluster::openmrs:cluster:MySQLPair$aws:rds/instance:Instance::db-instance"
 STAGING_URN = PROD_URN.replace("aws-prod", "aws-staging")
@@ -219,6 +219,45 @@ def test_each_log_rds_exports_goes_to_a_group_that_expires():
     assert database_log_violations([(rules.RDS_INSTANCE, "db-instance", {"identifier": "openmrs-db"})]) == []
 
 
+DATABASE_ARN = "arn:aws:rds:eu-west-1:123456789012:db:openmrs-cluster-aws-prod-db"
+FILES_ARN = "arn:aws:elasticfilesystem:eu-west-1:123456789012:file-system/fs-0123456789abcdef0"
+PLAN = (rules.BACKUP_PLAN, "backups-plan", {"rules": [{"ruleName": "every-24h", "targetVaultName": "backups-vault"}]})
+
+
+def covered_stack(*resources, stack="aws-prod") -> list[str]:
+    """The backups rule's violations over the database, the file system and `resources`, in `stack`."""
+    found = []
+    everything = [(rules.RDS_INSTANCE, "db-instance", {"arn": DATABASE_ARN}),
+                  (rules.EFS, "files-filesystem", {"arn": FILES_ARN}), *resources]
+    args = StackValidationArgs([PolicyResource(t, p, f"urn:pulumi:{stack}::openmrs-cluster::{t}::{n}", n, _options(""),
+                                               None, None, [], {}) for t, n, p in everything])
+    rules.backups_cover_database_and_files(args, lambda message, urn=None: found.append(urn.rsplit("::", 1)[1]))
+    return found
+
+
+def selection(*arns):
+    return (rules.BACKUP_SELECTION, "backups-selection", {"planId": "plan-1", "resources": list(arns)})
+
+
+def test_a_production_plan_must_cover_the_database_and_the_files():
+    assert covered_stack(PLAN, selection(DATABASE_ARN, FILES_ARN)) == []
+    assert covered_stack(PLAN, selection(DATABASE_ARN)) == ["files-filesystem"]
+    assert covered_stack(PLAN, selection(FILES_ARN)) == ["db-instance"]
+    # A selection with no plan of the stack's backs up nothing.
+    assert covered_stack(selection(DATABASE_ARN, FILES_ARN)) == ["db-instance", "files-filesystem"]
+    assert covered_stack() == ["db-instance", "files-filesystem"]
+
+
+def test_staging_may_go_without_a_backup_plan():
+    assert covered_stack(stack="aws-staging") == []
+
+
+def test_production_with_backups_turned_off_breaks_the_backups_rule():
+    config = with_overrides(stack_config("aws-prod"), backup={"enabled": False})
+    assert {v.resource for v in evaluate(run_program("aws-prod", config))
+            if v.policy == "backups-cover-database-and-files"} == {"db-instance", "files-filesystem"}
+
+
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_stack_passes_the_whole_pack(stack):
     assert evaluate(run_program(stack)) == []
@@ -275,6 +314,12 @@ def edit_origin(origin_id, change):
     return mutate
 
 
+def uncover_the_files(graph):
+    files = graph.of_type(rules.EFS)[0].outputs["arn"]
+    (chosen,) = graph.of_type(rules.BACKUP_SELECTION)
+    chosen.inputs["resources"] = [arn for arn in unwrap(chosen.inputs["resources"]) if arn != files]
+
+
 def unstick_apache(graph):
     (upload,) = [u for u in graph.named("lb-apache").inputs["uploads"] if u["file"] == rules.BALANCER_CONFIG]
     upload["content"] = upload["content"].replace("stickysession=JSESSIONID|jsessionid", "")
@@ -308,6 +353,8 @@ BREAKS = {
         # CloudFront to the ALB in clear.
         ("cdn-https", edit_origin("alb", lambda origin: origin["customOriginConfig"].update(
             originProtocolPolicy="http-only"))),
+        # The plan's selection left with the database only.
+        ("backups-cover-database-and-files", uncover_the_files),
     ],
     "aws-staging": [
         ("database-multi-az", set_input(rules.RDS_INSTANCE, "multiAz", False)),
