@@ -8,7 +8,7 @@ backups for every moment in between.
   backup.retention_days, in a vault of the stack's. EFS's own daily backup (AWS's default plan) is off while this
   plan covers the file system (storage.py): the same files would be paid for twice.
 - Keys: the vault's KMS key is the stack's own, rotated, and deleted only after 30 days' notice: EFS's recovery
-  points are encrypted with it (RDS's snapshots keep the instance's key). A deleted key loses every backup.
+  points are encrypted with it (RDS's snapshots keep the instance's key), and lost with it.
 - Production: a vault lock in compliance mode. After LOCK_GRACE_DAYS it is irreversible: nobody, the account's
   root user and AWS included, can delete a recovery point before backup.retention_days, keep one longer, change
   the lock or remove it, and the vault can be deleted only once empty. backup.retention_days is then fixed for
@@ -27,8 +27,8 @@ from ..backups import BackupsArgs, BackupsOutputs
 
 # The hour (UTC) of the first backup of the day: the night in Europe and Africa, the evening in the Americas.
 FIRST_HOUR_UTC = 2
-# AWS Backup does not start an RDS snapshot within an hour of the instance's maintenance window: a daily job
-# may wait up to this long to start; a more frequent one until the next is due. AWS Backup's minimum is 60.
+# AWS Backup does not start a database's backup during its maintenance window or the hour before it: a daily
+# job may wait up to this long to start; a more frequent one until the next is due. AWS Backup's minimum is 60.
 MAX_START_WINDOW_MINUTES = 8 * 60
 # How long a started job may run: AWS Backup's own default, for a first full backup of a large file system.
 COMPLETION_WINDOW_MINUTES = 7 * 24 * 60
