@@ -64,8 +64,7 @@ def hosts_config(lab: Lab, names: Sequence[str]) -> dict[str, Any]:
         # placement across hosts by the graph tests: shipping its 400 MB image to every machine would cost CI
         # minutes that prove nothing more than the nodes' images do.
         frontend={"enabled": False},
-        # Backups on several hosts go to an S3-compatible bucket, which no Debian package serves here; their
-        # agents and restore are proven on one machine (tests/integration/test_backups.py).
+        # Backups on several hosts go to an S3-compatible bucket, which no Debian package serves here.
         backup={"enabled": False},
     )
     config["openmrs-cluster:hosts"] = hosts
