@@ -2,10 +2,9 @@
 which replication copies to every server at once): full backups on a schedule and the database's changes in
 between, so that the records can be restored to any moment of the recoverable window.
 
-Locally, a backup agent beside each database server (mariabackup from the replica, the binary logs of both
-shipped continuously) and one for the shared files (restic), into one encrypted restic repository on a
-volume or an S3-compatible bucket; on AWS, an AWS Backup plan over the RDS instance and the EFS file system,
-with RDS's own point-in-time recovery in between."""
+On AWS, an AWS Backup plan over the RDS instance and the EFS file system, with RDS's own point-in-time
+recovery in between. The local platform's half (backup agents beside the database servers and the shared
+files) is not built yet: __main__.py makes this component on AWS only."""
 from dataclasses import dataclass
 from typing import NamedTuple, Optional
 
