@@ -27,7 +27,7 @@ pool = TomcatPool(
     ),
 )
 
-if cluster.backup.enabled and cluster.platform == "aws":
+if cluster.backup.enabled:
     backups = Backups("backups", BackupsArgs(cluster=cluster, network=network, database=database, storage=storage,
                                              s3_secret_key=stack.given_secrets.get("backup_s3_secret_key")))
     pulumi.export("backups", backups.location)

@@ -2,7 +2,8 @@
 scheduling method, heartbeat detection and recovery, each failover under load (a node, the balancer
 holding the virtual address, the database writer, a storage server), the program's own speed and
 bring-up time, the O3 application's files and login page (bench/o3.py). Writes bench/results/latest.{md,json}
-and timeline.png. With --o3: those of the O3 application only (bench/results/o3.{md,json}). With --hosts: the
+and timeline.png. With --o3: those of the O3 application only (bench/results/o3.{md,json}). With --backups: the
+backups' recovery point and restore rate (bench/backups.py, bench/results/backups.{md,json}). With --hosts: the
 cluster across three simulated machines, each machine's loss (bench/results/hosts.{md,json}).
 
 Load comes from Debian's `hey` in a container on the cluster's private network; every run is bounded
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import docker
 
-from bench import o3
+from bench import backups, o3
 from hosts_cluster import HOLD_SECONDS, away, deployed_across
 from local_cluster import HEARTBEAT, deployed, docker_time, wait_for
 from machines import simulated_machines
@@ -392,12 +393,27 @@ def across_machines_markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def one_part(client: docker.DockerClient, part: str, markdown_of, figures, **deployment) -> None:
+    """One part's figures on a deployment of its own: bench/results/<part>.json and .md."""
+    with deployed(client, stack="bench", subnet="10.213.93.0/24", **deployment) as cluster:
+        results = {"measured_at": time.strftime("%Y-%m-%d"), "machine": f"{subprocess.getoutput('nproc')} cores",
+                   **figures(cluster)}
+    (RESULTS / f"{part}.json").write_text(json.dumps(results, indent=2) + "\n")
+    table = (f"Measured {results['measured_at']} on {results['machine']}.\n\n| figure | value |\n|---|---|\n"
+             + markdown_of(results))
+    (RESULTS / f"{part}.md").write_text(table)
+    print(table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cold", action="store_true",
                         help="remove the project's images and Docker's build cache first, to measure a cold bring-up")
     parser.add_argument("--o3", action="store_true",
                         help="instead: only the O3 application's figures (bench/results/o3.md and .json)")
+    parser.add_argument("--backups", action="store_true",
+                        help="instead: the backups' recovery point under writes and the restore's time and rate per "
+                             "GB (bench/results/backups.md and .json)")
     parser.add_argument("--hosts", action="store_true",
                         help="instead: the cluster across three simulated machines, each machine's loss "
                              "(bench/results/hosts.md and .json)")
@@ -411,16 +427,13 @@ def main() -> None:
         (RESULTS / "hosts.md").write_text(table)
         print(table)
         return
+    if options.backups:
+        return one_part(client, "backups", backups.markdown, backup=backups.BACKUP, figures=lambda cluster: {
+            "recovery_point": backups.recovery_point(cluster, client, build_client(client)),
+            "restore": backups.restore_rate(cluster)})
     if options.o3:
-        with deployed(client, stack="bench", subnet="10.213.93.0/24") as cluster:
-            results = {"measured_at": time.strftime("%Y-%m-%d"), "machine": f"{subprocess.getoutput('nproc')} cores",
-                       "o3": o3.o3_figures(cluster, hey, summary, build_client(client), LOAD_SECONDS, CONCURRENCY)}
-        (RESULTS / "o3.json").write_text(json.dumps(results, indent=2) + "\n")
-        table = (f"Measured {results['measured_at']} on {results['machine']}.\n\n| figure | value |\n|---|---|\n"
-                 + o3.markdown(results))
-        (RESULTS / "o3.md").write_text(table)
-        print(table)
-        return
+        return one_part(client, "o3", o3.markdown, figures=lambda cluster: {
+            "o3": o3.o3_figures(cluster, hey, summary, build_client(client), LOAD_SECONDS, CONCURRENCY)})
     if options.cold:
         for image in client.images.list("openmrs-cluster/*"):
             client.images.remove(image.id, force=True)

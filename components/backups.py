@@ -3,8 +3,9 @@ which replication copies to every server at once): full backups on a schedule an
 between, so that the records can be restored to any moment of the recoverable window.
 
 On AWS, an AWS Backup plan over the RDS instance and the EFS file system, with RDS's own point-in-time
-recovery in between. The local platform's half (backup agents beside the database servers and the shared
-files) is not built yet: __main__.py makes this component on AWS only."""
+recovery in between. Locally, backup agents beside the database servers (full backups from the replica, the
+binary logs shipped continuously) and the shared files, into restic repositories; `scripts/restore` brings a
+moment back."""
 from dataclasses import dataclass
 from typing import NamedTuple, Optional
 

@@ -31,8 +31,9 @@ class MySQLPair(pulumi.ComponentResource):
     database: pulumi.Output[str]
     user: pulumi.Output[str]
     password: pulumi.Output[str]
-    # Set by a platform whose other tiers must reach the database beyond these outputs (AWS: the instance
-    # and its master user, for the task's database-user container and the alarms); None elsewhere.
+    # Set by the platform for the other tiers that reach the database beyond these outputs (AWS: the instance
+    # and its master user, for the task's database-user container, the alarms and the backup plan; local: the
+    # servers, for their backup agents).
     platform_database: object = None
 
     def __init__(self, name: str, args: MySQLPairArgs, opts: Optional[pulumi.ResourceOptions] = None):

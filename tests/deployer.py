@@ -50,6 +50,7 @@ APPLIED_INPUTS = {
         "name", "hostname", "image", "envs", "command", "uploads", "volumes", "mounts", "networksAdvanced",
         "networkMode", "ports", "healthcheck", "capabilities", "restart", "memory", "stopTimeout", "wait",
         "waitTimeout", "mustRun", "attach", "destroyGraceSeconds", "devices", "securityOpts", "hosts", "sysctls",
+        "entrypoints", "user",
     },
 }
 
@@ -338,7 +339,9 @@ class Deployer:
             image=self.image_ids.get(inputs["image"], inputs["image"]),
             name=name,
             hostname=inputs.get("hostname"),
+            entrypoint=inputs.get("entrypoints"),
             command=inputs.get("command"),
+            user=inputs.get("user"),
             environment=inputs.get("envs"),
             ports=[p["internal"] for p in inputs.get("ports", [])] or None,
             healthcheck=healthcheck,

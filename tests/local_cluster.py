@@ -429,6 +429,27 @@ class LocalCluster:
         (registration,) = [r for r in self.graph.of_type(CONTAINER) if r.plain("name") == name]
         return registration.plain("networksAdvanced")[0]["ipv4Address"]
 
+    def backup_status(self, agent: str) -> dict:
+        """`backup-agent status` in a backup agent (backups-db-1, backups-db-2, backups-files), as the README
+        tells an operator to run it."""
+        exit_code, output = self.client.containers.get(self.container_name(agent)).exec_run(
+            ["/usr/local/bin/backup-agent", "status"])
+        assert exit_code == 0, output.decode(errors="replace")
+        return json.loads(output)
+
+    def backed_up_at(self, agent: str, kind: str) -> float:
+        """When the agent last succeeded at `kind` (ship, full, files), epoch seconds; 0 when never."""
+        done = self.backup_status(agent)["agent"].get(kind)
+        if not done:
+            return 0
+        return datetime.datetime.strptime(done["at"], "%Y-%m-%d %H:%M:%S").replace(
+            tzinfo=datetime.timezone.utc).timestamp()
+
+    def container_name(self, registration: str) -> str:
+        """The name of the container the program registered as `registration` (a volume may share it)."""
+        (match,) = [r for r in self.graph.of_type(CONTAINER) if r.name == registration]
+        return match.plain("name")
+
     @property
     def private_network(self) -> str:
         return self.graph.named("net-private").plain("name")
@@ -480,9 +501,11 @@ def sessions_stay_on_their_node(cluster: LocalCluster, sessions: int, requests_e
 
 @contextlib.contextmanager
 def deployed(client: docker.DockerClient, stack: str = "itest", subnet: str = "10.213.90.0/24",
-             app: dict[str, Any] | None = None, **balancer: Any) -> Iterator[LocalCluster]:
+             app: dict[str, Any] | None = None, backup: dict[str, Any] | None = None,
+             **balancer: Any) -> Iterator[LocalCluster]:
     """The local stack with NODES stand-in nodes and a fast heartbeat, up until the block ends; then
-    everything it made is removed, and anything left behind is an error."""
+    everything it made is removed, and anything left behind is an error. Backups only when `backup` is
+    given (their agents would only load the machine of a test that does not restore)."""
     port, https_port = free_loopback_port(), free_loopback_port()
     while abs(port - https_port) < 2:
         https_port = free_loopback_port()
@@ -496,6 +519,7 @@ def deployed(client: docker.DockerClient, stack: str = "itest", subnet: str = "1
         # existing cluster's address that nothing answers (the search tier is proven by the graph tests).
         search={"uris": [UNANSWERED_SEARCH_URI]},
         frontend={"registry_authorities_file": registry_authorities()},
+        backup=backup or {"enabled": False},
     )
     graph = run_program(stack, config)
     trust_authority(graph)

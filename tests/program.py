@@ -43,6 +43,7 @@ class Registration:
     delete_before_replace: bool = False
     provider: str = ""  # "<provider urn>::<id>" when the resource names its provider; empty: the default one
     protect: bool = False
+    retain_on_delete: bool = False
 
     def plain(self, key: str, default: Any = None) -> Any:
         """An input with every secret unwrapped, as the provider would receive it."""
@@ -192,6 +193,7 @@ class RecordingMonitor(MockMonitor):
                     delete_before_replace=request.deleteBeforeReplace,
                     provider=request.provider,
                     protect=request.protect,
+                    retain_on_delete=request.retainOnDelete,
                 )
             )
         return response

@@ -13,6 +13,9 @@ health check and its helpers, needs none. Each server's certificate, from the st
 own address and the pair's, and is renewed in place (FLUSH LOCAL SSL, components/local/certificate_rollout.py)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable, Optional
+
 import pulumi
 import pulumi_docker as docker
 
@@ -22,7 +25,7 @@ from ..render import render
 from . import images
 from .certificate_rollout import AUTHORITY, KINDS
 from .certificates import Holder, certificate_volume, mount, rollout_step
-from .network import DATABASE_HOSTS, DATABASE_VIRTUAL_HOST, FIRST_DATABASE_MONITOR_HOST
+from .network import DATABASE_HOSTS, DATABASE_VIRTUAL_HOST, FIRST_BACKUP_HOST, FIRST_DATABASE_MONITOR_HOST, Machine
 from .vrrp import CAPABILITIES as VRRP_CAPABILITIES, FileCheck, VrrpPair
 
 MYSQL_PORT = 3306
@@ -41,6 +44,29 @@ SERVER_AUTHORITY = f"{KINDS['mariadb'].directory}/{AUTHORITY}"
 MONITOR_TLS = KINDS["monitor"].directory
 
 
+@dataclass
+class Server:
+    """What the backup agent beside a server needs of it (components/local/backups.py)."""
+    logical_name: str
+    machine: Machine
+    address: str
+    data: docker.Volume
+    container: docker.Container
+    image_ready: list[pulumi.Resource]
+    backup_agent_address: str
+
+
+@dataclass
+class LocalDatabase:
+    """MySQLPair.platform_database on the local platform."""
+    servers: list[Server]
+    image_name: pulumi.Output[str]
+    # What a container of the servers' image on a machine waits for (its copy there, on several hosts).
+    image_on: Callable[[Machine], list[pulumi.Resource]]
+    # The backup agents' account's password on both servers; None without backups.
+    backup_password: Optional[pulumi.Output[str]]
+
+
 def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -> MySQLPairOutputs:
     network = args.network.platform_network
     settings = args.cluster.database
@@ -50,6 +76,7 @@ def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -
         f"{name}-replication-password", args.passwords.get("database_replication_password"), component
     )
     monitor_password = password(f"{name}-monitor-password", None, component)
+    backup_password = password(f"{name}-backup-password", None, component) if args.cluster.backup.enabled else None
     image = images.build_image(f"{name}-image", "images/mariadb", "openmrs-cluster/mariadb", component)
     addresses = tuple(network.address(host) for host in DATABASE_HOSTS)
     virtual_address = network.address(DATABASE_VIRTUAL_HOST)
@@ -74,7 +101,7 @@ def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -
                f"FENCE_SECONDS={settings.failover.fence_seconds}", f"FENCE_TLS={KINDS['mariadb'].directory}"] \
         if quorum else []
     tls = args.cluster.tls
-    servers, installed = [], []
+    servers, installed, described = [], [], []
     for index, address in enumerate(addresses):
         logical = f"{name}-{index + 1}"
         machine = network.machine_of("database", index)
@@ -105,6 +132,8 @@ def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -
                 "MARIADB_MONITOR_USER=monitor",
                 pulumi.Output.concat("MARIADB_MONITOR_PASSWORD=", monitor_password),
                 *fencing,
+                *([pulumi.Output.concat("MARIADB_BACKUP_PASSWORD=", backup_password),
+                   f"MARIADB_BACKUP_HOST={network.address(FIRST_BACKUP_HOST + index)}"] if backup_password else []),
             ],
             uploads=[docker.ContainerUploadArgs(file=CONFIG_FILE, content=config),
                      *pair.uploads(index, logical, priority=100)],
@@ -122,6 +151,11 @@ def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -
             wait_timeout=300,
             opts=network.options(machine, component, depends_on=[installed[-1], *holder.image_ready]),
         ))
+        described.append(Server(logical, machine, address, data, servers[-1], holder.image_ready,
+                                network.address(FIRST_BACKUP_HOST + index)))
+    component.platform_database = LocalDatabase(
+        described, image.image_name,
+        lambda machine: network.image_on(machine, f"{name}-image", image.image_name, image, component), backup_password)
 
     monitor_image = images.build_image(f"{name}-monitor-image", "images/db-monitor", "openmrs-cluster/db-monitor", component)
     failover = settings.failover

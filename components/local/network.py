@@ -37,6 +37,7 @@ SEARCH_HOSTS = (50, 51, 52)  # as many as search.servers uses
 # One per machine, numbered by the machine's place in `hosts`.
 FIRST_DATABASE_MONITOR_HOST = 60
 FIRST_STORAGE_CLIENT_HOST = 70
+FIRST_BACKUP_HOST = 80  # the backup agents: one beside each database server, then the shared files' one
 FIRST_STATIC_HOST = 90  # the O3 application's static servers (frontend.servers, at most 8)
 FIRST_APP_HOST = 101
 

@@ -46,6 +46,21 @@ fi
 # policy starts again: read-only, with keepalived, the role watcher and the fence agent anew.
 mariadbd &
 server=$!
+# With backups: the agent's account, made again at every start (its password may have changed) on this server
+# alone (not replicated), for the agent's address only, over TLS only, with what mariabackup and reading the
+# binary log need and nothing else.
+if [ -n "${MARIADB_BACKUP_PASSWORD:-}" ]; then
+  (
+    for _ in $(seq 300); do mariadb-admin ping >/dev/null 2>&1 && break; sleep 1; done
+    account="'backup'@$(sql_string "${MARIADB_BACKUP_HOST:?}")"
+    mariadb <<SQL
+SET SESSION sql_log_bin = 0;
+CREATE USER IF NOT EXISTS $account IDENTIFIED BY $(sql_string "$MARIADB_BACKUP_PASSWORD") REQUIRE SSL;
+ALTER USER $account IDENTIFIED BY $(sql_string "$MARIADB_BACKUP_PASSWORD") REQUIRE SSL;
+GRANT RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR, SLAVE MONITOR, REPLICATION SLAVE ON *.* TO $account;
+SQL
+  ) &
+fi
 trap 'kill -TERM "$server"' TERM INT
 # keepalived's track files, when the entrypoint made them: kept up to date beside the server.
 if [ -f /run/mysqld/read_only ]; then mariadb-role-watch /run/mysqld/read_only /run/mysqld/lone_writer & fi

@@ -5,6 +5,10 @@ import pytest
 
 from local_cluster import deployed
 
+# Backups of the shared cluster on a short schedule, so that tests/integration/test_backups.py's restore
+# waits seconds for a shipment and a minute for a snapshot of the files.
+BACKUP = {"ship_every_seconds": 5, "files_every_minutes": 1, "full_every_hours": 1}
+
 # Measured figures, printed at the end of the run (the closing notes and README quote them).
 FIGURES: dict[str, str] = {}
 
@@ -40,7 +44,7 @@ def docker_client():
 
 @pytest.fixture(scope="session")
 def local_cluster(docker_client):
-    with deployed(docker_client) as cluster:
+    with deployed(docker_client, backup=BACKUP) as cluster:
         kind = "cold: built " + ", ".join(cluster.built_images) if cluster.built_images else "warm: images cached"
         FIGURES["bring-up"] = (f"{cluster.timings['containers up']:.1f} s ({kind}), "
                                f"all members in the balancer after {cluster.timings['serving']:.1f} s")

@@ -13,7 +13,7 @@ KEEPALIVED_CONFIG = "/etc/keepalived/keepalived.conf"
 COMPONENTS = {
     "openmrs:cluster:Network", "openmrs:cluster:MySQLPair", "openmrs:cluster:SharedStorage",
     "openmrs:cluster:TomcatPool", "openmrs:cluster:LoadBalancerTier", "openmrs:cluster:SearchTier",
-    "openmrs:cluster:StaticContentTier",
+    "openmrs:cluster:StaticContentTier", "openmrs:cluster:Backups",
 }
 
 
@@ -64,19 +64,21 @@ def test_every_stack_file_is_tested():
     assert set(STACKS) == set(LOCAL_STACKS) | hosts_stacks | set(stacks_on("aws"))
 
 
-def test_the_cluster_is_the_seven_components_and_their_children(graph, stack):
+def test_the_cluster_is_the_eight_components_and_their_children(graph, stack):
     nodes = stack_config(stack)["openmrs-cluster:app"]["nodes"]
     counts = Counter(r.type for r in graph.registrations)
     assert {t for t in counts if t.startswith("openmrs:")} == COMPONENTS
     # database pair and monitor, nodes and their scheduler keeper, balancer pair, three storage servers,
-    # their client and its host directory, one search server, two static servers of the O3 application
-    assert counts[CONTAINER] == 3 + nodes + 1 + 2 + 5 + 1 + 2
+    # their client and its host directory, one search server, two static servers of the O3 application, a
+    # backup agent beside each database server and one for the shared files
+    assert counts[CONTAINER] == 3 + nodes + 1 + 2 + 5 + 1 + 2 + 3
     # data and certificate per database server; the monitor's certificate; state, brick and certificate per
-    # storage server; the storage client's certificate; the search server's index; each balancer's certificate
-    assert counts["docker:index/volume:Volume"] == 2 * 2 + 1 + 3 * 3 + 1 + 1 + 2
+    # storage server; the storage client's certificate; the search server's index; each balancer's certificate;
+    # each database backup agent's spool, and the two backup repositories
+    assert counts["docker:index/volume:Volume"] == 2 * 2 + 1 + 3 * 3 + 1 + 1 + 2 + 2 + 2
     assert counts["docker:index/network:Network"] == 2
-    # root, app, replication, monitor, admin, search
-    assert counts["random:index/randomPassword:RandomPassword"] == 6
+    # root, app, replication, monitor, admin, search, the backup agents' account, the backup repositories' key
+    assert counts["random:index/randomPassword:RandomPassword"] == 8
 
 
 def test_every_resource_is_a_child_of_a_component(graph):
@@ -266,7 +268,9 @@ def test_the_database_is_on_the_internal_network_only(graph):
 
 def test_database_pair_is_two_equal_servers_a_monitor_and_a_virtual_address(graph, stack):
     servers = [graph.named("db-1"), graph.named("db-2")]
-    assert env_of(servers[0]) == env_of(servers[1])  # neither is the writer by configuration
+    # neither is the writer by configuration; each lets in its own backup agent
+    own = [{key: value for key, value in env_of(server).items() if key != "MARIADB_BACKUP_HOST"} for server in servers]
+    assert own[0] == own[1]
     volumes = {server.plain("volumes")[0]["volumeName"] for server in servers}
     assert len(volumes) == 2  # each server on its own volume
     addresses = [server.plain("networksAdvanced")[0]["ipv4Address"] for server in servers]
