@@ -115,8 +115,7 @@ def reach_engine(host: "Host") -> str | None:
     from components.local.engines import Engine, EngineAddress
 
     try:
-        with Engine(EngineAddress(url=host.docker_url, ssh_options=list(host.ssh_options),
-                                  tls=host.tls.model_dump() if host.tls else None), timeout=15) as client:
+        with Engine(EngineAddress.of_host(host), timeout=15) as client:
             client.ping()
             return None
     except (docker.errors.DockerException, requests.RequestException, OSError) as failure:

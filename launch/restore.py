@@ -186,9 +186,7 @@ def main(argv: list[str]) -> int:
     except ConfigError as invalid:
         print(invalid, file=sys.stderr)
         return 2
-    addresses = [EngineAddress(url=host.docker_url, ssh_options=list(host.ssh_options),
-                               tls=host.tls.model_dump() if host.tls else None) for host in cluster.hosts] \
-        or [EngineAddress()]
+    addresses = [EngineAddress.of_host(host) for host in cluster.hosts] or [EngineAddress()]
     engines = [Engine(address) for address in addresses]
     try:
         timings = restore([engine.client for engine in engines], stack, target)

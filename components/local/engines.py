@@ -35,6 +35,12 @@ class EngineAddress:
     ssh_options: list[str] = field(default_factory=list)
     tls: dict[str, str] | None = None  # ca_pem, cert_pem, key_pem
 
+    @classmethod
+    def of_host(cls, host) -> "EngineAddress":
+        """How the stack's `hosts` entry `host` (components/config/hosts.py's Host) says its engine is reached."""
+        return cls(url=host.docker_url, ssh_options=list(host.ssh_options),
+                   tls=host.tls.model_dump() if host.tls else None)
+
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 

@@ -133,8 +133,7 @@ def _providers(component: pulumi.ComponentResource, cluster: ClusterConfig) -> l
             cert_material=pulumi.Output.secret(tls.cert_pem) if tls else None,
             key_material=pulumi.Output.secret(tls.key_pem) if tls else None,
             opts=pulumi.ResourceOptions(parent=component))
-        engine = EngineAddress(url=host.docker_url, ssh_options=list(host.ssh_options),
-                               tls=tls.model_dump() if tls else None)
+        engine = EngineAddress.of_host(host)
         machines.append((host.name, provider, engine))
     return machines
 
