@@ -199,6 +199,11 @@ def _decide(states: list[ServerState], memory: Memory, fails: int, quorum: Quoru
         if not previous.reachable and memory.misses[previous.address] < fails:
             return reports  # not yet: it may only be slow
         others = [state for state in reachable if state.address != previous.address]
+        if others and quorum and not memory.writer_waited and previous.reachable:
+            # Back read-only (its fence agent restarted it) after commits its replica may lack: both answer,
+            # so the more advanced one has every acknowledged commit, and promoting it loses none.
+            return reports + [Action("promote", max(reachable, key=_advancement(states)).address, reason=(
+                f"writer {previous.address} back read-only after commits without its replica"))]
         if others and quorum and not memory.writer_waited:
             return reports + [Action("report", previous.address, reason=(
                 f"writer {previous.address} lost, but it acknowledged commits without its replica when last "

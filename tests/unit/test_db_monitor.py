@@ -205,6 +205,18 @@ def test_no_promotion_of_a_replica_the_writer_stopped_waiting_for():
     assert report.kind == "report" and "no promotion" in report.reason
 
 
+@pytest.mark.parametrize("ahead", [A, B])
+def test_a_writer_that_stopped_waiting_and_comes_back_read_only_lets_the_more_advanced_server_write(ahead):
+    """Its fence agent restarted it read-only (its monitors starved, say): with both servers answering, the
+    one with more transactions has every acknowledged commit, so the pair is not left without a writer."""
+    memory = monitor.Memory(writer=A)
+    monitor.plan([server(A, read_only=False, semi_sync=False), server(B, replicating_from=A)], memory, FAILS,
+                 settled(memory, view(1)))
+    back = [server(A, transactions=12 if ahead == A else 10), server(B, transactions=12 if ahead == B else 10)]
+    (promotion,) = monitor.plan(back, memory, FAILS, settled(memory, view(1)))
+    assert (promotion.kind, promotion.address) == ("promote", ahead)
+
+
 def test_a_second_writer_is_left_to_its_fence_agent():
     memory = monitor.Memory(writer=B)
     states = [server(A, read_only=False), server(B, read_only=False)]
