@@ -35,6 +35,7 @@ COMPLETED = "completed="  # tag of a full backup whose stream ended well, with i
 TIMELINE = "timeline="  # tag of the database's backups: the history they belong to (timeline_at)
 RESTORED = "restored"  # tag of the snapshot that marks a restore of the database: a new timeline from then
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+LOCK_WAIT_SECONDS = 300
 
 
 def env(name: str, default: str | None = None) -> str:
@@ -71,7 +72,17 @@ def log(message: str) -> None:
 # -- restic ---------------------------------------------------------------------------------------------------
 
 def restic(*arguments: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["restic", "--no-cache", *arguments], capture_output=True, text=True, check=check)
+    """restic, tried again for up to LOCK_WAIT_SECONDS while another agent of the repository holds a lock that
+    excludes this command (tag, forget and prune lock it exclusively; restic 0.14 cannot wait by itself)."""
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while True:
+        done = subprocess.run(["restic", "--no-cache", *arguments], capture_output=True, text=True)
+        if done.returncode == 0 or "already locked" not in done.stderr or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    if check:
+        done.check_returncode()
+    return done
 
 
 def ensure_repository() -> None:
@@ -127,9 +138,12 @@ def load_status() -> dict:
 
 
 def save_status(**changes) -> None:
-    status = {**load_status(), **changes, "updated": stamp(now())}
+    write_status({**load_status(), **changes})
+
+
+def write_status(status: dict) -> None:
     temporary = STATUS.with_suffix(".tmp")
-    temporary.write_text(json.dumps(status, indent=2, sort_keys=True))
+    temporary.write_text(json.dumps({**status, "updated": stamp(now())}, indent=2, sort_keys=True))
     temporary.replace(STATUS)
 
 
@@ -144,7 +158,7 @@ def record(kind: str, started: float, size: int | None = None, error: str | None
             status["full_any"] = status[kind]["at"]  # this agent's view of the repository's newest full
     else:
         status[f"{kind}_error"] = {**attempt, "error": error[-500:]}
-    save_status(**status)
+    write_status(status)  # whole: a success removes the kind's last error
 
 
 # -- the database server ------------------------------------------------------------------------------------

@@ -88,9 +88,9 @@ def test_a_dropped_table_and_deleted_files_come_back_as_they_were_at_a_moment(lo
         timings = restore([cluster.client], STACK, moment, say=said.append)
 
         assert wait_for(lambda: cluster.all_members_in, timeout=120, poll=1), cluster.members()
-        (writer,) = cluster.writers()
-        replica = cluster.replica()
-        assert wait_for(lambda: cluster.caught_up_replica(replica, writer), timeout=60, poll=1)
+        (writer,) = wait_for(lambda: (found := cluster.writers()) and len(found) == 1 and found, timeout=60, poll=1)
+        (replica,) = set(cluster.databases) - {writer}
+        assert wait_for(lambda: cluster.caught_up_replica(replica, writer), timeout=120, poll=1)
         for server in (writer, replica):
             assert rows_present(cluster, server, before_rows) == set(before_rows), server
             assert not rows_present(cluster, server, after_rows), server
