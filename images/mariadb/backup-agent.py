@@ -395,7 +395,18 @@ def restore_database(target: dt.datetime) -> int:
                 count, files, events = max(sets, key=lambda item: item[0])
                 log(f"replaying {count} transactions after GTID {position} up to {stamp(target)} UTC")
                 subprocess.run(["mariadb", f"--socket={socket}", "--binary-mode"], input=events.encode(), check=True)
-            subprocess.run(["mariadb", f"--socket={socket}", "-e", "STOP ALL SLAVES; RESET SLAVE ALL"], check=True)
+            # Both servers end with the same data and the same GTID state, in an empty binary log: whichever the
+            # monitor makes the writer, the other replicates from that position on (the backup's replication
+            # position, and the replayed transactions' in the new binary log, are both left behind).
+            restored = subprocess.run(["mariadb", f"--socket={socket}", "--batch", "--skip-column-names", "-e",
+                                       "SELECT @@global.gtid_binlog_pos"], capture_output=True, text=True,
+                                      check=True).stdout.strip() or position or ""
+            if not re.fullmatch(r"[0-9,-]*", restored):
+                raise RuntimeError(f"unexpected GTID position {restored!r}")
+            subprocess.run(["mariadb", f"--socket={socket}", "-e", "STOP ALL SLAVES; RESET SLAVE ALL; RESET MASTER; "
+                            + (f"SET GLOBAL gtid_binlog_state = '{restored}'; SET GLOBAL gtid_slave_pos = '{restored}';"
+                               if restored else "SET GLOBAL gtid_slave_pos = '';")], check=True)
+            log(f"the database is at GTID {restored or '(none)'}")
         finally:
             subprocess.run(["mariadb-admin", f"--socket={socket}", "shutdown"], check=False)
             server.wait(timeout=300)
