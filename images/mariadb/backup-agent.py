@@ -36,6 +36,8 @@ TIMELINE = "timeline="  # tag of the database's backups: the history they belong
 RESTORED = "restored"  # tag of the snapshot that marks a restore of the database: a new timeline from then
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 LOCK_WAIT_SECONDS = 300
+# A transaction's row events are replayed as one statement: a bulk change is larger than the default packet.
+REPLAY_PACKET = "1G"
 
 
 def env(name: str, default: str | None = None) -> str:
@@ -385,7 +387,7 @@ def restore_database(target: dt.datetime) -> int:
         socket = f"{binlogs}/restore.sock"
         server = subprocess.Popen(["mariadbd", f"--datadir={DATA}", f"--socket={socket}", "--skip-networking",
                                    "--skip-slave-start", "--read-only=OFF", "--log-bin=mariadb-bin",
-                                   "--require-secure-transport=OFF"])
+                                   "--require-secure-transport=OFF", f"--max-allowed-packet={REPLAY_PACKET}"])
         try:
             for _ in range(120):
                 if subprocess.run(["mariadb-admin", f"--socket={socket}", "ping"], capture_output=True).returncode == 0:
@@ -394,7 +396,8 @@ def restore_database(target: dt.datetime) -> int:
             if sets:
                 count, files, events = max(sets, key=lambda item: item[0])
                 log(f"replaying {count} transactions after GTID {position} up to {stamp(target)} UTC")
-                subprocess.run(["mariadb", f"--socket={socket}", "--binary-mode"], input=events.encode(), check=True)
+                subprocess.run(["mariadb", f"--socket={socket}", "--binary-mode", f"--max-allowed-packet={REPLAY_PACKET}"],
+                               input=events.encode(), check=True)
             # Both servers end with the same data and the same GTID state, in an empty binary log: whichever the
             # monitor makes the writer, the other replicates from that position on (the backup's replication
             # position, and the replayed transactions' in the new binary log, are both left behind).
