@@ -232,11 +232,14 @@ class MembershipSampler(BoundedLoop):
         super().__init__(limit_seconds, pause=0.25)
         self.cluster = cluster
         self.samples: list[tuple[set[str], set[str]]] = []
+        self.drained: list[set[str]] = []  # the nodes some balancer has disabled (a rollout's drain) at each sample
         self.unreadable: list[str] = []
 
     def step(self):
         try:
-            self.samples.append((self.cluster.in_service(), self.cluster.healthy_nodes()))
+            in_service, drained = self.cluster.in_service(), self.cluster.drained()
+            self.samples.append((in_service, self.cluster.healthy_nodes()))
+            self.drained.append(drained)
         except UnreadableBalancer as error:
             self.unreadable.append(str(error))
 
@@ -297,12 +300,21 @@ class LocalCluster:
             return self.members()[route][0] == "Init Ok"
         return False
 
+    def answering_balancers(self) -> list[str]:
+        return self.balancers
+
     def in_service(self, kind: str = "node") -> set[str]:
         """The routes every balancer may send new requests to: enabled, not in error, heartbeats passing."""
         return set.intersection(*(
             {route for route, (status, _) in self.members(balancer, kind).items()
              if set(status.split()) <= {"Init", "Ok"}}
-            for balancer in self.balancers))
+            for balancer in self.answering_balancers()))
+
+    def drained(self) -> set[str]:
+        """The nodes some balancer has disabled ("Dis": a rollout's drain), not those its heartbeats failed
+        ("HcFl": the heartbeat watch's mark)."""
+        return {route for balancer in self.answering_balancers()
+                for route, (status, _) in self.members(balancer).items() if "Dis" in status.split()}
 
     def healthy_nodes(self) -> set[str]:
         """The routes whose container runs and passes its own health check, as Docker reports it."""
