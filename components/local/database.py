@@ -52,7 +52,6 @@ class Server:
     address: str
     data: docker.Volume
     container: docker.Container
-    image_ready: list[pulumi.Resource]
     backup_agent_address: str
 
 
@@ -151,7 +150,7 @@ def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -
             wait_timeout=300,
             opts=network.options(machine, component, depends_on=[installed[-1], *holder.image_ready]),
         ))
-        described.append(Server(logical, machine, address, data, servers[-1], holder.image_ready,
+        described.append(Server(logical, machine, address, data, servers[-1],
                                 network.address(FIRST_BACKUP_HOST + index)))
     component.platform_database = LocalDatabase(
         described, image.image_name,
