@@ -364,6 +364,26 @@ class LocalCluster:
         """A query run inside `server` as its mysql OS user, whose socket account needs no password."""
         return self.exec(server, "mariadb", "--batch", "--skip-column-names", "-e", sql, user="mysql").strip()
 
+    @contextlib.contextmanager
+    def first_answer(self, server: str, sql: str, answer: str, timeout: float) -> Iterator[list[float]]:
+        """Polls `sql` inside `server` every 20 ms, from before the block runs to `timeout` s after; the list
+        yielded holds, after the block, when it first answered `answer` (epoch seconds; containers share the
+        tests' clock), or nothing. Polling inside keeps docker exec's own start-up out of what is timed. An
+        error (a table not made yet) is an answer that differs."""
+        script = ('echo watching; end=$(( $(date +%s) + TIMEOUT )); while [ "$(date +%s)" -le "$end" ]; do '
+                  'if [ "$(mariadb --batch --skip-column-names -e "$SQL" 2>/dev/null)" = "$ANSWER" ]; then date +%s.%N; exit 0; fi; '
+                  'sleep 0.02; done; exit 1').replace("TIMEOUT", str(int(timeout)))
+        output = self.client.containers.get(server).exec_run(
+            ["bash", "-c", script], user="mysql", environment={"SQL": sql, "ANSWER": answer}, stream=True).output
+        printed = ""
+        while "watching\n" not in printed:
+            printed += next(output).decode()
+        answered_at: list[float] = []
+        yield answered_at
+        printed += b"".join(output).decode()
+        seen = printed.split("watching\n", 1)[1].strip()
+        answered_at.extend([float(seen)] if seen else [])
+
     def writers(self) -> list[str]:
         """The running database servers that answer with read_only off (the monitor keeps it at one)."""
         writers = []

@@ -166,7 +166,7 @@ def replaced_in_turn(component: pulumi.ComponentResource, network: LocalNetwork,
         **network.identity(logical),
         **container_args,
         # Its fixed name and address must be free before the new container can exist.
-        opts=network.options(machine, component, delete_before_replace=True, depends_on=[drain, *depends_on]),
+        opts=network.container_options(machine, component, depends_on=[drain, *depends_on]),
     )
     admit = command.local.Command(
         f"{logical}-admit", create="admit", interpreter=ROLLOUT_INTERPRETER, dir=str(PROJECT_ROOT),
@@ -274,6 +274,6 @@ def scheduler_keeper(component: pulumi.ComponentResource, name: str, args: Tomca
         wait=True,
         wait_timeout=settings.scheduler.poll_seconds * 6 + 60,
         # Removed before its successor takes its fixed name: the seconds without a keeper only delay a move.
-        opts=network.options(machine, component, delete_before_replace=True, depends_on=[
+        opts=network.container_options(machine, component, depends_on=[
             depends_on, *network.image_on(machine, f"{name}-keeper-image", image.image_name, image, component)]),
     )

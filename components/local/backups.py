@@ -79,7 +79,7 @@ def build(component: pulumi.ComponentResource, name: str, args: BackupsArgs) -> 
             healthcheck=_health(settings.ship_every_seconds),
             capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
             restart="unless-stopped",
-            opts=network.options(server.machine, component, depends_on=[server.container, *database.image_on(server.machine)]),
+            opts=network.container_options(server.machine, component, depends_on=[server.container, *database.image_on(server.machine)]),
         )
 
     # Beside the first node, whose machine mounts the shared folders.
@@ -105,7 +105,7 @@ def build(component: pulumi.ComponentResource, name: str, args: BackupsArgs) -> 
         healthcheck=_health(settings.files_every_minutes * 60),
         capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
         restart="unless-stopped",
-        opts=network.options(machine, component, depends_on=[args.storage, *database.image_on(machine)]),
+        opts=network.container_options(machine, component, depends_on=[args.storage, *database.image_on(machine)]),
     )
     location = repositories["database"][0].rsplit("/", 1)[0] if settings.s3 else \
         f"volumes {', '.join(network.container_name(f'{name}-{kind}') for kind in ('database', 'files'))}"

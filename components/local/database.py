@@ -148,7 +148,7 @@ def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -
             restart="unless-stopped",
             wait=True,
             wait_timeout=300,
-            opts=network.options(machine, component, depends_on=[installed[-1], *holder.image_ready]),
+            opts=network.container_options(machine, component, depends_on=[installed[-1], *holder.image_ready]),
         ))
         described.append(Server(logical, machine, address, data, servers[-1],
                                 network.address(FIRST_BACKUP_HOST + index)))
@@ -203,7 +203,7 @@ def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -
             # Healthy once a writer exists and the virtual address reaches it: then the nodes may start.
             wait=True,
             wait_timeout=180,
-            opts=network.options(machine, component, depends_on=[*servers, monitor_installed[-1], *image_ready]),
+            opts=network.container_options(machine, component, depends_on=[*servers, monitor_installed[-1], *image_ready]),
         ))
     # The endpoint serves once the monitors are healthy: whoever uses it waits for them.
     endpoint = pulumi.Output.all(*[monitor.id for monitor in monitors]).apply(lambda _: f"{virtual_address}:{MYSQL_PORT}")

@@ -222,8 +222,8 @@ def build(component: pulumi.ComponentResource, name: str,
             wait_timeout=120,
             # Replaced one at a time (a new member or a changed heartbeat changes both): the second waits for
             # the first to be healthy again; each is removed before its successor takes its fixed name.
-            opts=network.options(machine, component, delete_before_replace=True,
-                                 depends_on=[*containers[-1:], install, *holder.image_ready]),
+            opts=network.container_options(machine, component,
+                                           depends_on=[*containers[-1:], install, *holder.image_ready]),
         )
         containers.append(container)
         names.append(container.name)

@@ -102,6 +102,11 @@ class LocalNetwork:
         """A resource on `machine`'s engine: its provider, and `options` (depends_on, …)."""
         return pulumi.ResourceOptions(parent=parent, provider=machine.provider, **options)
 
+    def container_options(self, machine: Machine, parent: pulumi.Resource, **options) -> pulumi.ResourceOptions:
+        """A container on `machine`'s engine. Its name is fixed, so a replacement can only be made once the old
+        container is gone: Pulumi's default, the new one first, fails on the engine's name conflict."""
+        return self.options(machine, parent, delete_before_replace=True, **options)
+
     def image_on(self, machine: Machine, name: str, reference: pulumi.Input[str], made_by: pulumi.Resource,
                  parent: pulumi.Resource) -> list[pulumi.Resource]:
         """What a container of image `reference` on `machine` must wait for: the image made on the deploying

@@ -73,8 +73,9 @@ def build(component: pulumi.ComponentResource, name: str, args: SearchTierArgs) 
             restart="unless-stopped",
             wait=True,
             wait_timeout=300,
-            opts=network.options(machine, component,
-                                 depends_on=network.image_on(machine, f"{name}-image", image.image_id, image, component)),
+            opts=network.container_options(machine, component,
+                                           depends_on=network.image_on(machine, f"{name}-image", image.image_id, image,
+                                                                       component)),
         ))
     # Known once the servers answer, so that whoever uses them waits for them.
     uris = pulumi.Output.all(*[c.id for c in containers]).apply(

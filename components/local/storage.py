@@ -84,7 +84,7 @@ def replicated(component: pulumi.ComponentResource, name: str, args: SharedStora
             # Healthy: glusterd answers; on the first server, the volume has started too.
             wait=True,
             wait_timeout=180,
-            opts=network.options(machine, component, depends_on=[installed_here, *image_ready]),
+            opts=network.container_options(machine, component, depends_on=[installed_here, *image_ready]),
         ))
 
     base = docker.RemoteImage(f"{name}-base-image", name="debian:bookworm-slim", keep_locally=True, opts=child)
@@ -127,8 +127,9 @@ def client(component: pulumi.ComponentResource, name: str, network: LocalNetwork
         capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
         must_run=False,
         attach=True,
-        opts=network.options(machine, component,
-                             depends_on=network.image_on(machine, f"{name}-base-image", base.image_id, base, component)),
+        opts=network.container_options(machine, component,
+                                       depends_on=network.image_on(machine, f"{name}-base-image", base.image_id, base,
+                                                                   component)),
     )
     folders = storage.shared_folders
     logical = f"{name}-client"
@@ -162,7 +163,7 @@ def client(component: pulumi.ComponentResource, name: str, network: LocalNetwork
         destroy_grace_seconds=30,
         wait=True,
         wait_timeout=180,
-        opts=network.options(machine, component, depends_on=[*servers, directory, installed, *image_ready]),
+        opts=network.container_options(machine, component, depends_on=[*servers, directory, installed, *image_ready]),
     )
     # Nodes bind the folders inside the mount; rslave: they see what the host sees.
     return [SharedMount(source=f"{host_directory}/files/{folder}", container_path=f"{DATA_DIRECTORY}/{folder}",
@@ -191,6 +192,6 @@ def volumes(component: pulumi.ComponentResource, name: str, args: SharedStorageA
         network_mode="none",
         must_run=False,
         attach=True,
-        opts=child,
+        opts=network.container_options(network.machines[0], component),
     )
     return [SharedMount(source=volume.name, container_path=f"{DATA_DIRECTORY}/{folder}") for folder, volume in shared.items()]

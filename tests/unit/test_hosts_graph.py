@@ -52,6 +52,11 @@ def test_every_container_network_and_volume_names_its_hosts_provider_and_images_
             assert host_of(graph, resource) == "", resource.name  # built or pulled on the deploying machine
 
 
+def test_a_container_is_replaced_only_once_the_old_one_is_gone(graph):
+    # Its name is fixed on its host's engine: made first, the replacement would collide with the old one.
+    assert [c.name for c in graph.of_type(CONTAINER) if not c.delete_before_replace] == []
+
+
 def test_members_are_spread_so_that_no_machine_holds_two_of_a_pair_or_of_the_storage_servers(graph):
     assert placed(graph, "lb-apache", "lb-apache-2") == ["server-a", "server-b"]
     # the writer's first choice is not on the host that first holds the clients' address
