@@ -44,6 +44,9 @@ pulumi.export("urls", balancer.urls)
 pulumi.export("o3_url", frontend.url)
 if balancer.authority_certificate is not None:
     pulumi.export("certificate_authority", balancer.authority_certificate)
+if cluster.balancer.engine == "external":
+    pulumi.export("external_balancer", balancer.external)
+    pulumi.export("as3_declaration", balancer.as3_declaration)
 pulumi.export("members", [member._asdict() for member in pool.members])
 pulumi.export("database_writer_endpoint", database.writer_endpoint)
 pulumi.export("database_reader_endpoint", database.reader_endpoint)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from ..load_balancer_tier import LoadBalancerTierArgs
+from ..load_balancer_tier import LoadBalancerOutputs, LoadBalancerTierArgs
 from . import access_logs, waf
 
 ALB_ALGORITHMS = {"round_robin": "round_robin", "by_busyness": "least_outstanding_requests"}
@@ -56,7 +56,7 @@ def _target_group(name: str, args: LoadBalancerTierArgs, child: pulumi.ResourceO
 
 def build(
     component: pulumi.ComponentResource, name: str, args: LoadBalancerTierArgs
-) -> tuple[list[pulumi.Output[str]], AwsMembership, None]:
+) -> LoadBalancerOutputs:
     settings = args.cluster.aws
     network = args.network.platform_network
     child = pulumi.ResourceOptions(parent=component)
@@ -101,4 +101,5 @@ def build(
                                      default_actions=forward, opts=child)]
         url = pulumi.Output.format("http://{0}{1}/", balancer.dns_name, context)
     # The ALB presents the ACM certificate, which browsers trust already: no authority to hand out.
-    return [url], AwsMembership(target_group=target_group, listeners=listeners, load_balancer=balancer), None
+    return LoadBalancerOutputs(urls=[url], authority_certificate=None, membership=AwsMembership(
+        target_group=target_group, listeners=listeners, load_balancer=balancer))

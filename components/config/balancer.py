@@ -1,11 +1,11 @@
 """balancer.*: the balancer tier, its scheduling, stickiness and heartbeats."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from ._base import _ipv4_address, _Section
+from ._base import _ipv4_address, _matching, _Section
 
 DEFAULT_TIMEOUT_SECONDS = 4
 
@@ -47,7 +47,33 @@ class Heartbeat(_Section):
         return self
 
 
+class ExternalBalancer(_Section):
+    """A balancer of the site's own (an F5 BIG-IP) in front of the nodes, which reaches them on the back network:
+    the program makes no balancer and outputs what it needs, with an AS3 declaration of it."""
+
+    # Where clients reach it: the BIG-IP's virtual server.
+    virtual_address: str
+    # The declaration's AS3 tenant (a BIG-IP partition of its own, which AS3 replaces whole).
+    tenant: str = "OpenMRS"
+
+    @field_validator("virtual_address")
+    @classmethod
+    def _address(cls, address: str) -> str:
+        return _ipv4_address(address, "192.0.2.80")
+
+    @field_validator("tenant")
+    @classmethod
+    def _tenant(cls, tenant: str) -> str:
+        if tenant == "Common":
+            raise ValueError("must not be Common, BIG-IP's own partition; choose one such as OpenMRS")
+        return _matching(tenant, r"[A-Za-z][0-9A-Za-z_.-]{0,63}",
+                         "must start with a letter, then letters, digits, _ . or - (at most 64), such as OpenMRS")
+
+
 class BalancerConfig(_Section):
+    # apache: the program's own pair of Apache httpd balancers; external: the site's own (balancer.external).
+    engine: Literal["apache", "external"] = "apache"
+    external: Optional[ExternalBalancer] = None
     scheduling: Literal["round_robin", "by_busyness"] = "round_robin"
     sticky_sessions: bool = True
     heartbeat: Heartbeat = Heartbeat()
@@ -65,6 +91,16 @@ class BalancerConfig(_Section):
     @classmethod
     def _ipv4(cls, address: str) -> str:
         return _ipv4_address(address, "127.0.0.1")
+
+    @model_validator(mode="after")
+    def _external_described(self) -> "BalancerConfig":
+        if self.engine == "external" and self.external is None:
+            raise ValueError("balancer.external: engine external needs it; set at least balancer.external.virtual_address, "
+                             "where clients reach your balancer")
+        if self.engine != "external" and self.external is not None:
+            raise ValueError(f"balancer.external: describes a balancer of your own, and balancer.engine is {self.engine}; "
+                             "set balancer.engine to external, or remove balancer.external")
+        return self
 
     @model_validator(mode="after")
     def _room_for_the_second_balancer(self) -> "BalancerConfig":

@@ -47,7 +47,7 @@ class ClusterConfig(_Section):
     def member_counts(self) -> dict[str, int]:
         """How many members each placed tier has (0: the tier runs no containers of its own)."""
         return {
-            "balancers": 2 if self.balancer.pair else 1,
+            "balancers": 0 if self.balancer.engine == "external" else 2 if self.balancer.pair else 1,
             "database": 2,
             "monitors": len(self.placement.monitors) if self.placement.monitors else MONITORS,
             "storage": 3 if self.storage.replicated else 0,
@@ -91,6 +91,9 @@ class ClusterConfig(_Section):
         if self.platform != "aws" or self.aws is None:
             return self
         problems = []
+        if self.balancer.engine != "apache":
+            problems.append(f"balancer.engine: AWS balances with its Application Load Balancer, not {self.balancer.engine}; "
+                            "remove balancer.engine and balancer.external")
         if self.app.build:
             problems.append("app.build: builds happen on the local platform only; on AWS push the image to a "
                             "registry and set app.image, then `pulumi config rm --path app.build`")
@@ -116,6 +119,9 @@ class ClusterConfig(_Section):
     def _survives_the_loss_of_a_machine(self) -> "ClusterConfig":
         """On several hosts: enough of them, and no tier whose members one machine's loss takes down."""
         if not self.hosts:
+            if self.balancer.engine == "external" and self.platform == "local":
+                raise ValueError("balancer.engine: your own balancer reaches the nodes on the back network of your hosts, "
+                                 "which one machine's Docker network is not; list hosts, or set balancer.engine to apache")
             if self.placement != Placement():
                 raise ValueError("placement: places members on hosts, and no hosts are given; set hosts or remove it")
             return self
@@ -134,12 +140,17 @@ class ClusterConfig(_Section):
         if self.network.interface is None:
             problems.append("network.interface: on several hosts, name each host's interface on the back network, "
                             "such as eth1 (a switch or VLAN for the cluster alone)")
-        if self.network.front is None:
+        external = self.balancer.engine == "external"
+        if external and self.network.front is not None:
+            problems.append("network.front: clients reach your own balancer (balancer.external), which joins the back "
+                            "network itself, so no host joins the hospital's network; remove network.front")
+        elif not external and self.network.front is None:
             problems.append("network.front: on several hosts, give the hospital network's interface, subnet, gateway, "
                             "the clients' virtual_address and the two balancer_addresses")
-        elif {self.network.front.virtual_address, *self.network.front.balancer_addresses} & {h.address for h in self.hosts}:
+        elif not external and {self.network.front.virtual_address, *self.network.front.balancer_addresses} & {
+                h.address for h in self.hosts}:
             problems.append("network.front: an address of the balancers is a host's own address; choose free ones")
-        if not self.balancer.pair:
+        if not external and not self.balancer.pair:
             problems.append("balancer.pair: one balancer dies with its machine; set it to true on several hosts")
         if not self.storage.replicated:
             problems.append("storage.replicated: plain volumes live on one machine and are not shared between hosts; "
@@ -172,8 +183,10 @@ class ClusterConfig(_Section):
         return self
 
     def client_addresses(self) -> list[str]:
-        """Where clients reach the balancers (local): the hospital network's addresses on several hosts, else the
-        published address, if it is one address."""
+        """Where clients reach the balancers (local): your own balancer's virtual address, the hospital network's
+        addresses on several hosts, else the published address, if it is one address."""
+        if self.balancer.external:
+            return [self.balancer.external.virtual_address]
         if self.network.front:
             return [self.network.front.virtual_address, *self.network.front.balancer_addresses]
         return [] if self.balancer.listen_address == "0.0.0.0" else [self.balancer.listen_address]

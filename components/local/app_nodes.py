@@ -143,6 +143,7 @@ def rollout_settings(manager, balancer_name: str, machine: Machine, route: str, 
         "ROLLOUT_DRAIN_SECONDS": str(drain_seconds),
         # The member is already healthy when this runs; the balancer needs `passes` heartbeats more.
         "ROLLOUT_ADMIT_SECONDS": str(heartbeat.interval_seconds * (heartbeat.passes + 2) + 30),
+        "ROLLOUT_SETTLE_SECONDS": str(manager.settle_seconds),
     }
 
 

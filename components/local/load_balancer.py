@@ -18,7 +18,7 @@ from typing import NamedTuple
 import pulumi
 import pulumi_docker as docker
 
-from ..load_balancer_tier import APACHE_LBMETHODS, LoadBalancerTierArgs
+from ..load_balancer_tier import APACHE_LBMETHODS, LoadBalancerOutputs, LoadBalancerTierArgs
 from ..render import render
 from ..tomcat_pool import TOMCAT_KEEP_ALIVE_SECONDS, route_of
 from . import images, static_content
@@ -46,6 +46,9 @@ class BalancerManagerAccess(NamedTuple):
     container_names: list[pulumi.Output[str]]
     engines: list[str]  # EngineAddress.to_json() of each container's engine
     balancer_name: str
+    # A balancer the steps cannot reach (balancer.engine external): how long a member waits, once healthy,
+    # for that balancer's own checks to take it back in.
+    settle_seconds: int = 0
 
 
 def members(args: LoadBalancerTierArgs) -> list[dict]:
@@ -148,10 +151,12 @@ def site_material(component: pulumi.ComponentResource, name: str,
     for the site's name and every address the balancers answer on."""
     if args.site_certificate is not None:
         return args.site_certificate
-    network, tls = args.network.platform_network, args.cluster.tls
-    private = [network.address(BALANCER_HOSTS[index]) for index in range(2 if args.cluster.balancer.pair else 1)]
-    if args.cluster.balancer.pair:
-        private.append(network.address(BALANCER_VIRTUAL_HOST))
+    network, tls, balancer = args.network.platform_network, args.cluster.tls, args.cluster.balancer
+    private = []
+    if balancer.engine == "apache":  # the balancers' own addresses, for clients inside the private network
+        private = [network.address(BALANCER_HOSTS[index]) for index in range(2 if balancer.pair else 1)]
+        if balancer.pair:
+            private.append(network.address(BALANCER_VIRTUAL_HOST))
     addresses = [*args.cluster.client_addresses(), *private]
     issued = network.authority.issue(
         f"{name}-site", tls.host_name or addresses[0], [tls.host_name] if tls.host_name else [], addresses,
@@ -159,8 +164,7 @@ def site_material(component: pulumi.ComponentResource, name: str,
     return issued.certificate_pem, issued.private_key_pem
 
 
-def build(component: pulumi.ComponentResource, name: str,
-          args: LoadBalancerTierArgs) -> tuple[list[pulumi.Output[str]], BalancerManagerAccess, pulumi.Output[str] | None]:
+def build(component: pulumi.ComponentResource, name: str, args: LoadBalancerTierArgs) -> LoadBalancerOutputs:
     network = args.network.platform_network
     balancer = args.cluster.balancer
     context_path = args.cluster.app.context_path
@@ -234,5 +238,6 @@ def build(component: pulumi.ComponentResource, name: str,
         urls = [f"https://{address}{context_path}/" for address in (front.virtual_address, *front.balancer_addresses)]
     # Clients trust the stack's authority to check a certificate it signed; the site's own chains to theirs.
     authority = network.trusted_pem if args.site_certificate is None else None
-    return [pulumi.Output.from_input(url) for url in urls], BalancerManagerAccess(
-        container_names=names, engines=engines, balancer_name=BALANCER_NAME), authority
+    return LoadBalancerOutputs(
+        urls=[pulumi.Output.from_input(url) for url in urls], authority_certificate=authority,
+        membership=BalancerManagerAccess(container_names=names, engines=engines, balancer_name=BALANCER_NAME))

@@ -3,7 +3,8 @@ container is replaced, and put it back once it serves again.
 
 Pulumi runs them as pulumi-command steps around each node's container (`python -m components.local.rollout
 drain|admit`, settings in ROLLOUT_* variables). They speak to Apache's balancer-manager from inside each
-balancer container, the only place it answers.
+balancer container, the only place it answers. A balancer of the site's own (balancer.engine external) is out of
+their reach: they drain nothing, and admit waits for its checks instead.
 """
 from __future__ import annotations
 
@@ -36,16 +37,16 @@ class Member:
     balancer_name: str
     worker_url: str
     route: str
-    node_container: str
 
     @classmethod
     def in_each_balancer(cls) -> list["Member"]:
         engines = [EngineAddress.from_json(engine) for engine in json.loads(os.environ["ROLLOUT_BALANCER_ENGINES"])]
         return [
             cls(balancer_container=container, balancer_engine=engine, balancer_name=os.environ["ROLLOUT_BALANCER_NAME"],
-                worker_url=os.environ["ROLLOUT_WORKER_URL"], route=os.environ["ROLLOUT_ROUTE"],
-                node_container=os.environ["ROLLOUT_NODE_CONTAINER"])
-            for container, engine in zip(os.environ["ROLLOUT_BALANCER_CONTAINERS"].split(","), engines)
+                worker_url=os.environ["ROLLOUT_WORKER_URL"], route=os.environ["ROLLOUT_ROUTE"])
+            # None with balancer.engine external, whose balancer the steps cannot reach.
+            for container, engine in zip([c for c in os.environ["ROLLOUT_BALANCER_CONTAINERS"].split(",") if c], engines,
+                                         strict=True)
         ]
 
 
@@ -107,10 +108,11 @@ def drain(managers: list[BalancerManager], drain_seconds: float) -> None:
         time.sleep(0.2)
 
 
-def admit(managers: list[BalancerManager], client: docker.DockerClient, admit_seconds: float) -> None:
+def admit(managers: list[BalancerManager], client: docker.DockerClient, node: str, admit_seconds: float,
+          settle_seconds: float) -> None:
     """Back in once the node's own health check passes (asked of `client`, the node's engine) and every
-    balancer's heartbeats agree."""
-    node = managers[0].member.node_container
+    balancer's heartbeats agree; with a balancer the step cannot reach, once that one's checks have had
+    `settle_seconds` to."""
 
     def healthy() -> bool:
         state = client.api.inspect_container(node)["State"]
@@ -122,6 +124,7 @@ def admit(managers: list[BalancerManager], client: docker.DockerClient, admit_se
     for manager in managers:
         _until(lambda: manager.status()[0] <= {"Init", "Ok"}, admit_seconds,
                f"{manager.member.balancer_container} taking {manager.member.route} back in")
+    time.sleep(settle_seconds)
 
 
 def main(arguments: list[str]) -> int:
@@ -129,14 +132,15 @@ def main(arguments: list[str]) -> int:
         print("usage: python -m components.local.rollout drain|admit (settings in ROLLOUT_* variables)", file=sys.stderr)
         return 2
     managers = [BalancerManager(member) for member in Member.in_each_balancer()]
-    route = managers[0].member.route
+    route = os.environ["ROLLOUT_ROUTE"]
     started = time.monotonic()
     try:
         if arguments == ["drain"]:
             drain(managers, float(os.environ["ROLLOUT_DRAIN_SECONDS"]))
         else:
             with Engine(EngineAddress.from_json(os.environ["ROLLOUT_NODE_ENGINE"])) as node_engine:
-                admit(managers, node_engine, float(os.environ["ROLLOUT_ADMIT_SECONDS"]))
+                admit(managers, node_engine, os.environ["ROLLOUT_NODE_CONTAINER"], float(os.environ["ROLLOUT_ADMIT_SECONDS"]),
+                      float(os.environ["ROLLOUT_SETTLE_SECONDS"]))
     except RolloutFailed as failure:
         print(f"{arguments[0]} {route}: {failure}", file=sys.stderr)
         return 1

@@ -202,3 +202,39 @@ def test_a_machine_added_at_the_end_of_hosts_moves_no_member():
     for tier in ("balancers", "database", "storage", "search"):
         assert after.members_of(tier) == before.members_of(tier), tier
     assert after.members_of("app") == [*before.members_of("app"), "d"]
+
+
+# -- an external balancer ---------------------------------------------------------------------------------
+EXTERNAL = {"engine": "external", "external": {"virtual_address": "192.0.2.80"}}
+BEHIND_EXTERNAL = {**ON_HOSTS, "network": {"interface": "eth1"}, "balancer": EXTERNAL}
+
+
+def test_an_external_balancer_needs_no_front_network_and_no_balancer_pair():
+    cluster = parse_cluster_config(BEHIND_EXTERNAL)
+    assert cluster.member_counts()["balancers"] == 0 and cluster.members_of("balancers") == []
+    assert cluster.client_addresses() == ["192.0.2.80"]
+
+
+@pytest.mark.parametrize("sections, key, fix", [
+    ({"balancer": EXTERNAL}, "balancer.engine", "list hosts, or set balancer.engine to apache"),
+    ({**BEHIND_EXTERNAL, "network": ON_HOSTS["network"]}, "network.front", "remove network.front"),
+    ({**BEHIND_EXTERNAL, "balancer": {"engine": "external"}}, "balancer.external", "set at least balancer.external"),
+    ({**ON_HOSTS, "balancer": {"external": EXTERNAL["external"]}}, "balancer.external", "set balancer.engine to external"),
+    ({**BEHIND_EXTERNAL, "balancer": {**EXTERNAL, "external": {"virtual_address": "f5"}}},
+     "balancer.external.virtual_address", "IPv4 address"),
+    ({**BEHIND_EXTERNAL, "balancer": {**EXTERNAL, "external": {"virtual_address": "192.0.2.80", "tenant": "Common"}}},
+     "balancer.external.tenant", "BIG-IP's own partition"),
+    ({**BEHIND_EXTERNAL, "balancer": {**EXTERNAL, "external": {"virtual_address": "192.0.2.80", "tenant": "1st"}}},
+     "balancer.external.tenant", "start with a letter"),
+])
+def test_an_external_balancer_is_refused_where_it_cannot_work(sections, key, fix):
+    problems = problems_for(**sections)
+    assert any(problem.startswith(f"{PROJECT}:{key}") and fix in problem for problem in problems), problems
+
+
+def test_aws_refuses_another_balancer_than_its_own():
+    config = with_overrides(stack_config("aws-staging"), balancer=EXTERNAL)
+    with pytest.raises(ConfigError) as raised:
+        run_program("aws-staging", config)
+    assert any(problem.startswith(f"{PROJECT}:balancer.engine: AWS balances with its Application Load Balancer")
+               for problem in raised.value.problems), raised.value.problems
