@@ -1,8 +1,11 @@
 """The local cluster deployed from the program's own registered inputs onto the real Docker engine."""
+from pathlib import Path
+
 import docker
 import docker.errors
 import pytest
 
+from components.checksums import checksum
 from local_cluster import deployed
 
 # Backups of the shared cluster on a short schedule, so that tests/integration/test_backups.py's restore
@@ -42,9 +45,42 @@ def docker_client():
     return client
 
 
+def module(folder: Path, file_name: str) -> dict[str, str]:
+    """A module file (its content stands for the module's code) and the stack entry that lists it."""
+    path = folder / file_name
+    path.write_bytes(f"omod {file_name}\n".encode() * 1000)
+    return {"path": str(path), "sha256": checksum(path)}
+
+
+def configuration(folder: Path, files: dict[str, str]) -> dict[str, str]:
+    for name, content in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(content)
+    return {"path": str(folder), "sha256": checksum(folder)}
+
+
 @pytest.fixture(scope="session")
-def local_cluster(docker_client):
-    with deployed(docker_client, backup=BACKUP) as cluster:
+def releases(tmp_path_factory) -> tuple[dict, dict]:
+    """Release 1, and release 2: one module upgraded, one added, the configuration changed."""
+    modules = tmp_path_factory.mktemp("modules")
+    first = {
+        "modules": [module(modules, "webservices.rest-2.44.0.omod"), module(modules, "idgen-4.14.0.omod")],
+        "configuration": configuration(tmp_path_factory.mktemp("configuration-1"), {
+            "locations/locations.csv": "Uuid,Name\n1,Ward A\n", "globalproperties/gp.xml": "<config/>\n"}),
+    }
+    second = {
+        "modules": [module(modules, "webservices.rest-2.45.0.omod"), first["modules"][1],
+                    module(modules, "attachments-3.6.0.omod")],
+        "configuration": configuration(tmp_path_factory.mktemp("configuration-2"), {
+            "locations/locations.csv": "Uuid,Name\n1,Ward A\n2,Ward B\n", "globalproperties/gp.xml": "<config/>\n"}),
+    }
+    return first, second
+
+
+@pytest.fixture(scope="session")
+def local_cluster(docker_client, releases):
+    """The cluster most tests share, on release 1 (tests/integration/test_rolling_update.py rolls it to 2)."""
+    with deployed(docker_client, backup=BACKUP, app=releases[0]) as cluster:
         kind = "cold: built " + ", ".join(cluster.built_images) if cluster.built_images else "warm: images cached"
         FIGURES["bring-up"] = (f"{cluster.timings['containers up']:.1f} s ({kind}), "
                                f"all members in the balancer after {cluster.timings['serving']:.1f} s")

@@ -3,6 +3,7 @@ application, a moment T noted, more written after it, then a destructive mistake
 writer, replicated to the replica at once, and the attachments deleted); `scripts/restore` to T brings back
 every row and file acknowledged before T and nothing written after it, and the cluster serves again whole."""
 import datetime as dt
+import json
 import time
 import uuid
 
@@ -99,8 +100,13 @@ def test_a_dropped_table_and_deleted_files_come_back_as_they_were_at_a_moment(lo
         # Writing again works, and the agents back up the new history: a full backup of it at once.
         new_rows, _ = write(cluster, http, 1)
         assert wait_for(lambda: rows_present(cluster, replica, new_rows), timeout=30)
-        assert wait_for(lambda: any(cluster.backup_status(agent)["full_backups"] for agent in databases),
-                        timeout=180, poll=5), [cluster.backup_status(agent) for agent in databases]
+        full_again = wait_for(lambda: any(cluster.backup_status(agent)["full_backups"] for agent in databases),
+                              timeout=180, poll=5)
+        if not full_again:  # shown whole in the failure's captured output, where an assertion's message is cut
+            for agent in databases:
+                print(f"{agent}: {json.dumps(cluster.backup_status(agent))}\n"
+                      f"{cluster.deployer.logs(cluster.container_name(agent), tail=60)}")
+        assert full_again, "no full backup of the history that began at the restore (the agents' status and logs above)"
     figures["backup and restore"] = (
         f"{WRITES} rows and {WRITES} files before T, {WRITES // 2} of each after; after the table was dropped and "
         f"the files deleted, restored to T: {len(before_rows)}/{WRITES} rows and {len(before_files)}/{WRITES} files "

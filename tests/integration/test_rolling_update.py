@@ -2,7 +2,8 @@
 configuration, layered into one image), the first node starts alone, and a new release rolls through
 the nodes one at a time under a steady load without a failed request.
 
-Its own deployment (stack "rolling"), since it replaces every node.
+On the shared cluster, deployed with release 1 (conftest.py's `releases`); the rolling update leaves it on
+release 2.
 """
 import hashlib
 import re
@@ -10,43 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from components.checksums import checksum
-from local_cluster import NODES, deployed, updated_under_requests
+from local_cluster import NODES, updated_under_requests
 from program import run_program, with_overrides
 
 pytestmark = pytest.mark.docker
-
-
-def module(folder: Path, file_name: str) -> dict[str, str]:
-    """A module file (its content stands for the module's code) and the stack entry that lists it."""
-    path = folder / file_name
-    path.write_bytes(f"omod {file_name}\n".encode() * 1000)
-    return {"path": str(path), "sha256": checksum(path)}
-
-
-def configuration(folder: Path, files: dict[str, str]) -> dict[str, str]:
-    for name, content in files.items():
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_text(content)
-    return {"path": str(folder), "sha256": checksum(folder)}
-
-
-@pytest.fixture(scope="module")
-def releases(tmp_path_factory) -> tuple[dict, dict]:
-    """Release 1, and release 2: one module upgraded, one added, the configuration changed."""
-    modules = tmp_path_factory.mktemp("modules")
-    first = {
-        "modules": [module(modules, "webservices.rest-2.44.0.omod"), module(modules, "idgen-4.14.0.omod")],
-        "configuration": configuration(tmp_path_factory.mktemp("configuration-1"), {
-            "locations/locations.csv": "Uuid,Name\n1,Ward A\n", "globalproperties/gp.xml": "<config/>\n"}),
-    }
-    second = {
-        "modules": [module(modules, "webservices.rest-2.45.0.omod"), first["modules"][1],
-                    module(modules, "attachments-3.6.0.omod")],
-        "configuration": configuration(tmp_path_factory.mktemp("configuration-2"), {
-            "locations/locations.csv": "Uuid,Name\n1,Ward A\n2,Ward B\n", "globalproperties/gp.xml": "<config/>\n"}),
-    }
-    return first, second
 
 
 # The stand-in image's own module that no release lists: it stays (its webservices.rest-2.40.0 is replaced).
@@ -63,48 +31,44 @@ def expected_configuration(release: dict) -> dict[str, str]:
             for path in folder.rglob("*") if path.is_file()}
 
 
-@pytest.fixture(scope="module")
-def rolling_cluster(docker_client, releases):
-    with deployed(docker_client, stack="rolling", subnet="10.213.91.0/24", app=releases[0]) as cluster:
-        yield cluster
-
-
-def test_every_node_runs_the_listed_modules_with_web_administration_off(rolling_cluster, releases):
+def test_every_node_runs_the_listed_modules_with_web_administration_off(local_cluster, releases):
     first, _ = releases
-    answers = {route: rolling_cluster.node_answer(route, "/release") for route in rolling_cluster.nodes}
+    answers = {route: local_cluster.node_answer(route, "/release") for route in local_cluster.nodes}
     releases_run = {answer["release"] for answer in answers.values()}
     assert len(releases_run) == 1 and None not in releases_run, answers
     for route, answer in answers.items():
         assert answer["modules"] == expected_modules(first), route
         assert answer["configuration"] == expected_configuration(first), route
-        assert rolling_cluster.node_answer(route, "/whoami")["moduleWebAdmin"] == "false", route
+        assert local_cluster.node_answer(route, "/whoami")["moduleWebAdmin"] == "false", route
 
 
-def test_the_first_node_is_ready_before_the_next_one_starts(rolling_cluster):
+def test_the_first_node_is_ready_before_the_next_one_starts(local_cluster):
     """OpenMRS's first-time setup and migrations run on one node alone: node 1 set the database up (the
     stand-in's setup takes STANDIN_SETUP_SECONDS, under Liquibase's lock), and each node's JVM started only
     after the node before it was ready (times from the stand-in, by the database's clock)."""
-    assert rolling_cluster.replica_query("SELECT installed_by FROM openmrs.standin_schema") == "node1"
-    rows = rolling_cluster.replica_query(
+    assert local_cluster.replica_query("SELECT installed_by FROM openmrs.standin_schema") == "node1"
+    rows = local_cluster.replica_query(
         "SELECT route, jvm_started, ready FROM openmrs.standin_starts ORDER BY route, jvm_started")
     first_start = {}
     for line in rows.splitlines():
         route, jvm_started, ready = line.split("\t")
         first_start.setdefault(route, (jvm_started, ready))
-    assert sorted(first_start) == sorted(rolling_cluster.nodes), rows
+    assert sorted(first_start) == sorted(local_cluster.nodes), rows
     for index in range(2, NODES + 1):
         started, _ = first_start[f"node{index}"]
         _, previous_ready = first_start[f"node{index - 1}"]
         assert started > previous_ready, f"node{index} started at {started}, before node{index - 1} was ready ({previous_ready})"
 
 
-def test_a_new_release_rolls_one_node_at_a_time_without_a_failed_request(rolling_cluster, releases, figures):
+def test_a_new_release_rolls_one_node_at_a_time_without_a_failed_request(local_cluster, releases, figures):
     _, second = releases
-    cluster = rolling_cluster
+    cluster = local_cluster
     old_containers = {route: cluster.client.containers.get(name).id for route, name in cluster.nodes.items()}
-    new_graph = run_program("rolling", with_overrides(cluster.config, app=second))
+    new_config = with_overrides(cluster.config, app=second)
+    new_graph = run_program("itest", new_config)
     steps_before = len(cluster.deployer.steps)
     stream, sampler, rollout = updated_under_requests(cluster, new_graph)
+    cluster.config, cluster.graph = new_config, new_graph
 
     failures = stream.failures()
     assert stream.log and not failures, (
