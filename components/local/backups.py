@@ -79,7 +79,8 @@ def build(component: pulumi.ComponentResource, name: str, args: BackupsArgs) -> 
             healthcheck=_health(settings.ship_every_seconds),
             capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
             restart="unless-stopped",
-            opts=network.container_options(server.machine, component, depends_on=[server.container, *database.image_on(server.machine)]),
+            opts=network.container_options(server.machine, component,
+                                           depends_on=[server.container, *database.image_on(server.machine)]),
         )
 
     # Beside the first node, whose machine mounts the shared folders.

@@ -22,9 +22,7 @@ import json
 import pulumi
 
 from ..load_balancer_tier import LoadBalancerOutputs, LoadBalancerTierArgs
-from ..tomcat_pool import route_of
-from . import static_content
-from .app_nodes import NODE_TLS_PORT
+from . import load_balancer, static_content
 from .load_balancer import BALANCER_NAME, BalancerManagerAccess, site_material
 
 SCHEMA_VERSION = "3.56.0"  # the AS3 schema the declaration is checked against (tests/reference/f5-as3)
@@ -56,14 +54,11 @@ SITE_HEADERS = """when HTTP_RESPONSE {
 
 
 def members(args: LoadBalancerTierArgs) -> list[dict]:
-    """Every member the balancer spreads requests over: the nodes, then the O3 application's static servers."""
-    network, cluster = args.network.platform_network, args.cluster
-    nodes = [{"pool": "nodes", "route": route_of(index), "address": network.app_node_address(index),
-              "port": NODE_TLS_PORT} for index in range(cluster.app.nodes)]
-    static = [{"pool": "static", "route": static_content.route(index), "address": network.static_server_address(index),
-               "port": static_content.TLS_PORT}
-              for index in range(cluster.frontend.servers if cluster.frontend.enabled else 0)]
-    return nodes + static
+    """Every member the balancer spreads requests over, as the Apache balancers list them: the nodes, then the O3
+    application's static servers."""
+    return [{"pool": pool, "route": member["route"], "address": member["address"], "port": member["port"]}
+            for pool, listed in (("nodes", load_balancer.members(args)), ("static", load_balancer.static_members(args)))
+            for member in listed]
 
 
 def requirements(args: LoadBalancerTierArgs) -> dict:

@@ -53,9 +53,10 @@ class BalancerManagerAccess(NamedTuple):
 
 def members(args: LoadBalancerTierArgs) -> list[dict]:
     """Each node by its route as a host name (which its certificate names; Apache checks names, not addresses),
-    on its TLS port."""
-    return [{"host": route_of(index), "port": NODE_TLS_PORT, "route": route_of(index), "balancer": BALANCER_NAME,
-             "health_path": args.cluster.balancer.heartbeat.path}
+    its fixed address (where a balancer of the site's own reaches it), on its TLS port."""
+    network = args.network.platform_network
+    return [{"host": route_of(index), "address": network.app_node_address(index), "port": NODE_TLS_PORT,
+             "route": route_of(index), "balancer": BALANCER_NAME, "health_path": args.cluster.balancer.heartbeat.path}
             for index in range(args.cluster.app.nodes)]
 
 
@@ -63,7 +64,9 @@ def static_members(args: LoadBalancerTierArgs) -> list[dict]:
     """Each static server of the O3 application, named as the nodes are (by its route)."""
     frontend = args.cluster.frontend
     health_path = static_content.health_path(args.cluster.app.context_path)
-    return [{"host": static_content.route(index), "port": static_content.TLS_PORT, "route": static_content.route(index),
+    network = args.network.platform_network
+    return [{"host": static_content.route(index), "address": network.static_server_address(index),
+             "port": static_content.TLS_PORT, "route": static_content.route(index),
              "balancer": static_content.BALANCER_NAME, "health_path": health_path}
             for index in range(frontend.servers if frontend.enabled else 0)]
 

@@ -139,8 +139,8 @@ def main(arguments: list[str]) -> int:
             drain(managers, float(os.environ["ROLLOUT_DRAIN_SECONDS"]))
         else:
             with Engine(EngineAddress.from_json(os.environ["ROLLOUT_NODE_ENGINE"])) as node_engine:
-                admit(managers, node_engine, os.environ["ROLLOUT_NODE_CONTAINER"], float(os.environ["ROLLOUT_ADMIT_SECONDS"]),
-                      float(os.environ["ROLLOUT_SETTLE_SECONDS"]))
+                admit(managers, node_engine, os.environ["ROLLOUT_NODE_CONTAINER"],
+                      float(os.environ["ROLLOUT_ADMIT_SECONDS"]), float(os.environ["ROLLOUT_SETTLE_SECONDS"]))
     except RolloutFailed as failure:
         print(f"{arguments[0]} {route}: {failure}", file=sys.stderr)
         return 1
