@@ -4,7 +4,8 @@ holding the virtual address, the database writer, a storage server), the program
 bring-up time, the O3 application's files and login page (bench/o3.py). Writes bench/results/latest.{md,json}
 and timeline.png. With --o3: those of the O3 application only (bench/results/o3.{md,json}). With --backups: the
 backups' recovery point and restore rate (bench/backups.py, bench/results/backups.{md,json}). With --hosts: the
-cluster across three simulated machines, each machine's loss (bench/results/hosts.{md,json}).
+cluster across three simulated machines, each machine's loss (bench/results/hosts.{md,json}). With --engines:
+Apache and HAProxy in front of the same nodes, one after the other (bench/results/engines.{md,json}).
 
 Load comes from Debian's `hey` in a container on the cluster's private network; every run is bounded
 in requests and time, and targets only the containers this run deployed."""
@@ -22,6 +23,7 @@ from pathlib import Path
 import docker
 
 from bench import backups, o3
+from components.config.app import AppConfig
 from hosts_cluster import HOLD_SECONDS, away, deployed_across
 from local_cluster import HEARTBEAT, deployed, docker_time, wait_for
 from machines import simulated_machines
@@ -37,6 +39,7 @@ WRITE_RATE = 40  # database or file writes per second while the database writer 
 FAULT_LOAD_SECONDS = 20
 HEAL_TIMEOUT = 300  # seconds a restarted storage server gets to catch up before the bench says it did not
 KILL_AT = 5.0  # seconds into the load
+MODERATE_RATE = 200  # requests per second: the nodes far from busy, so what is measured is the balancer's own cost
 
 
 def build_client(client: docker.DockerClient) -> str:
@@ -45,13 +48,23 @@ def build_client(client: docker.DockerClient) -> str:
 
 
 def hey(client, image: str, network: str, *args: str, detach: bool = False):
-    return client.containers.run(image, list(args), network=network, detach=detach, remove=not detach,
-                                 stdout=True, stderr=True)
+    """hey on `network`, or in a container's own network namespace (network "container:<name>")."""
+    where = {"network_mode": network} if network.startswith("container:") else {"network": network}
+    return client.containers.run(image, list(args), detach=detach, remove=not detach, stdout=True, stderr=True,
+                                 **where)
+
+
+def one_node_directly(cluster) -> tuple[str, str]:
+    """Where hey reaches the first node with no balancer: inside its namespace, on Tomcat's plain connector,
+    as Go's TLS client and the JVM's agree on no handshake (the JVM answers hey's with "illegal parameter")."""
+    return f"container:{cluster.nodes['node1']}", f"http://127.0.0.1:{AppConfig().port}/openmrs/whoami"
 
 
 def summary(output: bytes) -> dict:
     """Requests per second and p50/p99 latency from hey's summary."""
     text = output.decode()
+    if "Latency distribution:" not in text:
+        raise RuntimeError(f"hey measured no answer:\n{text[-3000:]}")
     rps = float(text.split("Requests/sec:")[1].split()[0])
     latency = {line.split("%")[0].strip(): float(line.split(" in ")[1].split()[0]) * 1000
                for line in text.split("Latency distribution:")[1].split("Details")[0].strip().splitlines()}
@@ -59,13 +72,13 @@ def summary(output: bytes) -> dict:
 
 
 def overhead(cluster, client, image: str) -> dict:
-    balancer = f"https://{cluster.address_of('lb-apache')}/openmrs/whoami"
-    node = f"https://{cluster.address_of('app-1')}:8443/openmrs/whoami"  # hey checks no certificate
+    balancer = cluster.private_network, f"https://{cluster.balancer_address()}/openmrs/whoami"
+    node = one_node_directly(cluster)
     load = ["-z", f"{LOAD_SECONDS}s", "-c", str(CONCURRENCY)]
-    for url in (balancer, node):  # warm the JVMs and pools, so the first method measured is not penalised
-        hey(client, image, cluster.private_network, "-z", "3s", "-c", str(CONCURRENCY), url)
-    through = summary(hey(client, image, cluster.private_network, *load, balancer))
-    direct = summary(hey(client, image, cluster.private_network, *load, node))
+    for network, url in (balancer, node):  # warm the JVMs and pools, so the first method measured is not penalised
+        hey(client, image, network, "-z", "3s", "-c", str(CONCURRENCY), url)
+    through = summary(hey(client, image, balancer[0], *load, balancer[1]))
+    direct = summary(hey(client, image, node[0], *load, node[1]))
     return {"through_balancer": through, "direct_to_one_node": direct,
             "throughput_ratio": round(through["requests_per_second"] / direct["requests_per_second"], 2),
             "p50_ratio": round(through["p50_ms"] / direct["p50_ms"], 2)}
@@ -87,7 +100,7 @@ def tls_cost(cluster, client, image: str) -> dict:
         twin.start()
         twin.reload()
         address = twin.attrs["NetworkSettings"]["Networks"][cluster.private_network]["IPAddress"]
-        urls = {"https": f"https://{cluster.address_of('lb-apache')}/openmrs/whoami",
+        urls = {"https": f"https://{cluster.balancer_address()}/openmrs/whoami",
                 "plain": f"http://{address}:443/openmrs/whoami"}
         assert wait_for(lambda: twin.exec_run(["curl", "-fsS", "-o", "/dev/null", urls["plain"]]).exit_code == 0,
                         timeout=30), "the plain twin never answered"
@@ -160,7 +173,7 @@ def under_load(cluster, client, image: str, url: str, rate: int, fault, post: bo
 
 
 def node_kill_trial(cluster, client, image: str, route: str = "node2") -> dict:
-    url = f"https://{cluster.address_of('lb-apache')}/openmrs/whoami"
+    url = f"https://{cluster.balancer_address()}/openmrs/whoami"
     node = cluster.client.containers.get(cluster.nodes[route])
     trial = under_load(cluster, client, image, url, KILL_RATE, node.kill)
     node.start()
@@ -190,7 +203,7 @@ def database_failover_trial(cluster, client, image: str) -> dict:
     (writer,) = wait_for(lambda: (w := cluster.writers()) and len(w) == 1 and w, timeout=60, poll=0.2)
     (replica,) = set(cluster.databases) - {writer}
     assert wait_for(lambda: cluster.semi_sync_with_a_replica(writer), timeout=60, poll=0.2)
-    url = f"https://{cluster.address_of('lb-apache')}/openmrs/rows"
+    url = f"https://{cluster.balancer_address()}/openmrs/rows"
     killed_at = []
 
     def kill_writer() -> dict:
@@ -211,7 +224,7 @@ def database_failover_trial(cluster, client, image: str) -> dict:
 def storage_failover_trial(cluster, client, image: str) -> dict:
     """A storage server is killed under file writes through the application; then it returns and heals."""
     server = cluster.client.containers.get(cluster.graph.named("files-1").plain("name"))
-    trial = under_load(cluster, client, image, f"https://{cluster.address_of('lb-apache')}/openmrs/files",
+    trial = under_load(cluster, client, image, f"https://{cluster.balancer_address()}/openmrs/files",
                        WRITE_RATE, server.kill, post=True)
     restarted = time.monotonic()
     server.start()
@@ -393,11 +406,57 @@ def across_machines_markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def at_moderate_load(client, image: str, network: str, url: str) -> dict:
+    """hey at MODERATE_RATE requests/s (4 workers, each at a quarter) for LOAD_SECONDS."""
+    return summary(hey(client, image, network, "-z", f"{LOAD_SECONDS}s", "-c", "4", "-q", str(MODERATE_RATE / 4), url))
+
+
+def engine_figures(cluster, client, image: str) -> dict:
+    """One engine's cost (at saturation and at a moderate load, against one node served directly) and failovers."""
+    balancer = f"https://{cluster.balancer_address()}/openmrs/whoami"
+    saturated = overhead(cluster, client, image)
+    moderate = {"through_balancer": at_moderate_load(client, image, cluster.private_network, balancer),
+                "direct_to_one_node": at_moderate_load(client, image, *one_node_directly(cluster))}
+    through, direct = moderate["through_balancer"], moderate["direct_to_one_node"]
+    moderate.update(added_p50_ms=round(through["p50_ms"] - direct["p50_ms"], 2),
+                    added_p99_ms=round(through["p99_ms"] - direct["p99_ms"], 2))
+    return {"saturation": saturated, "moderate": moderate, "failovers": {
+        "node_killed": failover_summary([node_kill_trial(cluster, client, image) for _ in range(KILL_TRIALS)],
+                                        "outage_seconds"),
+        "balancer_killed": failover_summary([balancer_takeover_trial(cluster, client, image)
+                                             for _ in range(KILL_TRIALS)], "takeover_s")}}
+
+
+def engines_markdown(results: dict) -> str:
+    lines = []
+    for engine, figures in results["engines"].items():
+        saturated, moderate, failovers = figures["saturation"], figures["moderate"], figures["failovers"]
+        lines += [
+            f"| {engine}: at saturation ({CONCURRENCY} clients), share of one node's own rate | "
+            f"{saturated['throughput_ratio']} ({saturated['through_balancer']['requests_per_second']} of "
+            f"{saturated['direct_to_one_node']['requests_per_second']} requests/s) |",
+            f"| {engine}: at {MODERATE_RATE} requests/s, p50 / p99 added to one node's own | "
+            f"{moderate['added_p50_ms']} / {moderate['added_p99_ms']} ms ({moderate['through_balancer']['p50_ms']} / "
+            f"{moderate['through_balancer']['p99_ms']} ms against {moderate['direct_to_one_node']['p50_ms']} / "
+            f"{moderate['direct_to_one_node']['p99_ms']} ms) |",
+            f"| {engine}: a node killed under {KILL_RATE} requests/s, failed requests per trial | "
+            f"{failovers['node_killed']['failed_per_trial']} of {failovers['node_killed']['sent_per_trial']} |",
+            f"| {engine}: the balancer holding the virtual address killed, takeover and failed requests per trial | "
+            f"{failovers['balancer_killed']['takeover_s_per_trial']} s; {failovers['balancer_killed']['failed_per_trial']} "
+            f"of {failovers['balancer_killed']['sent_per_trial']} |",
+        ]
+    return "\n".join(lines) + "\n"
+
+
 def one_part(client: docker.DockerClient, part: str, markdown_of, figures, **deployment) -> None:
     """One part's figures on a deployment of its own: bench/results/<part>.json and .md."""
     with deployed(client, stack="bench", subnet="10.213.93.0/24", **deployment) as cluster:
-        results = {"measured_at": time.strftime("%Y-%m-%d"), "machine": f"{subprocess.getoutput('nproc')} cores",
-                   **figures(cluster)}
+        write_part(part, figures(cluster), markdown_of)
+
+
+def write_part(part: str, figures: dict, markdown_of) -> None:
+    results = {"measured_at": time.strftime("%Y-%m-%d"), "machine": f"{subprocess.getoutput('nproc')} cores",
+               **figures}
     (RESULTS / f"{part}.json").write_text(json.dumps(results, indent=2) + "\n")
     table = (f"Measured {results['measured_at']} on {results['machine']}.\n\n| figure | value |\n|---|---|\n"
              + markdown_of(results))
@@ -414,6 +473,9 @@ def main() -> None:
     parser.add_argument("--backups", action="store_true",
                         help="instead: the backups' recovery point under writes and the restore's time and rate per "
                              "GB (bench/results/backups.md and .json)")
+    parser.add_argument("--engines", action="store_true",
+                        help="instead: Apache and HAProxy in front of the same nodes, their cost and failovers "
+                             "(bench/results/engines.md and .json)")
     parser.add_argument("--hosts", action="store_true",
                         help="instead: the cluster across three simulated machines, each machine's loss "
                              "(bench/results/hosts.md and .json)")
@@ -427,6 +489,12 @@ def main() -> None:
         (RESULTS / "hosts.md").write_text(table)
         print(table)
         return
+    if options.engines:
+        image, engines = build_client(client), {}
+        for engine in ("apache", "haproxy"):  # one after the other, on the same machine and the same nodes' image
+            with deployed(client, stack="bench", subnet="10.213.93.0/24", engine=engine) as cluster:
+                engines[engine] = engine_figures(cluster, client, image)
+        return write_part("engines", {"engines": engines}, engines_markdown)
     if options.backups:
         return one_part(client, "backups", backups.markdown, backup=backups.BACKUP, figures=lambda cluster: {
             "recovery_point": backups.recovery_point(cluster, client, build_client(client)),

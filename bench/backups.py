@@ -23,7 +23,7 @@ def recovery_point(cluster, client, image: str) -> dict:
     sampled while `hey` writes rows through the application."""
     load = client.containers.run(
         image, ["-m", "POST", "-z", f"{SAMPLE_SECONDS}s", "-c", "4", "-q", str(WRITES_PER_SECOND // 4),
-                f"https://{cluster.address_of('lb-apache')}/openmrs/rows"],
+                f"https://{cluster.balancer_address()}/openmrs/rows"],
         network=cluster.private_network, detach=True)
     lags = []
     try:

@@ -48,7 +48,7 @@ def o3_figures(cluster, hey, summary, image: str, load_seconds: int, concurrency
     spa = f"{cluster.url}/spa/"
     bundle = shell_bundle(spa)
     # As a browser asks (gzip); hey checks no certificate.
-    urls = {"through_balancer": f"https://{cluster.address_of('lb-apache')}/openmrs/spa/{bundle}",
+    urls = {"through_balancer": f"https://{cluster.balancer_address()}/openmrs/spa/{bundle}",
             "direct_to_one_static_server": f"https://{cluster.address_of('o3-static-1')}:8443/openmrs/spa/{bundle}"}
     load = ["-z", f"{load_seconds}s", "-c", str(concurrency), "-H", "Accept-Encoding: gzip"]
     for url in urls.values():

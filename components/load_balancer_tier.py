@@ -3,7 +3,8 @@
 It is created before the pool and owns the membership rules (members, health checks, stickiness,
 scheduling); the TomcatPool's nodes then join it. On AWS this order is required: ECS refuses a service
 whose target group no load balancer uses yet. On the local platform balancer.engine chooses it: the program's
-own Apache pair (local/load_balancer.py), or the site's own, which the program describes (local/external_balancer.py)."""
+own Apache pair (local/load_balancer.py) or HAProxy pair (local/haproxy_balancer.py), or the site's own, which the
+program describes (local/external_balancer.py)."""
 from dataclasses import dataclass
 from typing import NamedTuple, Optional
 

@@ -113,9 +113,8 @@ class HostsCluster(LocalCluster):
     def engine_of(self, container_name: str) -> docker.DockerClient:
         return self.clients[self.host_of(container_name)]
 
-    def exec(self, container: str, *command: str, user: str = "") -> str:
-        result = self.engine_of(container).containers.get(container).exec_run(list(command), user=user)
-        return result.output.decode()
+    def container(self, name: str):
+        return self.engine_of(name).containers.get(name)
 
     def reachable(self, container: str) -> bool:
         return self.host_of(container) not in self.away
@@ -345,9 +344,9 @@ def deployed_across(lab: Lab, local_client: docker.DockerClient, hosts: Sequence
         deployer.up()
         containers = sorted(graph.of_type("docker:index/container:Container"), key=lambda r: r.name)
         cluster = HostsCluster(
-            deployer=deployer, client=local_client, graph=graph, config=config,
+            deployer=deployer, client=local_client, graph=graph, config=config, stack=STACK,
             url=f"https://{front_address(lab, FRONT_VIRTUAL_HOST)}/openmrs",
-            balancers=[r.plain("name") for r in containers if r.name.startswith("lb-apache")],
+            balancers=[r.plain("name") for r in containers if r.name.startswith("lb-apache")], balancer_kind="apache",
             nodes={f"node{i + 1}": graph.named(f"app-{i + 1}").plain("name") for i in range(NODES)},
             databases=[graph.named(server).plain("name") for server in ("db-1", "db-2")],
             heartbeat=config["openmrs-cluster:balancer"]["heartbeat"],

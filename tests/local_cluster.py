@@ -26,9 +26,9 @@ import docker.errors
 import requests
 
 from components.local.network import BALANCER_VIRTUAL_HOST
-from components.local.rollout import MANAGER as MANAGER_URL
+from components.local.rollout import MANAGERS, MemberState, RolloutFailed
 from deployer import CONTAINER, NETWORK, VOLUME, Deployer
-from program import PROJECT_ROOT, Graph, run_program, stack_config, unwrap, with_overrides
+from program import PROJECT, PROJECT_ROOT, Graph, run_program, stack_config, unwrap, with_overrides
 
 UNANSWERED_SEARCH_URI = "https://search.invalid:9200"  # .invalid never resolves (RFC 6761)
 HEARTBEAT = {"path": "/openmrs/health/started", "interval_seconds": 1, "fails": 2, "passes": 2, "timeout_seconds": 1}
@@ -221,7 +221,7 @@ class FileWriter(BoundedLoop):
 
 
 class UnreadableBalancer(Exception):
-    """balancer-manager's page did not come back."""
+    """The balancer's view of its members (Apache's balancer-manager, HAProxy's runtime API) did not come back."""
 
 
 class MembershipSampler(BoundedLoop):
@@ -250,16 +250,22 @@ class LocalCluster:
     client: docker.DockerClient
     graph: Graph
     config: dict[str, Any]  # the stack config the graph came from, for a test to change and apply
+    stack: str
     url: str
     balancers: list[str]  # the first is the one `url` reaches
+    balancer_kind: str  # balancer.engine: apache or haproxy
     nodes: dict[str, str]  # route -> container name
     databases: list[str]
     heartbeat: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
     built_images: list[str] = field(default_factory=list)
 
+    def container(self, name: str):
+        """A container of the cluster, on the engine that runs it."""
+        return self.client.containers.get(name)
+
     def exec(self, container: str, *command: str, user: str = "") -> str:
-        result = self.client.containers.get(container).exec_run(list(command), user=user)
+        result = self.container(container).exec_run(list(command), user=user)
         return result.output.decode()
 
     @property
@@ -280,24 +286,20 @@ class LocalCluster:
                     holders.add(balancer)
         return holders
 
-    def members(self, balancer: str | None = None, kind: str = "node") -> dict[str, tuple[str, int]]:
-        """Each member's status and how often the balancer elected it, from balancer-manager (inside only):
-        the nodes, or the O3 application's static servers (kind "static")."""
-        # -k: the balancer's own loopback, which the site's certificate does not name
+    def members(self, balancer: str | None = None, kind: str = "node") -> dict[str, MemberState]:
+        """Each member as the balancer sees it, from inside (balancer-manager or the runtime API, as the rolling
+        steps ask): the nodes, or the O3 application's static servers (kind "static")."""
+        name = balancer or self.balancer
         try:
-            page = self.exec(balancer or self.balancer, "curl", "-k", "-fsS", MANAGER_URL)
-        except docker.errors.APIError as error:  # the balancer is being replaced
-            raise UnreadableBalancer(f"{balancer or self.balancer}: {error}") from error
-        rows = re.findall(rf"<td>({kind}\d+)</td><td>[^<]*</td><td>[^<]*</td><td>[^<]*</td><td>([^<]*)</td><td>(\d+)</td>",
-                          page)
-        if not rows:  # the page did not come (an exec that failed): nothing is known, not "no member"
-            raise UnreadableBalancer(f"{balancer or self.balancer}: {page[:200]!r}")
-        return {route: (status.strip(), int(elected)) for route, status, elected in rows}
+            states = MANAGERS[self.balancer_kind](self.container(name)).states()
+        except (docker.errors.APIError, RolloutFailed) as error:  # the balancer is being replaced
+            raise UnreadableBalancer(f"{name}: {error}") from error
+        return {route: state for route, state in states.items() if re.fullmatch(rf"{kind}\d+", route)}
 
     def member_in(self, route: str) -> bool:
-        """Whether the balancer sends this node traffic (status Ok: not in error, health checks passing)."""
+        """Whether the balancer sends this node traffic (not in error, health checks passing)."""
         with contextlib.suppress(UnreadableBalancer):
-            return self.members()[route][0] == "Init Ok"
+            return self.members()[route].in_service
         return False
 
     def answering_balancers(self) -> list[str]:
@@ -306,15 +308,13 @@ class LocalCluster:
     def in_service(self, kind: str = "node") -> set[str]:
         """The routes every balancer may send new requests to: enabled, not in error, heartbeats passing."""
         return set.intersection(*(
-            {route for route, (status, _) in self.members(balancer, kind).items()
-             if set(status.split()) <= {"Init", "Ok"}}
+            {route for route, state in self.members(balancer, kind).items() if state.in_service}
             for balancer in self.answering_balancers()))
 
     def drained(self) -> set[str]:
-        """The nodes some balancer has disabled ("Dis": a rollout's drain), not those its heartbeats failed
-        ("HcFl": the heartbeat watch's mark)."""
+        """The nodes some balancer has disabled (a rollout's drain), not those its heartbeats failed."""
         return {route for balancer in self.answering_balancers()
-                for route, (status, _) in self.members(balancer).items() if "Dis" in status.split()}
+                for route, state in self.members(balancer).items() if state.disabled}
 
     def healthy_nodes(self) -> set[str]:
         """The routes whose container runs and passes its own health check, as Docker reports it."""
@@ -457,6 +457,10 @@ class LocalCluster:
     def address_of(self, container_registration: str) -> str:
         return self.graph.named(container_registration).plain("networksAdvanced")[0]["ipv4Address"]
 
+    def balancer_address(self) -> str:
+        """The first balancer's own address on the private network."""
+        return self.address_of(f"lb-{self.balancer_kind}")
+
     def address_of_container(self, name: str) -> str:
         (registration,) = [r for r in self.graph.of_type(CONTAINER) if r.plain("name") == name]
         return registration.plain("networksAdvanced")[0]["ipv4Address"]
@@ -562,9 +566,11 @@ def deployed(client: docker.DockerClient, stack: str = "itest", subnet: str = "1
         started = time.monotonic()
         deployer.up()
         cluster = LocalCluster(
-            deployer=deployer, client=client, graph=graph, config=config, url=f"https://127.0.0.1:{https_port}/openmrs",
+            deployer=deployer, client=client, graph=graph, config=config, stack=stack,
+            url=f"https://127.0.0.1:{https_port}/openmrs",
             balancers=[r.plain("name") for r in sorted(graph.of_type(CONTAINER), key=lambda r: r.name)
-                       if r.name.startswith("lb-apache")],
+                       if r.name.startswith("lb-")],
+            balancer_kind=config[f"{PROJECT}:balancer"].get("engine", "apache"),
             nodes={f"node{i}": graph.named(f"app-{i}").plain("name") for i in range(1, NODES + 1)},
             databases=[graph.named(server).plain("name") for server in ("db-1", "db-2")], heartbeat=HEARTBEAT,
             built_images=sorted(r.plain("imageName") for r in graph.of_type("docker:index/image:Image")

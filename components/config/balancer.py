@@ -71,8 +71,8 @@ class ExternalBalancer(_Section):
 
 
 class BalancerConfig(_Section):
-    # apache: the program's own pair of Apache httpd balancers; external: the site's own (balancer.external).
-    engine: Literal["apache", "external"] = "apache"
+    # apache or haproxy: the program's own pair of balancers; external: the site's own (balancer.external).
+    engine: Literal["apache", "haproxy", "external"] = "apache"
     external: Optional[ExternalBalancer] = None
     scheduling: Literal["round_robin", "by_busyness"] = "round_robin"
     sticky_sessions: bool = True

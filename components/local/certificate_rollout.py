@@ -4,7 +4,7 @@ Pulumi runs it (`python -m components.local.certificate_rollout install`, settin
 the servers exist, and again whenever the certificate changes: a renewal, a new authority, or a certificate
 the site gives. Each server reads its files from a volume of its own, mounted read-only; the step writes them
 there through a short-lived container of the server's image, then has each running server, one at a time,
-load them the way it does without dropping a connection (Apache's graceful reload, MariaDB's FLUSH LOCAL SSL;
+load them the way it does without dropping a connection (Apache's graceful reload, HAProxy's, MariaDB's FLUSH LOCAL SSL;
 GlusterFS reads them for every new connection) and checks that it presents the new certificate before it
 goes on to the next. A server container replaced later
 finds the current files in its volume.
@@ -29,6 +29,7 @@ from .engines import Engine, EngineAddress
 # What every volume holds: the server's certificate chain, its key, and the authority its peers present.
 CERTIFICATE, PRIVATE_KEY, AUTHORITY = "certificate.pem", "private-key.pem", "authority.pem"
 APACHE_CONFIG = "/etc/apache2/openmrs-balancer.conf"
+HAPROXY_CONFIG = "/etc/haproxy/openmrs-balancer.cfg"
 SERVED_WITHIN_SECONDS = 30
 
 
@@ -54,6 +55,12 @@ KINDS = {
     # A graceful reload (USR1) finishes the requests in flight and keeps the sockets and the members' states.
     "apache": ServerKind("/etc/apache2/tls", "www-data",
                          f"apache2 -t -f {APACHE_CONFIG} && kill -USR1 $(cat /run/apache2/httpd.pid)", "127.0.0.1:443"),
+    # A reload (USR2 to the master) starts new workers on the same sockets; the old ones finish their connections.
+    # The members' states are saved first, and the new workers read them (server-state-file).
+    "haproxy": ServerKind("/etc/haproxy/tls", "haproxy",
+                          f"haproxy-site-pem && haproxy -c -q -f {HAPROXY_CONFIG} && echo 'show servers state' | "
+                          "socat stdio UNIX-CONNECT:/run/haproxy/admin.sock > /run/haproxy/server-state && "
+                          "kill -USR2 $(cat /run/haproxy/haproxy.pid)", "127.0.0.1:443"),
     # FLUSH SSL: new connections get the new certificate; open ones and replication go on. LOCAL: a FLUSH is
     # written to the binary log by default, and on a replica that is a transaction of its own (a GTID of its
     # server id) that breaks replication at the writer's next one (gtid_strict_mode).

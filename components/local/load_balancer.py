@@ -13,6 +13,7 @@ inside the network use the virtual address and keep working when either balancer
 pair's address on the hospital's network (network.front.virtual_address) moves with it: that is where
 clients connect."""
 import ipaddress
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import pulumi
@@ -46,6 +47,7 @@ class BalancerManagerAccess(NamedTuple):
     container_names: list[pulumi.Output[str]]
     engines: list[str]  # EngineAddress.to_json() of each container's engine
     balancer_name: str
+    kind: str = "apache"  # whose manager: Apache's balancer-manager or HAProxy's runtime API (rollout.MANAGERS)
     # A balancer the steps cannot reach (balancer.engine external): how long a member waits, once healthy,
     # for that balancer's own checks to take it back in.
     settle_seconds: int = 0
@@ -53,7 +55,7 @@ class BalancerManagerAccess(NamedTuple):
 
 def members(args: LoadBalancerTierArgs) -> list[dict]:
     """Each node by its route as a host name (which its certificate names; Apache checks names, not addresses),
-    its fixed address (where a balancer of the site's own reaches it), on its TLS port."""
+    its fixed address (where HAProxy or a balancer of the site's own reaches it), on its TLS port."""
     network = args.network.platform_network
     return [{"host": route_of(index), "address": network.app_node_address(index), "port": NODE_TLS_PORT,
              "route": route_of(index), "balancer": BALANCER_NAME, "health_path": args.cluster.balancer.heartbeat.path}
@@ -117,7 +119,8 @@ def static_routing(args: LoadBalancerTierArgs) -> dict | None:
         return None
     path = static_content.spa_path(args.cluster.app.context_path)
     return {"balancer_name": static_content.BALANCER_NAME, "members": static_members(args), "path": path,
-            "home": f"{path}home", "pooled_connection_seconds": static_content.KEEP_ALIVE_SECONDS - 5}
+            "home": f"{path}home", "pooled_connection_seconds": static_content.KEEP_ALIVE_SECONDS - 5,
+            "health_path": static_content.health_path(args.cluster.app.context_path)}
 
 
 def heartbeat_watch(args: LoadBalancerTierArgs) -> str:
@@ -126,7 +129,7 @@ def heartbeat_watch(args: LoadBalancerTierArgs) -> str:
                   heartbeat=args.cluster.balancer.heartbeat, members=members(args) + static_members(args))
 
 
-def vrrp_pair(args: LoadBalancerTierArgs) -> VrrpPair:
+def vrrp_pair(args: LoadBalancerTierArgs, engine: "BalancerEngine") -> VrrpPair:
     balancer = args.cluster.balancer
     network = args.network.platform_network
     front = args.cluster.network.front
@@ -139,12 +142,12 @@ def vrrp_pair(args: LoadBalancerTierArgs) -> VrrpPair:
         prefix_length=network.subnet.prefixlen,
         virtual_router_id=balancer.virtual_router_id,
         advert_seconds=balancer.advert_seconds,
-        # Apache answering at all, asked every second on its plain port (the redirect): no TLS handshake each
-        # time, which a busy machine could take longer than the check's second over; one process serves both.
-        check_name="apache_serves",
+        # The balancer answering at all, asked every second on its plain port (the redirect): no TLS handshake
+        # each time, which a busy machine could take longer than the check's second over; one process serves both.
+        check_name=f"{engine.name}_serves",
         check=ScriptCheck(
             command=f"/usr/bin/curl -fsS -o /dev/null --max-time 1 http://127.0.0.1:{HTTP_PORT}/",
-            user="www-data"),
+            user=engine.user),
     )
 
 
@@ -156,7 +159,7 @@ def site_material(component: pulumi.ComponentResource, name: str,
         return args.site_certificate
     network, tls, balancer = args.network.platform_network, args.cluster.tls, args.cluster.balancer
     private = []
-    if balancer.engine == "apache":  # the balancers' own addresses, for clients inside the private network
+    if balancer.engine != "external":  # the balancers' own addresses, for clients inside the private network
         private = [network.address(BALANCER_HOSTS[index]) for index in range(2 if balancer.pair else 1)]
         if balancer.pair:
             private.append(network.address(BALANCER_VIRTUAL_HOST))
@@ -167,35 +170,58 @@ def site_material(component: pulumi.ComponentResource, name: str,
     return issued.certificate_pem, issued.private_key_pem
 
 
+@dataclass(frozen=True)
+class BalancerEngine:
+    """What differs between the balancers the program runs itself (balancer.engine apache or haproxy)."""
+
+    name: str  # apache | haproxy: its containers' names (lb-<name>), its certificates' kind and its manager
+    user: str  # the balancer's own, which it drops to
+    image: tuple[str, str]  # build context and repository
+    uploads: list[docker.ContainerUploadArgs]  # its rendered configuration
+    health: str  # a shell command that passes while it serves
+
+
+def apache(args: LoadBalancerTierArgs) -> BalancerEngine:
+    return BalancerEngine(
+        name="apache", user="www-data", image=("images/httpd", "openmrs-cluster/httpd"),
+        uploads=[docker.ContainerUploadArgs(file=CONFIG_FILE, content=balancer_config(args)),
+                 docker.ContainerUploadArgs(file=HEARTBEAT_WATCH, content=heartbeat_watch(args), executable=True)],
+        health=f"{MANAGER_CURL} -fsS -o /dev/null {MANAGER_URL}")
+
+
 def build(component: pulumi.ComponentResource, name: str, args: LoadBalancerTierArgs) -> LoadBalancerOutputs:
+    return run(component, name, args, apache(args))
+
+
+def run(component: pulumi.ComponentResource, name: str, args: LoadBalancerTierArgs,
+        engine: BalancerEngine) -> LoadBalancerOutputs:
+    """The balancers, one or a pair, of `engine`."""
     network = args.network.platform_network
     balancer = args.cluster.balancer
     context_path = args.cluster.app.context_path
-    image = images.build_image(f"{name}-image", "images/httpd", "openmrs-cluster/httpd", component)
-    apache_config, watch = balancer_config(args), heartbeat_watch(args)
-    pair = vrrp_pair(args) if balancer.pair else None
-    # Apache starts as www-data through setpriv (SETUID, SETGID), and keepalived needs its own two.
+    image = images.build_image(f"{name}-image", *engine.image, component)
+    pair = vrrp_pair(args, engine) if balancer.pair else None
+    # The balancer starts as its user through setpriv (SETUID, SETGID), and keepalived needs its own two.
     capabilities = ["SETUID", "SETGID"] + (VRRP_CAPABILITIES if pair else [])
-    health = f"{MANAGER_CURL} -fsS -o /dev/null {MANAGER_URL}"
+    health = engine.health
     if pair:
         health += " && " + pair.running_check()
     front = args.cluster.network.front
 
     balancers = []
     for index in range(2 if balancer.pair else 1):
-        logical = f"{name}-apache" if index == 0 else f"{name}-apache-{index + 1}"
+        logical = f"{name}-{engine.name}" if index == 0 else f"{name}-{engine.name}-{index + 1}"
         machine = network.machine_of("balancers", index)
         balancers.append(Holder(logical, machine, certificate_volume(network, machine, logical, component),
                                 network.image_on(machine, f"{name}-image", image.image_name, image, component)))
     certificate, private_key = site_material(component, name, args)
-    install = rollout_step(f"{name}-site-certificate", "apache", balancers, image.image_name, network, certificate,
+    install = rollout_step(f"{name}-site-certificate", engine.name, balancers, image.image_name, network, certificate,
                            private_key, component)
 
     names, engines, urls, containers = [], [], [], []
     for index, holder in enumerate(balancers):
         logical, machine = holder.logical_name, holder.machine
-        uploads = [docker.ContainerUploadArgs(file=CONFIG_FILE, content=apache_config),
-                   docker.ContainerUploadArgs(file=HEARTBEAT_WATCH, content=watch, executable=True)]
+        uploads = list(engine.uploads)
         if pair:
             uploads += pair.uploads(index, logical, PRIORITIES[index])
         networks = [network.attach(machine, network.address(BALANCER_HOSTS[index]))]
@@ -214,7 +240,7 @@ def build(component: pulumi.ComponentResource, name: str, args: LoadBalancerTier
             **network.identity(logical),
             image=image.image_name,
             uploads=uploads,
-            mounts=[mount("apache", holder.volume)],
+            mounts=[mount(engine.name, holder.volume)],
             networks_advanced=networks,
             hosts=member_hosts(args),
             ports=ports or None,
@@ -243,4 +269,5 @@ def build(component: pulumi.ComponentResource, name: str, args: LoadBalancerTier
     authority = network.trusted_pem if args.site_certificate is None else None
     return LoadBalancerOutputs(
         urls=[pulumi.Output.from_input(url) for url in urls], authority_certificate=authority,
-        membership=BalancerManagerAccess(container_names=names, engines=engines, balancer_name=BALANCER_NAME))
+        membership=BalancerManagerAccess(container_names=names, engines=engines, balancer_name=BALANCER_NAME,
+                                         kind=engine.name))

@@ -20,12 +20,24 @@ import docker
 
 from .engines import Engine, EngineAddress
 
-# Inside each balancer only: the manager answers in its HTTPS host (components/templates/balancer.conf).
+# Inside each balancer only: Apache's manager answers in its HTTPS host (components/templates/balancer.conf),
+# HAProxy's runtime API on its admin socket (components/templates/haproxy.cfg).
 MANAGER = "https://localhost:443/balancer-manager"
+ADMIN_SOCKET = "/run/haproxy/admin.sock"
 
 
 class RolloutFailed(Exception):
     pass
+
+
+@dataclass(frozen=True)
+class MemberState:
+    """A member as one balancer sees it."""
+
+    disabled: bool  # taken out by an operator or a rollout's drain (Apache's Dis, HAProxy's MAINT)
+    in_service: bool  # gets new requests: enabled, not in error, its heartbeats passing
+    busy: int  # requests in flight
+    elected: int  # requests sent to it so far
 
 
 @dataclass(frozen=True)
@@ -34,6 +46,7 @@ class Member:
 
     balancer_container: str
     balancer_engine: EngineAddress
+    balancer_kind: str  # apache | haproxy
     balancer_name: str
     worker_url: str
     route: str
@@ -42,53 +55,116 @@ class Member:
     def in_each_balancer(cls) -> list["Member"]:
         engines = [EngineAddress.from_json(engine) for engine in json.loads(os.environ["ROLLOUT_BALANCER_ENGINES"])]
         return [
-            cls(balancer_container=container, balancer_engine=engine, balancer_name=os.environ["ROLLOUT_BALANCER_NAME"],
-                worker_url=os.environ["ROLLOUT_WORKER_URL"], route=os.environ["ROLLOUT_ROUTE"])
+            cls(balancer_container=container, balancer_engine=engine, balancer_kind=os.environ["ROLLOUT_BALANCER_KIND"],
+                balancer_name=os.environ["ROLLOUT_BALANCER_NAME"], worker_url=os.environ["ROLLOUT_WORKER_URL"],
+                route=os.environ["ROLLOUT_ROUTE"])
             # None with balancer.engine external, whose balancer the steps cannot reach.
             for container, engine in zip([c for c in os.environ["ROLLOUT_BALANCER_CONTAINERS"].split(",") if c], engines,
                                          strict=True)
         ]
 
 
+def _exec(balancer, command: list[str], what: str, user: str = "") -> str:
+    result = balancer.exec_run(command, user=user)
+    if result.exit_code != 0:
+        raise RolloutFailed(f"{what} in {balancer.name}: {result.output.decode(errors='replace')}")
+    return result.output.decode()
+
+
+class ApacheManager:
+    """Apache's balancer-manager of one balancer container (a Docker SDK container)."""
+
+    def __init__(self, balancer):
+        self.balancer = balancer
+
+    def _curl(self, *arguments: str) -> str:
+        # -k: over the container's own loopback; the site's certificate names the site, not localhost.
+        return _exec(self.balancer, ["curl", "-k", "-fsS", *arguments], "balancer-manager")
+
+    def states(self) -> dict[str, MemberState]:
+        """Every member of every balancer, by its route (routes differ between balancers: node1, static1)."""
+        page = self._curl(MANAGER)
+        rows = re.findall(r"<td>(\w+)</td><td>[^<]*</td><td>[^<]*</td><td>[^<]*</td><td>([^<]*)</td><td>(\d+)</td>"
+                          r"<td>(\d+)</td>", page)
+        if not rows:  # the page did not come whole: nothing is known, not "no member"
+            raise RolloutFailed(f"balancer-manager in {self.balancer.name} showed no member")
+        return {route: MemberState(disabled="Dis" in status.split(), in_service=set(status.split()) <= {"Init", "Ok"},
+                                   busy=int(busy), elected=int(elected))
+                for route, status, elected, busy in rows}
+
+    def set_disabled(self, balancer_name: str, worker_url: str, disabled: bool) -> None:
+        page = self._curl(MANAGER)
+        # Each balancer has a nonce of its own, in the links to its members.
+        nonce = re.search(rf"b={re.escape(balancer_name)}&[^\"']*?nonce=([0-9a-f-]+)", html.unescape(page))
+        if not nonce:
+            raise RolloutFailed(f"balancer-manager showed no nonce for {balancer_name}")
+        # The manager ignores changes whose Referer is not itself (its guard against cross-site requests).
+        self._curl("-H", f"Referer: {MANAGER}", "--data-urlencode", f"b={balancer_name}",
+                   "--data-urlencode", f"w={worker_url}", "-d", f"w_status_D={int(disabled)}",
+                   "-d", f"nonce={nonce[1]}", MANAGER)
+
+
+class HaproxyRuntime:
+    """HAProxy's runtime API of one balancer container, on its admin socket."""
+
+    def __init__(self, balancer):
+        self.balancer = balancer
+
+    def _ask(self, command: str) -> str:
+        # As haproxy: the socket is its alone, and the container's root has no capability to open it anyway.
+        return _exec(self.balancer, ["sh", "-c", f'echo "{command}" | socat stdio UNIX-CONNECT:{ADMIN_SOCKET}'],
+                     "the runtime API", user="haproxy")
+
+    def states(self) -> dict[str, MemberState]:
+        """Every member of every backend, by its route."""
+        header, *rows = [line for line in self._ask("show stat").splitlines() if line]
+        fields = header.lstrip("# ").split(",")
+        states = {}
+        for row in rows:
+            server = dict(zip(fields, row.split(",")))
+            # Not the unchecked copies the balancer falls back on when every member fails its checks.
+            if server["svname"] not in ("FRONTEND", "BACKEND") and server["bck"] != "1":
+                # "UP 1/3": still serving, a failed check counted; "DOWN 1/2": out, a passed one counted.
+                states[server["svname"]] = MemberState(
+                    disabled=server["status"].startswith("MAINT"), in_service=server["status"].startswith("UP"),
+                    busy=int(server["scur"] or 0), elected=int(server["lbtot"] or 0))
+        if not states:
+            raise RolloutFailed(f"the runtime API of {self.balancer.name} showed no member")
+        return states
+
+    def set_disabled(self, balancer_name: str, route: str, disabled: bool) -> None:
+        answer = self._ask(f"set server {balancer_name}/{route} state {'maint' if disabled else 'ready'}")
+        if answer.strip():  # it answers nothing when it did as asked
+            raise RolloutFailed(f"{self.balancer.name}: {answer.strip()}")
+
+
+MANAGERS = {"apache": ApacheManager, "haproxy": HaproxyRuntime}
+
+
 class BalancerManager:
-    """One balancer's manager, reached through the engine that runs it."""
+    """One balancer's view of one member, reached through the engine that runs the balancer."""
 
     def __init__(self, member: Member):
         self.member = member
         self.engine = Engine(member.balancer_engine)
         self.client = self.engine.client
 
-    def _curl(self, *arguments: str) -> str:
-        balancer = self.client.containers.get(self.member.balancer_container)
-        # -k: over the container's own loopback; the site's certificate names the site, not localhost.
-        result = balancer.exec_run(["curl", "-k", "-fsS", *arguments])
-        if result.exit_code != 0:
-            raise RolloutFailed(f"balancer-manager in {self.member.balancer_container}: {result.output.decode()}")
-        return result.output.decode()
+    def _manager(self):
+        return MANAGERS[self.member.balancer_kind](self.client.containers.get(self.member.balancer_container))
 
-    def status(self) -> tuple[set[str], int]:
-        """The member's status flags (such as Init, Ok, Dis, Err, HcFl) and its requests in flight."""
-        page = self._curl(MANAGER)
-        row = re.search(
-            rf"<td>{re.escape(self.member.route)}</td><td>[^<]*</td><td>[^<]*</td><td>[^<]*</td>"
-            r"<td>([^<]*)</td><td>\d+</td><td>(\d+)</td>", page)
-        if not row:
+    def state(self) -> MemberState:
+        states = self._manager().states()
+        if self.member.route not in states:
             raise RolloutFailed(f"the balancer has no member with route {self.member.route}")
-        return set(row[1].split()), int(row[2])
+        return states[self.member.route]
 
     def set_disabled(self, disabled: bool) -> None:
-        page = self._curl(MANAGER)
-        # Each balancer has a nonce of its own, in the links to its members.
-        nonce = re.search(rf"b={re.escape(self.member.balancer_name)}&[^\"']*?nonce=([0-9a-f-]+)", html.unescape(page))
-        if not nonce:
-            raise RolloutFailed(f"balancer-manager showed no nonce for {self.member.balancer_name}")
-        # The manager ignores changes whose Referer is not itself (its guard against cross-site requests).
-        self._curl("-H", f"Referer: {MANAGER}", "--data-urlencode", f"b={self.member.balancer_name}",
-                   "--data-urlencode", f"w={self.member.worker_url}", "-d", f"w_status_D={int(disabled)}",
-                   "-d", f"nonce={nonce[1]}", MANAGER)
-        flags, _ = self.status()
-        if ("Dis" in flags) != disabled:
-            raise RolloutFailed(f"{self.member.route} is still {' '.join(sorted(flags))} after the change")
+        # Apache names a member by its URL, HAProxy by its route.
+        self._manager().set_disabled(self.member.balancer_name, self.member.worker_url
+                                     if self.member.balancer_kind == "apache" else self.member.route, disabled)
+        state = self.state()
+        if state.disabled != disabled:
+            raise RolloutFailed(f"{self.member.route} is still {'enabled' if disabled else 'disabled'} after the change")
 
 
 def _until(condition, timeout: float, what: str) -> None:
@@ -104,7 +180,7 @@ def drain(managers: list[BalancerManager], drain_seconds: float) -> None:
     for manager in managers:
         manager.set_disabled(True)
     deadline = time.monotonic() + drain_seconds
-    while any(manager.status()[1] > 0 for manager in managers) and time.monotonic() < deadline:
+    while any(manager.state().busy > 0 for manager in managers) and time.monotonic() < deadline:
         time.sleep(0.2)
 
 
@@ -122,7 +198,7 @@ def admit(managers: list[BalancerManager], client: docker.DockerClient, node: st
     for manager in managers:
         manager.set_disabled(False)
     for manager in managers:
-        _until(lambda: manager.status()[0] <= {"Init", "Ok"}, admit_seconds,
+        _until(lambda: manager.state().in_service, admit_seconds,
                f"{manager.member.balancer_container} taking {manager.member.route} back in")
     time.sleep(settle_seconds)
 

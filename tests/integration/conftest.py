@@ -16,10 +16,16 @@ BACKUP = {"ship_every_seconds": 5, "files_every_minutes": 1, "full_every_hours":
 FIGURES: dict[str, str] = {}
 
 
+def shares_the_cluster(item) -> bool:
+    """Whether a test uses the shared cluster (local_cluster below), not one its module deploys under that name."""
+    definitions = item._fixtureinfo.name2fixturedefs.get("local_cluster", ())
+    return bool(definitions) and not definitions[-1].baseid.endswith(".py")
+
+
 def pytest_collection_modifyitems(items):
     """Tests with a deployment of their own first, then those of the shared one: so that two clusters
     never run at once on the machine's 2 cores (each module tears its own down when it ends)."""
-    items.sort(key=lambda item: "local_cluster" in item.fixturenames)
+    items.sort(key=shares_the_cluster)
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -65,7 +65,7 @@ def test_a_new_release_rolls_one_node_at_a_time_without_a_failed_request(local_c
     cluster = local_cluster
     old_containers = {route: cluster.client.containers.get(name).id for route, name in cluster.nodes.items()}
     new_config = with_overrides(cluster.config, app=second)
-    new_graph = run_program("itest", new_config)
+    new_graph = run_program(cluster.stack, new_config)
     steps_before = len(cluster.deployer.steps)
     stream, sampler, rollout = updated_under_requests(cluster, new_graph)
     cluster.config, cluster.graph = new_config, new_graph

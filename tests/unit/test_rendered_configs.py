@@ -1,5 +1,5 @@
 """Each configuration file a server reads, rendered from the real program's graph and checked by the
-server's own tool: Apache's `apache2 -t`, `keepalived -t`, MariaDB's option parser, `drbdadm dump`,
+server's own tool: Apache's `apache2 -t`, `haproxy -c`, `keepalived -t`, MariaDB's option parser, `drbdadm dump`,
 and an XML parser for Tomcat."""
 import os
 import re
@@ -13,6 +13,7 @@ from program import is_secret, run_program, stack_config, unwrap, with_overrides
 
 
 APACHE_CONFIG = "/etc/apache2/openmrs-balancer.conf"
+HAPROXY_CONFIG = "/etc/haproxy/openmrs-balancer.cfg"
 KEEPALIVED_CONFIG = "/etc/keepalived/keepalived.conf"
 MARIADB_CONFIG = "/etc/mysql/mariadb.conf.d/90-openmrs-cluster.cnf"
 
@@ -62,6 +63,36 @@ def test_apache_rejects_a_broken_balancer_config(tmp_path, graph, apache_runtime
     path = tmp_path / "balancer.conf"
     path.write_text(content.replace("ProxySet", "ProxySett"))
     assert subprocess.run(["/usr/sbin/apache2", "-t", "-f", str(path)], capture_output=True).returncode != 0
+
+
+def haproxy_check(graph, directory, change=lambda content: content) -> subprocess.CompletedProcess:
+    """`haproxy -c` on the balancer's configuration, reading the files the program made from `directory` (the
+    site's certificate and key as the one file the image assembles) and its sockets made there."""
+    content = uploaded(graph, "lb-haproxy")[HAPROXY_CONFIG]
+    with_site_certificate(graph, "", directory)
+    (directory / "site.pem").write_text((directory / "certificate.pem").read_text() + (directory / "private-key.pem").read_text())
+    content = content.replace("/etc/haproxy/tls/", f"{directory}/").replace("/run/haproxy/", f"{directory}/")
+    path = directory / "haproxy.cfg"
+    path.write_text(change(content))
+    return subprocess.run([shutil.which("haproxy") or "/usr/sbin/haproxy", "-c", "-f", str(path)],
+                          capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("scheduling", ["round_robin", "by_busyness"])
+@pytest.mark.parametrize("sticky", [True, False])
+@pytest.mark.parametrize("frontend", [True, False])
+def test_haproxy_accepts_the_balancer_config(tmp_path, scheduling, sticky, frontend):
+    config = with_overrides(stack_config("local"), frontend={"enabled": frontend},
+                            balancer={"engine": "haproxy", "scheduling": scheduling, "sticky_sessions": sticky})
+    check = haproxy_check(run_program("local", config), tmp_path)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "Configuration file is valid" in check.stdout
+
+
+def test_haproxy_rejects_a_broken_balancer_config(tmp_path):
+    graph = run_program("local", with_overrides(stack_config("local"), balancer={"engine": "haproxy"}))
+    check = haproxy_check(graph, tmp_path, lambda content: content.replace("http-check expect", "http-check expekt"))
+    assert check.returncode != 0
 
 
 def mariadb_accepts(path) -> subprocess.CompletedProcess:
