@@ -2,8 +2,8 @@
 import pulumi
 
 from components import (
-    Backups, BackupsArgs, ClusterNetwork, ClusterNetworkArgs, LoadBalancerTier, LoadBalancerTierArgs, MySQLPair,
-    MySQLPairArgs, SearchTier, SearchTierArgs, SharedStorage, SharedStorageArgs, StaticContentTier,
+    Backups, BackupsArgs, ClusterNetwork, ClusterNetworkArgs, LoadBalancerTier, LoadBalancerTierArgs, Monitoring,
+    MonitoringArgs, MySQLPair, MySQLPairArgs, SearchTier, SearchTierArgs, SharedStorage, SharedStorageArgs, StaticContentTier,
     StaticContentTierArgs, TomcatPool, TomcatPoolArgs,
 )
 from components.config import read_stack_config
@@ -27,17 +27,20 @@ pool = TomcatPool(
     ),
 )
 
+backups = None
 if cluster.backup.enabled:
     backups = Backups("backups", BackupsArgs(cluster=cluster, network=network, database=database, storage=storage,
                                              s3_secret_key=stack.given_secrets.get("backup_s3_secret_key")))
     pulumi.export("backups", backups.location)
 
-if cluster.platform == "aws":
-    # What operators are told about; AWS only, where the platform keeps the metrics.
-    from components.aws.alarms import Alarms, AlarmsArgs
-
-    alarms = Alarms("alarms", AlarmsArgs(cluster=cluster, database=database, storage=storage, balancer=balancer))
-    pulumi.export("alarm_topic_arn", alarms.topic_arn)
+if cluster.monitoring.enabled:
+    monitoring = Monitoring("monitoring", MonitoringArgs(
+        cluster=cluster, network=network, balancer=balancer, pool=pool, database=database, storage=storage,
+        backups=backups, smtp_password=stack.given_secrets.get("monitoring_smtp_password")))
+    pulumi.export("dashboard_url", monitoring.dashboard_url)
+    pulumi.export("alerts", monitoring.alerts)
+    if monitoring.dashboard_password is not None:
+        pulumi.export("dashboard_password", monitoring.dashboard_password)
 
 pulumi.export("url", frontend.site_url)
 pulumi.export("urls", balancer.urls)

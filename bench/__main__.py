@@ -22,7 +22,7 @@ from pathlib import Path
 
 import docker
 
-from bench import backups, o3
+from bench import backups, monitoring, o3
 from components.config.app import AppConfig
 from hosts_cluster import HOLD_SECONDS, away, deployed_across
 from local_cluster import HEARTBEAT, deployed, docker_time, wait_for
@@ -476,6 +476,9 @@ def main() -> None:
     parser.add_argument("--engines", action="store_true",
                         help="instead: Apache and HAProxy in front of the same nodes, their cost and failovers "
                              "(bench/results/engines.md and .json)")
+    parser.add_argument("--monitoring", action="store_true",
+                        help="instead: the CPU and memory of the monitoring's containers at rest and under load "
+                             "(bench/results/monitoring.md and .json)")
     parser.add_argument("--hosts", action="store_true",
                         help="instead: the cluster across three simulated machines, each machine's loss "
                              "(bench/results/hosts.md and .json)")
@@ -499,6 +502,10 @@ def main() -> None:
         return one_part(client, "backups", backups.markdown, backup=backups.BACKUP, figures=lambda cluster: {
             "recovery_point": backups.recovery_point(cluster, client, build_client(client)),
             "restore": backups.restore_rate(cluster)})
+    if options.monitoring:
+        return one_part(client, "monitoring", monitoring.markdown, monitoring={"enabled": True}, figures=lambda cluster: {
+            "monitoring": monitoring.monitoring_load(cluster, client, hey, build_client(client), LOAD_SECONDS,
+                                                     CONCURRENCY)})
     if options.o3:
         return one_part(client, "o3", o3.markdown, figures=lambda cluster: {
             "o3": o3.o3_figures(cluster, hey, summary, build_client(client), LOAD_SECONDS, CONCURRENCY)})

@@ -87,6 +87,8 @@ def route_of(index: int) -> str:
 class TomcatPool(pulumi.ComponentResource):
     members: list[PoolMember]
     admin_password: pulumi.Output[str]
+    # Set on AWS: the ECS cluster the nodes run in, whose Container Insights metrics the monitoring watches.
+    ecs_cluster: object = None
 
     def __init__(self, name: str, args: TomcatPoolArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("openmrs:cluster:TomcatPool", name, None, opts)

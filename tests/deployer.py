@@ -50,7 +50,7 @@ APPLIED_INPUTS = {
         "name", "hostname", "image", "envs", "command", "uploads", "volumes", "mounts", "networksAdvanced",
         "networkMode", "ports", "healthcheck", "capabilities", "restart", "memory", "stopTimeout", "wait",
         "waitTimeout", "mustRun", "attach", "destroyGraceSeconds", "devices", "securityOpts", "hosts", "sysctls",
-        "entrypoints", "user",
+        "entrypoints", "user", "logOpts",
     },
 }
 
@@ -326,6 +326,8 @@ class Deployer:
             mem_limit=f"{inputs['memory']}m" if inputs.get("memory") else None,
             extra_hosts=[f"{entry['host']}:{entry['ip']}" for entry in inputs.get("hosts", [])] or None,
             network_mode=inputs.get("networkMode") or (networks[0]["name"] if networks else None),
+            # The provider's default driver, json-file, with the container's options (rotation).
+            log_config=docker.types.LogConfig(type="json-file", config=inputs["logOpts"]) if "logOpts" in inputs else None,
         )
         healthcheck = None
         if "healthcheck" in inputs:

@@ -68,6 +68,10 @@ def hosts_config(lab: Lab, names: Sequence[str]) -> dict[str, Any]:
         frontend={"enabled": False},
         # Backups on several hosts go to an S3-compatible bucket, which no Debian package serves here.
         backup={"enabled": False},
+        # The alerts are proven on one machine (tests/integration/test_monitoring.py), the pair's placement on
+        # two machines by the graph tests (tests/unit/test_monitoring.py): its image on every machine and two
+        # more Prometheus would load the machines whose timings these tests measure.
+        monitoring={"enabled": False},
     )
     config["openmrs-cluster:hosts"] = hosts
     return config

@@ -535,10 +535,15 @@ def sessions_stay_on_their_node(cluster: LocalCluster, sessions: int, requests_e
     return login_routes
 
 
+# Where the shared cluster's alerts go: tests/integration/test_monitoring.py starts a receiver there.
+MONITORING_RECEIVER = "10.213.90.240"
+MONITORING = {"alert_webhooks": [f"https://{MONITORING_RECEIVER}:8443/alerts"]}
+
+
 @contextlib.contextmanager
 def deployed(client: docker.DockerClient, stack: str = "itest", subnet: str = "10.213.90.0/24",
              app: dict[str, Any] | None = None, backup: dict[str, Any] | None = None,
-             **balancer: Any) -> Iterator[LocalCluster]:
+             monitoring: dict[str, Any] | None = None, **balancer: Any) -> Iterator[LocalCluster]:
     """The local stack with NODES stand-in nodes and a fast heartbeat, up until the block ends; then
     everything it made is removed, and anything left behind is an error. Backups only when `backup` is
     given (their agents would only load the machine of a test that does not restore)."""
@@ -556,6 +561,7 @@ def deployed(client: docker.DockerClient, stack: str = "itest", subnet: str = "1
         search={"uris": [UNANSWERED_SEARCH_URI]},
         frontend={"registry_authorities_file": registry_authorities()},
         backup=backup or {"enabled": False},
+        monitoring=monitoring or {"enabled": False},
     )
     graph = run_program(stack, config)
     trust_authority(graph)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+import bcrypt
 import pulumi
 import yaml
 from pulumi.runtime import rpc, settings
@@ -111,6 +112,7 @@ class ProviderMocks(pulumi.runtime.Mocks):
         outputs = dict(args.inputs)
         if args.typ == "random:index/randomPassword:RandomPassword":
             outputs["result"] = _generated_password(f"{pulumi.get_stack()}/{args.name}", int(args.inputs["length"]))
+            outputs["bcryptHash"] = bcrypt.hashpw(outputs["result"].encode(), bcrypt.gensalt(10)).decode()
         elif args.typ == "docker:index/remoteImage:RemoteImage":
             outputs["imageId"] = "sha256:" + hashlib.sha256(args.inputs["name"].encode()).hexdigest()
         elif args.typ == "docker:index/image:Image":

@@ -211,6 +211,7 @@ def build(component: pulumi.ComponentResource, name: str, args: TomcatPoolArgs) 
 
     ecs_cluster = aws.ecs.Cluster(
         f"{name}-cluster", settings=[aws.ecs.ClusterSettingArgs(name="containerInsights", value="enabled")], opts=child)
+    component.ecs_cluster = ecs_cluster
     log_group = aws.cloudwatch.LogGroup(f"{name}-logs", retention_in_days=settings.log_retention_days, opts=child)
     admin_password = password(f"{name}-admin-password", args.admin_password, component)
     admin_secret = aws.secretsmanager.Secret(f"{name}-admin-password", recovery_window_in_days=7, opts=child)

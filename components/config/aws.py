@@ -118,9 +118,6 @@ class AwsConfig(_Section):
     allowed_client_cidrs: list[str] = ["0.0.0.0/0"]
     # A WAF web ACL with AWS's managed rule groups in front of the load balancer.
     waf: bool = False
-    # Who is told when an alarm fires or clears (SNS e-mail subscriptions, each confirmed by its owner); at least
-    # one in production.
-    alarm_emails: list[str] = []
 
     @field_validator("availability_zones")
     @classmethod
@@ -186,14 +183,6 @@ class AwsConfig(_Section):
                                  "balancer has IPv4 addresses only)") from None
         return cidrs
 
-    @field_validator("alarm_emails")
-    @classmethod
-    def _emails(cls, emails: list[str]) -> list[str]:
-        for email in emails:
-            if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
-                raise ValueError(f"{email!r} is not an e-mail address")
-        return emails
-
     @field_validator("log_retention_days")
     @classmethod
     def _retention(cls, days: int) -> int:
@@ -222,11 +211,6 @@ class AwsConfig(_Section):
             if self.backup_retention_days < 7:
                 problems.append(
                     f"aws.backup_retention_days: production keeps backups at least 7 days (got {self.backup_retention_days}); raise it"
-                )
-            if not self.alarm_emails:
-                problems.append(
-                    "aws.alarm_emails: production's alarms would notify nobody; fix with `pulumi config set --path "
-                    "'aws.alarm_emails[0]' <address>`, one entry per address (each confirms the e-mail AWS sends)"
                 )
         if problems:
             raise ValueError("\n".join(problems))

@@ -17,6 +17,7 @@ from .hosts import MAX_HOSTS, MIN_HOSTS, MONITORS, Host, Placement, default_star
 from .network import NetworkConfig
 from .search import SearchConfig
 from .storage import StorageConfig
+from .monitoring import MonitoringConfig
 from .tls import TlsConfig
 
 # RefApp 3.0 to 3.5 run core 2.6 and 2.7, and openmrs-core before 2.8: no clustered caches, no search outside
@@ -40,6 +41,7 @@ class ClusterConfig(_Section):
     frontend: FrontendConfig = FrontendConfig()
     tls: TlsConfig = TlsConfig()
     backup: BackupConfig = BackupConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
     aws: Optional[AwsConfig] = None
     hosts: list[Host] = []
     placement: Placement = Placement()
@@ -54,6 +56,8 @@ class ClusterConfig(_Section):
             "search": 0 if self.search.uris else self.search.servers,
             "app": self.app.nodes,
             "static": self.frontend.servers if self.frontend.enabled else 0,
+            # A Prometheus and an Alertmanager per member: two on several hosts, so that one machine lost is seen.
+            "monitoring": (2 if self.hosts else 1) if self.monitoring.enabled else 0,
         }
 
     def members_of(self, tier: str) -> list[str]:
@@ -80,6 +84,24 @@ class ClusterConfig(_Section):
         if self.frontend.enabled and self.app.context_path != "/openmrs":
             problems.append(f"frontend.enabled: the O3 application calls the backend at /openmrs, not "
                             f"{self.app.context_path}; set app.context_path to /openmrs, or frontend.enabled to false")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _alerts_reach_someone(self) -> "ClusterConfig":
+        monitoring = self.monitoring
+        problems = []
+        if self.platform == "local" and monitoring.alert_emails and monitoring.smtp is None:
+            problems.append("monitoring.smtp: alerts to monitoring.alert_emails need your mail relay on premises; fix "
+                            "with monitoring.smtp.smarthost and monitoring.smtp.sender, or remove the addresses")
+        if self.platform == "aws" and monitoring.smtp is not None:
+            problems.append("monitoring.smtp: on AWS, SNS sends the e-mails; remove it")
+        production = self.aws is not None and self.aws.production
+        if production and not (monitoring.enabled and (monitoring.alert_emails or monitoring.alert_webhooks)):
+            problems.append("monitoring.alert_emails: production's alerts would notify nobody; fix with `pulumi config "
+                            "set --path 'monitoring.alert_emails[0]' <address>`, one entry per address (each confirms "
+                            "the e-mail AWS sends), or give monitoring.alert_webhooks")
         if problems:
             raise ValueError("\n".join(problems))
         return self

@@ -87,6 +87,7 @@ class Placement(_Section):
     search: Optional[list[str]] = None
     app: Optional[list[str]] = None
     static: Optional[list[str]] = None
+    monitoring: Optional[list[str]] = None
 
 
 def spread(hosts: list[str], count: int, start: int = 0) -> list[str]:

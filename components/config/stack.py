@@ -20,8 +20,10 @@ PASSWORD_KEYS = (*DATABASE_SECRET_KEYS, "admin_password", "search_password")
 SITE_CERTIFICATE_KEYS = ("tls_certificate", "tls_private_key")
 # The secret key of backup.s3's access key (local platform).
 BACKUP_SECRET_KEYS = ("backup_s3_secret_key",)
-SECRET_KEYS = (*PASSWORD_KEYS, *SITE_CERTIFICATE_KEYS, *BACKUP_SECRET_KEYS)
-STRUCTURED_KEYS = ("platform", "app", "balancer", "database", "storage", "network", "search", "frontend", "tls", "backup", "aws",
+# The password of monitoring.smtp's user (local platform).
+MONITORING_SECRET_KEYS = ("monitoring_smtp_password",)
+SECRET_KEYS = (*PASSWORD_KEYS, *SITE_CERTIFICATE_KEYS, *BACKUP_SECRET_KEYS, *MONITORING_SECRET_KEYS)
+STRUCTURED_KEYS = ("platform", "app", "balancer", "database", "storage", "network", "search", "frontend", "tls", "backup", "monitoring", "aws",
                    "hosts", "placement")
 
 
@@ -228,7 +230,7 @@ def read_stack_config() -> StackConfig:
         if key in SITE_CERTIFICATE_KEYS:
             raw_site_secrets[key] = raw
             continue
-        problem = None if key in BACKUP_SECRET_KEYS else _secret_problem(key, raw)
+        problem = None if key in (*BACKUP_SECRET_KEYS, *MONITORING_SECRET_KEYS) else _secret_problem(key, raw)
         if problem:
             problems.append(problem)
         given_secrets[key] = pulumi.Output.secret(raw)

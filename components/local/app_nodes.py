@@ -25,7 +25,7 @@ from ..tomcat_pool import (
 )
 from . import images
 from .engines import STEP_INTERPRETER
-from .network import LocalNetwork, Machine
+from .network import LOG_OPTIONS, LocalNetwork, Machine
 
 SERVER_XML = "/usr/local/tomcat/conf/server.xml"
 # The stack's authority, with which a node checks the database servers' and the search servers' certificates.
@@ -209,6 +209,7 @@ def build(
         rollout = rollout_settings(manager, manager.balancer_name, machine, route, NODE_TLS_PORT,
                                    network.container_name(logical), settings.drain_seconds, heartbeat)
         container_args = dict(
+            log_opts=LOG_OPTIONS,
             image=image,
             command=["/bin/sh", "-c", TRUST_THEN_START],
             envs=environment,
@@ -276,6 +277,7 @@ def scheduler_keeper(component: pulumi.ComponentResource, name: str, args: Tomca
         wait=True,
         wait_timeout=settings.scheduler.poll_seconds * 6 + 60,
         # Removed before its successor takes its fixed name: the seconds without a keeper only delay a move.
+        log_opts=LOG_OPTIONS,
         opts=network.container_options(machine, component, depends_on=[
             depends_on, *network.image_on(machine, f"{name}-keeper-image", image.image_name, image, component)]),
     )

@@ -18,7 +18,7 @@ from ..backups import BackupsArgs, BackupsOutputs
 from ..passwords import password
 from ..shared_storage import DATA_DIRECTORY, OPENMRS_UID
 from .database import LocalDatabase
-from .network import FIRST_BACKUP_HOST, LocalNetwork, Machine
+from .network import FIRST_BACKUP_HOST, LOG_OPTIONS, LocalNetwork, Machine
 
 AGENT = "/usr/local/bin/backup-agent"
 STATE = "/var/lib/openmrs-backup"  # images/mariadb/Dockerfile makes it the mysql user's
@@ -79,6 +79,7 @@ def build(component: pulumi.ComponentResource, name: str, args: BackupsArgs) -> 
             healthcheck=_health(settings.ship_every_seconds),
             capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
             restart="unless-stopped",
+            log_opts=LOG_OPTIONS,
             opts=network.container_options(server.machine, component,
                                            depends_on=[server.container, *database.image_on(server.machine)]),
         )
@@ -106,6 +107,7 @@ def build(component: pulumi.ComponentResource, name: str, args: BackupsArgs) -> 
         healthcheck=_health(settings.files_every_minutes * 60),
         capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
         restart="unless-stopped",
+        log_opts=LOG_OPTIONS,
         opts=network.container_options(machine, component, depends_on=[args.storage, *database.image_on(machine)]),
     )
     location = repositories["database"][0].rsplit("/", 1)[0] if settings.s3 else \

@@ -25,7 +25,9 @@ from ..render import render
 from . import images
 from .certificate_rollout import AUTHORITY, KINDS
 from .certificates import Holder, certificate_volume, mount, rollout_step
-from .network import DATABASE_HOSTS, DATABASE_VIRTUAL_HOST, FIRST_BACKUP_HOST, FIRST_DATABASE_MONITOR_HOST, Machine
+from .network import (
+    DATABASE_HOSTS, DATABASE_VIRTUAL_HOST, FIRST_BACKUP_HOST, FIRST_DATABASE_MONITOR_HOST, LOG_OPTIONS, Machine,
+)
 from .vrrp import CAPABILITIES as VRRP_CAPABILITIES, FileCheck, VrrpPair
 
 MYSQL_PORT = 3306
@@ -64,6 +66,8 @@ class LocalDatabase:
     image_on: Callable[[Machine], list[pulumi.Resource]]
     # The backup agents' account's password on both servers; None without backups.
     backup_password: Optional[pulumi.Output[str]]
+    # Where each monitor serves its view and its metrics (MONITOR_PORT, mutual TLS).
+    monitor_addresses: list[str]
 
 
 def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -> MySQLPairOutputs:
@@ -148,13 +152,15 @@ def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -
             restart="unless-stopped",
             wait=True,
             wait_timeout=300,
+            log_opts=LOG_OPTIONS,
             opts=network.container_options(machine, component, depends_on=[installed[-1], *holder.image_ready]),
         ))
         described.append(Server(logical, machine, address, data, servers[-1],
                                 network.address(FIRST_BACKUP_HOST + index)))
     component.platform_database = LocalDatabase(
         described, image.image_name,
-        lambda machine: network.image_on(machine, f"{name}-image", image.image_name, image, component), backup_password)
+        lambda machine: network.image_on(machine, f"{name}-image", image.image_name, image, component), backup_password,
+        monitor_addresses)
 
     monitor_image = images.build_image(f"{name}-monitor-image", "images/db-monitor", "openmrs-cluster/db-monitor", component)
     failover = settings.failover
@@ -203,6 +209,7 @@ def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -
             # Healthy once a writer exists and the virtual address reaches it: then the nodes may start.
             wait=True,
             wait_timeout=180,
+            log_opts=LOG_OPTIONS,
             opts=network.container_options(machine, component, depends_on=[*servers, monitor_installed[-1], *image_ready]),
         ))
     # The endpoint serves once the monitors are healthy: whoever uses it waits for them.

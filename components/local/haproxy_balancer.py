@@ -12,8 +12,8 @@ from ..load_balancer_tier import LoadBalancerOutputs, LoadBalancerTierArgs
 from ..render import render
 from .certificate_rollout import AUTHORITY, HAPROXY_CONFIG, KINDS
 from .certificates import TLS12_CIPHERS
-from .load_balancer import (BALANCER_NAME, HTTP_PORT, HTTPS_PORT, BalancerEngine, https_url, members, run,
-                            static_routing)
+from .load_balancer import (BALANCER_NAME, HTTP_PORT, HTTPS_PORT, BalancerEngine, dashboard_routing, https_url,
+                            members, run, static_routing)
 from .rollout import ADMIN_SOCKET
 
 BALANCE = {"round_robin": "roundrobin", "by_busyness": "leastconn"}  # the configured scheduling, in HAProxy's words
@@ -39,6 +39,7 @@ def balancer_config(args: LoadBalancerTierArgs) -> str:
         context_path=args.cluster.app.context_path,
         members=members(args),
         static=static_routing(args),
+        dashboard=dashboard_routing(args),
     )
 
 

@@ -26,7 +26,7 @@ from . import images, static_content
 from .app_nodes import NODE_TLS_PORT
 from .certificate_rollout import APACHE_CONFIG as CONFIG_FILE, AUTHORITY, CERTIFICATE, KINDS, PRIVATE_KEY
 from .certificates import TLS12_CIPHERS, Holder, certificate_volume, mount, rollout_step
-from .network import BALANCER_HOSTS, BALANCER_VIRTUAL_HOST
+from .network import BALANCER_HOSTS, BALANCER_VIRTUAL_HOST, LOG_OPTIONS, PROMETHEUS_HOSTS
 from .rollout import MANAGER as MANAGER_URL
 from .vrrp import CAPABILITIES as VRRP_CAPABILITIES, FrontAddress, ScriptCheck, VrrpPair
 
@@ -37,6 +37,8 @@ MANAGER_CURL = "curl -k"
 HEARTBEAT_WATCH = "/usr/local/bin/heartbeat-watch"
 AUTHORITY_FILE = f"{KINDS['apache'].directory}/{AUTHORITY}"  # the nodes' certificates are checked with it
 BALANCER_NAME = "openmrs-nodes"
+# The monitoring's dashboard: Prometheus' pages, on its own path and port.
+DASHBOARD_PATH, DASHBOARD_PORT = "/monitoring", 9090
 PRIORITIES = (150, 100)  # the first balancer takes the virtual address when both start
 
 
@@ -78,8 +80,23 @@ def member_hosts(args: LoadBalancerTierArgs) -> list[docker.ContainerHostArgs]:
     network = args.network.platform_network
     nodes = [docker.ContainerHostArgs(host=route_of(index), ip=network.app_node_address(index))
              for index in range(args.cluster.app.nodes)]
-    return nodes + [docker.ContainerHostArgs(host=member["host"], ip=network.static_server_address(index))
-                    for index, member in enumerate(static_members(args))]
+    dashboard = dashboard_routing(args)
+    return (nodes + [docker.ContainerHostArgs(host=member["host"], ip=network.static_server_address(index))
+                     for index, member in enumerate(static_members(args))]
+            + [docker.ContainerHostArgs(host=member["host"], ip=member["address"])
+               for member in (dashboard["members"] if dashboard else [])])
+
+
+def dashboard_routing(args: LoadBalancerTierArgs) -> dict | None:
+    """Where the monitoring's dashboard path goes: the Prometheus pair (components/local/monitoring.py), by the
+    names their certificates carry."""
+    cluster, network = args.cluster, args.network.platform_network
+    if not cluster.monitoring.enabled:
+        return None
+    count = len(cluster.members_of("monitoring")) or 1
+    return {"balancer_name": "openmrs-monitoring", "path": f"{DASHBOARD_PATH}/", "members": [
+        {"host": f"prometheus{index + 1}", "address": network.address(PROMETHEUS_HOSTS[index]), "port": DASHBOARD_PORT}
+        for index in range(count)]}
 
 
 def https_url(args: LoadBalancerTierArgs) -> str:
@@ -110,6 +127,7 @@ def balancer_config(args: LoadBalancerTierArgs) -> str:
         context_path=args.cluster.app.context_path,
         members=members(args),
         static=static_routing(args),
+        dashboard=dashboard_routing(args),
     )
 
 
@@ -255,6 +273,7 @@ def run(component: pulumi.ComponentResource, name: str, args: LoadBalancerTierAr
             wait_timeout=120,
             # Replaced one at a time (a new member or a changed heartbeat changes both): the second waits for
             # the first to be healthy again; each is removed before its successor takes its fixed name.
+            log_opts=LOG_OPTIONS,
             opts=network.container_options(machine, component,
                                            depends_on=[*containers[-1:], install, *holder.image_ready]),
         )

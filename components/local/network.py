@@ -31,7 +31,10 @@ from .engines import STEP_INTERPRETER, EngineAddress
 DATABASE_HOSTS = (10, 11)
 DATABASE_VIRTUAL_HOST = 12  # held by the writer of the pair
 BALANCER_HOSTS = (20, 21)
+FIRST_MACHINE_EXPORTER_HOST = 22  # one per machine (at most 8): its disks, memory and load
 BALANCER_VIRTUAL_HOST = 30  # held by one balancer of the pair at a time
+# The monitoring: a Prometheus, an Alertmanager and a blackbox exporter, two of each on several hosts.
+PROMETHEUS_HOSTS, ALERTMANAGER_HOSTS, BLACKBOX_HOSTS = (31, 32), (33, 34), (35, 36)
 STORAGE_HOSTS = (41, 42, 43)  # the last holds the arbiter brick
 SEARCH_HOSTS = (50, 51, 52)  # as many as search.servers uses
 # One per machine, numbered by the machine's place in `hosts`.
@@ -40,6 +43,8 @@ FIRST_STORAGE_CLIENT_HOST = 70
 FIRST_BACKUP_HOST = 80  # the backup agents: one beside each database server, then the shared files' one
 FIRST_STATIC_HOST = 90  # the O3 application's static servers (frontend.servers, at most 8)
 FIRST_APP_HOST = 101
+# Every container's log on its machine (Docker's json-file driver): rotated, at most 3 files of 10 MB.
+LOG_OPTIONS = {"max-size": "10m", "max-file": "3"}
 
 
 @dataclass

@@ -15,7 +15,7 @@ import pulumi_docker as docker
 
 from ..passwords import password
 from ..search_tier import SearchTierArgs, SearchTierOutputs
-from .network import SEARCH_HOSTS
+from .network import LOG_OPTIONS, SEARCH_HOSTS
 
 HTTP_PORT = 9200
 CERTS = "/usr/share/elasticsearch/config/certs"
@@ -73,6 +73,7 @@ def build(component: pulumi.ComponentResource, name: str, args: SearchTierArgs) 
             restart="unless-stopped",
             wait=True,
             wait_timeout=300,
+            log_opts=LOG_OPTIONS,
             opts=network.container_options(machine, component,
                                            depends_on=network.image_on(machine, f"{name}-image", image.image_id, image,
                                                                        component)),

@@ -15,6 +15,7 @@ from ..static_content_tier import StaticContentTierArgs, StaticContentTierOutput
 from . import images
 from .app_nodes import replaced_in_turn, rollout_settings
 from .certificates import TLS12_CIPHERS
+from .network import LOG_OPTIONS
 
 CONTEXT, REPOSITORY = "images/o3-frontend", "openmrs-cluster/o3-frontend"
 BALANCER_NAME = "openmrs-static"  # the balancers' second balancer, beside the nodes'
@@ -65,6 +66,7 @@ def build(component: pulumi.ComponentResource, name: str, args: StaticContentTie
         issued = network.authority.issue(logical, server_route, [server_route], [address], *cluster.tls.lifetime_hours,
                                          component)
         container_args = dict(
+            log_opts=LOG_OPTIONS,
             image=image.image_name,
             # A renewed certificate or a new build is a changed argument: the server is drained and replaced.
             uploads=[docker.ContainerUploadArgs(file=CONFIG_FILE, content=config),

@@ -17,7 +17,7 @@ import pulumi_docker as docker
 from ..shared_storage import DATA_DIRECTORY, OPENMRS_UID, SharedMount, SharedStorageArgs
 from . import images
 from .certificates import TLS12_CIPHERS, Holder, certificate_volume, mount, rollout_step
-from .network import FIRST_STORAGE_CLIENT_HOST, STORAGE_HOSTS, LocalNetwork, Machine
+from .network import FIRST_STORAGE_CLIENT_HOST, LOG_OPTIONS, STORAGE_HOSTS, LocalNetwork, Machine
 
 VOLUME = "openmrs"
 # The names on the storage tier's certificates, and the only ones the bricks let in (auth.ssl-allow): the
@@ -84,6 +84,7 @@ def replicated(component: pulumi.ComponentResource, name: str, args: SharedStora
             # Healthy: glusterd answers; on the first server, the volume has started too.
             wait=True,
             wait_timeout=180,
+            log_opts=LOG_OPTIONS,
             opts=network.container_options(machine, component, depends_on=[installed_here, *image_ready]),
         ))
 
@@ -127,6 +128,7 @@ def client(component: pulumi.ComponentResource, name: str, network: LocalNetwork
         capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
         must_run=False,
         attach=True,
+        log_opts=LOG_OPTIONS,
         opts=network.container_options(machine, component,
                                        depends_on=network.image_on(machine, f"{name}-base-image", base.image_id, base,
                                                                    component)),
@@ -163,6 +165,7 @@ def client(component: pulumi.ComponentResource, name: str, network: LocalNetwork
         destroy_grace_seconds=30,
         wait=True,
         wait_timeout=180,
+        log_opts=LOG_OPTIONS,
         opts=network.container_options(machine, component, depends_on=[*servers, directory, installed, *image_ready]),
     )
     # Nodes bind the folders inside the mount; rslave: they see what the host sees.
@@ -192,6 +195,7 @@ def volumes(component: pulumi.ComponentResource, name: str, args: SharedStorageA
         network_mode="none",
         must_run=False,
         attach=True,
+        log_opts=LOG_OPTIONS,
         opts=network.container_options(network.machines[0], component),
     )
     return [SharedMount(source=volume.name, container_path=f"{DATA_DIRECTORY}/{folder}") for folder, volume in shared.items()]

@@ -37,6 +37,10 @@ lowest MONITOR_INDEX that it or any monitor it hears hears. Then, in addition to
 - a second writer is left to its fence agent, which kills it (a deposed writer may hold commits that no
   replica acknowledged: only its restart, init_rpl_role=SLAVE, cuts them).
 
+GET /metrics on the same port (the same mutual TLS: the monitoring's Prometheus holds such a certificate)
+gives what it sees in Prometheus' text format: each server answering, the writer, replication and its lag,
+semi-sync waiting, and the writer changes it made, which the monitoring's alerts watch.
+
 `monitor.py --check` is its container's health check: a fresh status with a writer, and the virtual
 address answering as that writer; with peers also a majority, so a monitor cut off from the others is
 unhealthy.
@@ -73,6 +77,7 @@ class ServerState:
     server_id: int = 0
     semi_sync: bool = True  # rpl_semi_sync_master_enabled: a writer waits for its replica's acknowledgement
     waits_for_replica: bool = True  # Rpl_semi_sync_master_status: it does wait now (not gone asynchronous)
+    lag_seconds: int | None = None  # Seconds_Behind_Master, while it replicates
 
 
 @dataclass
@@ -302,7 +307,7 @@ class Pair:
             replicating_from=replica.get("Master_Host", "") if running else "",
             replication_error=(replica.get("Last_IO_Error") or replica.get("Last_SQL_Error") or "") if stopped else "",
             transactions=_last_sequence(row["position"]), server_id=row["server_id"], semi_sync=bool(row["semi_sync"]),
-            waits_for_replica=row["waits"] == "ON")
+            waits_for_replica=row["waits"] == "ON", lag_seconds=replica.get("Seconds_Behind_Master") if running else None)
 
     def promote(self, address: str) -> None:
         apply_timeout = float(self.settings.get("APPLY_TIMEOUT_SECONDS", "60"))
@@ -411,6 +416,7 @@ class Peers:
         self.stale_after = 3 * interval + 1  # a view older than this is no longer a monitor's opinion
         self.view = {}
         self.view_made = time.monotonic()
+        self.metrics = ""
 
     def views(self) -> list[View]:
         """The others' fresh views, all asked at once, each given a check interval to answer."""
@@ -445,14 +451,18 @@ class Peers:
                 super().setup()
 
             def do_GET(self):
-                if self.path != "/view" or not peers.view:  # none before its first check
-                    self.send_error(404 if self.path != "/view" else 503)
+                if self.path == "/metrics" and peers.metrics:
+                    body, content_type = peers.metrics.encode(), "text/plain; version=0.0.4"
+                elif self.path == "/view" and peers.view:  # none before its first check
+                    body = json.dumps({**peers.view, "age": time.monotonic() - peers.view_made,
+                                       "stale_after": peers.stale_after}).encode()
+                    content_type = "application/json"
+                else:
+                    self.send_error(503 if self.path in ("/view", "/metrics") else 404)
                     return
-                body = json.dumps({**peers.view, "age": time.monotonic() - peers.view_made,
-                                   "stale_after": peers.stale_after}).encode()
                 try:
                     self.send_response(200)
-                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Type", content_type)
                     self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
                     self.wfile.write(body)
@@ -500,6 +510,7 @@ def run(settings: dict[str, str]) -> None:
         peers.serve(int(settings["MONITOR_PORT"]))
     STATUS_FILE.parent.mkdir(parents=True, exist_ok=True)
     reported: set[str] = set()
+    writer_changes = 0
     while True:
         started = time.monotonic()
         with ThreadPoolExecutor(2) as ask:
@@ -516,6 +527,7 @@ def run(settings: dict[str, str]) -> None:
                 if action.kind == "promote":
                     promoting = time.monotonic()
                     pair.promote(action.address)
+                    writer_changes += bool(memory.writer)  # not the first start's choice
                     memory.writer = action.address
                     log.warning("promoted %s to writer in %.3f s: %s",
                                 action.address, time.monotonic() - promoting, action.reason)
@@ -547,10 +559,49 @@ def run(settings: dict[str, str]) -> None:
             "writer_id": next((s.server_id for s in states if s.address == writer), 0),
             "unanswered": [state.address for state in states if not state.reachable], "misses": memory.misses,
             "heard": [peers.index, *(view.index for view in views)], "majority": majority})
+        peers.metrics = metrics(status, writer_changes)
         temporary = STATUS_FILE.with_suffix(".tmp")
         temporary.write_text(json.dumps(status))
         temporary.replace(STATUS_FILE)
         time.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+
+METRICS = {
+    "openmrs_database_server_up": "The server answered this monitor's last check.",
+    "openmrs_database_writer": "The server is the pair's writer.",
+    "openmrs_database_replicating": "The server replicates from the writer, both threads running.",
+    "openmrs_database_replication_error": "The server's replication stopped on an error: it diverged.",
+    "openmrs_database_waits_for_replica": "The writer waits for its replica's acknowledgement (semi-sync on).",
+    "openmrs_database_replica_lag_seconds": "How far behind the writer the replica applies (Seconds_Behind_Master).",
+}
+
+
+def metrics(status: dict, writer_changes: int) -> str:
+    """The monitor's last check in Prometheus' text format, one series per server (by its address)."""
+    values: dict[str, list[tuple[str, float]]] = {name: [] for name in METRICS}
+    for server in status["servers"]:
+        address, writer = server["address"], server["address"] == status["writer"]
+        values["openmrs_database_server_up"].append((address, server["reachable"]))
+        values["openmrs_database_writer"].append((address, writer))
+        if not server["reachable"]:
+            continue
+        values["openmrs_database_replicating"].append((address, bool(server["replicating_from"])))
+        values["openmrs_database_replication_error"].append((address, bool(server["replication_error"])))
+        if writer:
+            values["openmrs_database_waits_for_replica"].append((address, server["semi_sync"] and server["waits_for_replica"]))
+        if server["lag_seconds"] is not None:
+            values["openmrs_database_replica_lag_seconds"].append((address, server["lag_seconds"]))
+    lines = []
+    for name, help_text in METRICS.items():
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+        lines += [f'{name}{{server="{address}"}} {float(value)}' for address, value in values[name]]
+    lines += ["# HELP openmrs_database_writer_changes_total Writers this monitor chose after the first.",
+              "# TYPE openmrs_database_writer_changes_total counter",
+              f"openmrs_database_writer_changes_total {writer_changes}",
+              "# HELP openmrs_database_monitor_majority The monitor hears a majority of the monitors.",
+              "# TYPE openmrs_database_monitor_majority gauge",
+              f"openmrs_database_monitor_majority {float(status['majority'])}"]
+    return "\n".join(lines) + "\n"
 
 
 def _is_writer(states: list[ServerState], address: str) -> bool:

@@ -6,7 +6,7 @@ import docker.errors
 import pytest
 
 from components.checksums import checksum
-from local_cluster import deployed
+from local_cluster import MONITORING, deployed
 
 # Backups of the shared cluster on a short schedule, so that tests/integration/test_backups.py's restore
 # waits seconds for a shipment and a minute for a snapshot of the files.
@@ -86,7 +86,7 @@ def releases(tmp_path_factory) -> tuple[dict, dict]:
 @pytest.fixture(scope="session")
 def local_cluster(docker_client, releases):
     """The cluster most tests share, on release 1 (tests/integration/test_rolling_update.py rolls it to 2)."""
-    with deployed(docker_client, backup=BACKUP, app=releases[0]) as cluster:
+    with deployed(docker_client, backup=BACKUP, app=releases[0], monitoring=MONITORING) as cluster:
         kind = "cold: built " + ", ".join(cluster.built_images) if cluster.built_images else "warm: images cached"
         FIGURES["bring-up"] = (f"{cluster.timings['containers up']:.1f} s ({kind}), "
                                f"all members in the balancer after {cluster.timings['serving']:.1f} s")

@@ -18,7 +18,7 @@ from program import (
 
 AWS_STACKS = stacks_on("aws")
 COMPONENTS = ("Network", "MySQLPair", "SharedStorage", "SearchTier", "TomcatPool", "LoadBalancerTier",
-              "StaticContentTier", "Backups")
+              "StaticContentTier", "Backups", "Monitoring")
 DOMAIN = "aws:opensearch/domain:Domain"
 SECRET = "aws:secretsmanager/secret:Secret"
 TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
@@ -657,7 +657,6 @@ def test_every_aws_resource_is_inside_a_component(graph):
         ({"availability_zones": ["eu-west-1a", "eu-west-1a"]}, "aws.availability_zones", "at least two different"),
         ({"certificate_arn": None, "production": True}, "aws.certificate_arn", "production serves HTTPS only"),
         ({"backup_retention_days": 3, "production": True}, "aws.backup_retention_days", "at least 7 days"),
-        ({"alarm_emails": [], "production": True}, "aws.alarm_emails", "production's alarms would notify nobody"),
         ({"backup_retention_days": 40}, "aws.backup_retention_days", "less than or equal to 35"),
         ({"task_cpu": 3000}, "aws.task_cpu", "not a Fargate size"),
         ({"task_memory_mb": 1024}, "aws.task_memory_mb", "does not go with"),

@@ -77,7 +77,14 @@ def test_defaults_are_a_sticky_round_robin_cluster_of_three_on_loopback():
         ({"search": {"heap_mb": 100}}, "search.heap_mb", ">= 256"),
         ({"platform": "aws", "aws": {"production": True, "availability_zones": ["eu-west-1a", "eu-west-1b"],
                                      "certificate_arn": "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b"}},
-         "aws.alarm_emails", "production's alarms would notify nobody"),
+         "monitoring.alert_emails", "production's alerts would notify nobody"),
+        ({"monitoring": {"alert_emails": ["ops@clinic.example"]}}, "monitoring.smtp", "need your mail relay"),
+        ({"platform": "aws", "aws": {"availability_zones": ["eu-west-1a", "eu-west-1b"]},
+          "monitoring": {"smtp": {"smarthost": "mail.clinic.example:587", "sender": "openmrs@clinic.example"}}},
+         "monitoring.smtp", "SNS sends the e-mails"),
+        ({"monitoring": {"alert_webhooks": ["http://chat.clinic.example/hooks"]}}, "monitoring.alert_webhooks",
+         "never in clear"),
+        ({"monitoring": {"disk_percent": 100}}, "monitoring.disk_percent", "<= 99"),
     ],
 )
 def test_each_rule_names_its_key_and_the_fix(sections, key, words):

@@ -4,7 +4,10 @@ before it has rejoined as a replica. With several monitors: only the leader with
 promotion waits until the writer has fenced itself, and semi-sync is switched only by a majority's view;
 and the fence agent's decisions (images/mariadb/fence.py)."""
 import importlib.util
+import shutil
+import subprocess
 import sys
+from dataclasses import asdict
 
 import pytest
 
@@ -285,3 +288,27 @@ def test_a_writer_is_deposed_when_a_majority_names_another_writer():
 @pytest.mark.parametrize("age, fresh", [(0.1, True), (2.5, True), (2.6, False)])
 def test_the_fence_agent_trusts_only_fresh_views(age, fresh):
     assert fence.fresh({"age": age, "stale_after": 2.5}) == fresh
+
+
+def test_the_metrics_say_what_the_last_check_saw_in_prometheus_format():
+    """GET /metrics: the writer, the replica replicating with its lag, the writer waiting for it, the writer
+    changes made; a server unanswered is down and nothing else about it is claimed. `promtool check metrics`
+    (Prometheus' own linter) accepts the text."""
+    writer = server(A, read_only=False)
+    replica = monitor.ServerState(B, True, True, A, "", 7, semi_sync=True, waits_for_replica=True, lag_seconds=2)
+    status = {"writer": A, "majority": True, "servers": [asdict(writer), asdict(replica)]}
+    text = monitor.metrics(status, writer_changes=1)
+    lines = set(text.splitlines())
+    assert {f'openmrs_database_writer{{server="{A}"}} 1.0', f'openmrs_database_writer{{server="{B}"}} 0.0',
+            f'openmrs_database_replicating{{server="{B}"}} 1.0', f'openmrs_database_replica_lag_seconds{{server="{B}"}} 2.0',
+            f'openmrs_database_waits_for_replica{{server="{A}"}} 1.0', "openmrs_database_writer_changes_total 1"} <= lines
+    check = subprocess.run([shutil.which("promtool") or "/usr/bin/promtool", "check", "metrics"], input=text,
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+    lost = {"writer": B, "majority": True, "servers": [asdict(server(A, reachable=False)), asdict(
+        monitor.ServerState(B, True, False, semi_sync=True, waits_for_replica=False))]}
+    lines = set(monitor.metrics(lost, writer_changes=2).splitlines())
+    assert f'openmrs_database_server_up{{server="{A}"}} 0.0' in lines
+    assert not any(line.startswith("openmrs_database_replicating") and A in line for line in lines)
+    assert f'openmrs_database_waits_for_replica{{server="{B}"}} 0.0' in lines

@@ -13,7 +13,7 @@ KEEPALIVED_CONFIG = "/etc/keepalived/keepalived.conf"
 COMPONENTS = {
     "openmrs:cluster:Network", "openmrs:cluster:MySQLPair", "openmrs:cluster:SharedStorage",
     "openmrs:cluster:TomcatPool", "openmrs:cluster:LoadBalancerTier", "openmrs:cluster:SearchTier",
-    "openmrs:cluster:StaticContentTier", "openmrs:cluster:Backups",
+    "openmrs:cluster:StaticContentTier", "openmrs:cluster:Backups", "openmrs:cluster:Monitoring",
 }
 
 
@@ -64,21 +64,23 @@ def test_every_stack_file_is_tested():
     assert set(STACKS) == set(LOCAL_STACKS) | hosts_stacks | set(stacks_on("aws"))
 
 
-def test_the_cluster_is_the_eight_components_and_their_children(graph, stack):
+def test_the_cluster_is_the_nine_components_and_their_children(graph, stack):
     nodes = stack_config(stack)["openmrs-cluster:app"]["nodes"]
     counts = Counter(r.type for r in graph.registrations)
     assert {t for t in counts if t.startswith("openmrs:")} == COMPONENTS
     # database pair and monitor, nodes and their scheduler keeper, balancer pair, three storage servers,
     # their client and its host directory, one search server, two static servers of the O3 application, a
-    # backup agent beside each database server and one for the shared files
-    assert counts[CONTAINER] == 3 + nodes + 1 + 2 + 5 + 1 + 2 + 3
+    # backup agent beside each database server and one for the shared files, and the monitoring's Prometheus,
+    # Alertmanager, blackbox exporter and the machine's node exporter
+    assert counts[CONTAINER] == 3 + nodes + 1 + 2 + 5 + 1 + 2 + 3 + 4
     # data and certificate per database server; the monitor's certificate; state, brick and certificate per
     # storage server; the storage client's certificate; the search server's index; each balancer's certificate;
-    # each database backup agent's spool, and the two backup repositories
-    assert counts["docker:index/volume:Volume"] == 2 * 2 + 1 + 3 * 3 + 1 + 1 + 2 + 2 + 2
+    # each database backup agent's spool, the two backup repositories, and Prometheus' and Alertmanager's data
+    assert counts["docker:index/volume:Volume"] == 2 * 2 + 1 + 3 * 3 + 1 + 1 + 2 + 2 + 2 + 2
     assert counts["docker:index/network:Network"] == 2
-    # root, app, replication, monitor, admin, search, the backup agents' account, the backup repositories' key
-    assert counts["random:index/randomPassword:RandomPassword"] == 8
+    # root, app, replication, monitor, admin, search, the backup agents' account, the backup repositories' key,
+    # the monitoring's operator
+    assert counts["random:index/randomPassword:RandomPassword"] == 9
 
 
 def test_every_resource_is_a_child_of_a_component(graph):
@@ -370,7 +372,7 @@ def test_images_are_built_from_the_repository_or_pulled_by_name(graph, stack):
     built = {r.name: r.plain("build")["context"] for r in graph.of_type("docker:index/image:Image")}
     assert built == {"db-image": "images/mariadb", "db-monitor-image": "images/db-monitor", "lb-image": "images/httpd",
                      "files-image": "images/glusterfs", "app-keeper-image": "images/scheduler-keeper",
-                     "o3-image": "images/o3-frontend"}
+                     "o3-image": "images/o3-frontend", "monitoring-image": "images/monitoring"}
     pulled = {r.name: r.plain("name") for r in graph.of_type("docker:index/remoteImage:RemoteImage")}
     assert pulled["app-image"] == stack_config(stack)["openmrs-cluster:app"]["image"]
     assert pulled["search-image"] == "openmrs/openmrs-contrib-elasticsearch:8.15.3"  # bundles analysis-phonetic

@@ -98,7 +98,7 @@ def test_the_monitors_and_the_replica_check_the_servers_certificates_and_the_mon
     the authority too; it checks the servers with that authority and serves its view over mutual TLS, and
     each server's fence agent asks with the server's own certificate."""
     authority = graph.named("net-authority").outputs["certPem"]
-    monitors = [r for r in graph.of_type("docker:index/container:Container") if "monitor" in r.name]
+    monitors = [r for r in graph.of_type("docker:index/container:Container") if r.name.startswith("db-monitor")]
     assert monitors
     for monitor in monitors:
         env = dict(entry.split("=", 1) for entry in monitor.plain("envs"))
