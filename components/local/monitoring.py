@@ -51,6 +51,8 @@ MOUNT_POINTS_EXCLUDED = (r"^/(dev|proc|run|sys|etc/(hostname|hosts|resolv\.conf)
 # A balancer, a storage server or a database server lost this long is lost, not restarting.
 LOST_SECONDS = 10
 LAG_SECONDS = 30
+# How long a writer change is said: its alert fires, and resolves this long after.
+WRITER_CHANGE_MINUTES = 3
 
 
 def monitoring_count(args: MonitoringArgs) -> int:
@@ -119,6 +121,7 @@ def alert_rules(args: MonitoringArgs) -> str:
         # The balancers took it out after `fails` heartbeats; one scrape later Prometheus has seen as many.
         node_out_seconds=max(heartbeat.fails * heartbeat.interval_seconds - SCRAPE_SECONDS, 0),
         lost_seconds=LOST_SECONDS, lag_seconds=LAG_SECONDS, ignored_filesystems=IGNORED_FILESYSTEMS,
+        writer_change_minutes=WRITER_CHANGE_MINUTES,
         disk_percent=monitoring.disk_percent, certificate_days=monitoring.certificate_days)
 
 

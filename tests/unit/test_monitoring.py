@@ -91,6 +91,7 @@ DB_UP = 'openmrs_database_server_up{job="database",tier="database",member="db-1"
 DB_UP_2 = 'openmrs_database_server_up{job="database",tier="database",member="db-2",server="10.213.89.11",instance="m"}'
 WRITER = 'openmrs_database_writer{job="database",tier="database",member="db-2",server="10.213.89.11",instance="m"}'
 REPLICATING = 'openmrs_database_replicating{job="database",tier="database",member="db-2",server="10.213.89.11",instance="m"}'
+NEW_WRITER = 'openmrs_database_writer{job="database",tier="database",member="db-1",server="10.213.89.10",instance="m"}'
 CHANGES = 'openmrs_database_writer_changes_total{job="database",tier="database",member="monitor1",instance="m"}'
 WAITS = 'openmrs_database_waits_for_replica{job="database",tier="database",member="db-1",server="10.213.89.10",instance="m"}'
 AVAILABLE = 'node_filesystem_avail_bytes{job="machines",tier="machines",member="local",mountpoint="/srv",fstype="ext4",device="d",instance="local"}'
@@ -105,7 +106,8 @@ EXPIRY = 'probe_ssl_earliest_cert_expiry{job="app",tier="app",member="node1",ins
                                                         "severity": "critical"}),
     ("RedundancyLost", {DB_UP: "1 1 0x20", DB_UP_2: "1x22"}, "25s", {"tier": "database", "member": "db-1",
                                                                       "severity": "critical"}),
-    ("DatabaseWriterChanged", {CHANGES: "0 0 1x20"}, "10s", {"tier": "database", "severity": "critical"}),
+    ("DatabaseWriterChanged", {CHANGES: "0 0 1x20", NEW_WRITER: "0 0 1x20", WRITER: "1 1 0x20"}, "10s",
+     {"tier": "database", "member": "db-1", "severity": "critical"}),
     ("ReplicationStopped", {DB_UP_2: "1x22", WRITER: "0x22", REPLICATING: "1 1 0x20"}, "25s",
      {"tier": "database", "member": "db-2", "severity": "critical"}),
     ("SemiSyncOff", {WAITS: "1 1 0x20"}, "25s", {"tier": "database", "member": "db-1", "severity": "critical"}),
