@@ -48,7 +48,9 @@ def markdown(results: dict) -> str:
                      f"({figures['concurrency']} clients) | {rest['cpu_percent']} / {rest['memory_mib']}; "
                      f"{loaded['cpu_percent']} / {loaded['memory_mib']} |")
     total = {kind: (round(sum(f["cpu_percent"] for f in figures[kind].values()), 1),
-                    round(sum(f["memory_mib"] for f in figures[kind].values()), 1)) for kind in ("at_rest", "under_load")}
-    lines.append(f"| all of the monitoring, at rest / under load | {total['at_rest'][0]} % and {total['at_rest'][1]} MiB "
-                 f"/ {total['under_load'][0]} % and {total['under_load'][1]} MiB |")
+                    round(sum(f["memory_mib"] for f in figures[kind].values()), 1))
+             for kind in ("at_rest", "under_load")}
+    (rest_cpu, rest_memory), (load_cpu, load_memory) = total["at_rest"], total["under_load"]
+    lines.append(f"| all of the monitoring, at rest / under load | {rest_cpu} % and {rest_memory} MiB "
+                 f"/ {load_cpu} % and {load_memory} MiB |")
     return "\n".join(lines) + "\n"

@@ -23,7 +23,8 @@ class Smtp(_Section):
     @field_validator("smarthost")
     @classmethod
     def _host_and_port(cls, smarthost: str) -> str:
-        return _matching(smarthost, r"[A-Za-z0-9.-]+:\d{1,5}", "must be the relay's host:port, such as mail.clinic.example:587")
+        return _matching(smarthost, r"[A-Za-z0-9.-]+:\d{1,5}",
+                         "must be the relay's host:port, such as mail.clinic.example:587")
 
     @field_validator("sender")
     @classmethod

@@ -105,12 +105,13 @@ def prometheus_config(args: MonitoringArgs, index: int) -> str:
         database_monitors=[{"name": f"monitor{index + 1}", "address": f"{address}:{MONITOR_PORT}"}
                            for index, address in enumerate(database.monitor_addresses)],
         database_servers=[{"name": server.logical_name, "address": server.address} for server in database.servers],
-        machines=[{"name": machine.host or "local", "address": f"{machine_address(network, machine.index)}:{MACHINE_PORT}"}
+        machines=[{"name": machine.host or "local",
+                   "address": f"{machine_address(network, machine.index)}:{MACHINE_PORT}"}
                   for machine in network.machines],
-        monitoring=[*({"name": f"prometheus{index + 1}", "address": f"{network.address(PROMETHEUS_HOSTS[index])}:{PROMETHEUS_PORT}"}
-                      for index in range(count)),
-                    *({"name": f"alertmanager{index + 1}", "address": f"{network.address(ALERTMANAGER_HOSTS[index])}:{ALERTMANAGER_PORT}"}
-                      for index in range(count))],
+        monitoring=[{"name": f"{kind}{index + 1}", "address": f"{network.address(hosts[index])}:{port}"}
+                    for kind, hosts, port in (("prometheus", PROMETHEUS_HOSTS, PROMETHEUS_PORT),
+                                              ("alertmanager", ALERTMANAGER_HOSTS, ALERTMANAGER_PORT))
+                    for index in range(count)],
     )
 
 
@@ -161,7 +162,8 @@ def build(component: pulumi.ComponentResource, name: str, args: MonitoringArgs) 
               docker.ContainerUploadArgs(file=AUTHORITY, content=network.trusted_pem)]
     count = monitoring_count(args)
     configs = {"prometheus": [docker.ContainerUploadArgs(file=FILES["alert-rules.yml"], content=alert_rules(args))],
-               "alertmanager": [docker.ContainerUploadArgs(file=FILES["alertmanager.yml"], content=alertmanager_config(args))],
+               "alertmanager": [docker.ContainerUploadArgs(file=FILES["alertmanager.yml"],
+                                                           content=alertmanager_config(args))],
                "blackbox": [docker.ContainerUploadArgs(file=FILES["blackbox.yml"], content=blackbox_config(args))]}
     if cluster.monitoring.smtp is not None and args.smtp_password is not None:
         configs["alertmanager"].append(docker.ContainerUploadArgs(file=FILES["smtp-password"],
@@ -208,7 +210,8 @@ def build(component: pulumi.ComponentResource, name: str, args: MonitoringArgs) 
                 data = docker.Volume(f"{logical}-data", name=network.container_name(f"{logical}-data"),
                                      opts=network.options(machine, component))
                 volumes = [docker.ContainerMountArgs(target=f"/srv/{kind}", source=data.name, type="volume")]
-            own_config = ([docker.ContainerUploadArgs(file=FILES["prometheus.yml"], content=prometheus_config(args, index))]
+            own_config = ([docker.ContainerUploadArgs(file=FILES["prometheus.yml"],
+                                                      content=prometheus_config(args, index))]
                           if kind == "prometheus" else [])
             docker.Container(
                 logical, **network.identity(logical), image=image.image_name,

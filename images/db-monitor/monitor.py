@@ -307,7 +307,8 @@ class Pair:
             replicating_from=replica.get("Master_Host", "") if running else "",
             replication_error=(replica.get("Last_IO_Error") or replica.get("Last_SQL_Error") or "") if stopped else "",
             transactions=_last_sequence(row["position"]), server_id=row["server_id"], semi_sync=bool(row["semi_sync"]),
-            waits_for_replica=row["waits"] == "ON", lag_seconds=replica.get("Seconds_Behind_Master") if running else None)
+            waits_for_replica=row["waits"] == "ON",
+            lag_seconds=replica.get("Seconds_Behind_Master") if running else None)
 
     def promote(self, address: str) -> None:
         apply_timeout = float(self.settings.get("APPLY_TIMEOUT_SECONDS", "60"))
@@ -588,7 +589,8 @@ def metrics(status: dict, writer_changes: int) -> str:
         values["openmrs_database_replicating"].append((address, bool(server["replicating_from"])))
         values["openmrs_database_replication_error"].append((address, bool(server["replication_error"])))
         if writer:
-            values["openmrs_database_waits_for_replica"].append((address, server["semi_sync"] and server["waits_for_replica"]))
+            waiting = server["semi_sync"] and server["waits_for_replica"]
+            values["openmrs_database_waits_for_replica"].append((address, waiting))
         if server["lag_seconds"] is not None:
             values["openmrs_database_replica_lag_seconds"].append((address, server["lag_seconds"]))
     lines = []

@@ -169,7 +169,8 @@ def test_a_replica_stopped_on_an_error_fires_replication_stopped(local_cluster, 
     assert wait_for(lambda: local_cluster.caught_up_replica(replica, writer), timeout=30)
 
     def diverge():
-        local_cluster.database_query(replica, "SET SESSION sql_log_bin = 0; INSERT INTO monitoring_divergence.rows VALUES (1)")
+        local_cluster.database_query(
+            replica, "SET SESSION sql_log_bin = 0; INSERT INTO monitoring_divergence.rows VALUES (1)")
         local_cluster.database_query(writer, "INSERT INTO monitoring_divergence.rows VALUES (1)")
 
     def mend():
