@@ -18,7 +18,7 @@ from ..backups import BackupsArgs, BackupsOutputs
 from ..passwords import password
 from ..shared_storage import DATA_DIRECTORY, OPENMRS_UID
 from .database import LocalDatabase
-from .network import FIRST_BACKUP_HOST, LOG_OPTIONS, LocalNetwork, Machine
+from .network import FIRST_BACKUP_HOST, LOG_OPTIONS, METRICS_DIRECTORY, LocalNetwork, Machine
 
 AGENT = "/usr/local/bin/backup-agent"
 STATE = "/var/lib/openmrs-backup"  # images/mariadb/Dockerfile makes it the mysql user's
@@ -66,6 +66,7 @@ def build(component: pulumi.ComponentResource, name: str, args: BackupsArgs) -> 
             command=["run"],
             user="mysql",
             envs=[*common, "BACKUP_KIND=database", f"SERVER_NAME={server.logical_name}",
+                  *metrics_environment(network, server.machine, server.logical_name),
                   f"RESTIC_REPOSITORY={repositories['database'][0]}",
                   f"DB_HOST={server.address}", "DB_USER=backup", f"DB_TLS_CA={AUTHORITY}",
                   pulumi.Output.concat("MYSQL_PWD=", database.backup_password),
@@ -75,6 +76,7 @@ def build(component: pulumi.ComponentResource, name: str, args: BackupsArgs) -> 
                                                 read_only=True),
                      docker.ContainerVolumeArgs(volume_name=state.name, container_path=STATE),
                      *repositories["database"][1]],
+            mounts=network.metrics_mounts(server.machine),
             networks_advanced=networks(server.machine, server.backup_agent_address),
             healthcheck=_health(settings.ship_every_seconds),
             capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
@@ -97,11 +99,11 @@ def build(component: pulumi.ComponentResource, name: str, args: BackupsArgs) -> 
         user=f"{OPENMRS_UID}:{OPENMRS_UID}",
         envs=[*common, "BACKUP_KIND=files", f"BACKUP_STATE={REPOSITORY}/files-state", "MAKE_REPOSITORY=1",
               f"RESTIC_REPOSITORY={repositories['files'][0]}", f"FILES_ROOT={DATA_DIRECTORY}",
-              f"FOLDERS={','.join(mount.folder for mount in folders)}"],
-        mounts=[docker.ContainerMountArgs(
+              f"FOLDERS={','.join(mount.folder for mount in folders)}", *metrics_environment(network, machine, "files")],
+        mounts=[*(docker.ContainerMountArgs(
             type=mount.kind, source=mount.source, target=mount.container_path, read_only=True,
             bind_options=docker.ContainerMountBindOptionsArgs(propagation="rslave") if mount.kind == "bind" else None)
-            for mount in folders],
+            for mount in folders), *network.metrics_mounts(machine)],
         volumes=repositories["files"][1],
         networks_advanced=networks(machine, network.address(FIRST_BACKUP_HOST + len(database.servers))),
         healthcheck=_health(settings.files_every_minutes * 60),
@@ -125,6 +127,12 @@ def _repository(component: pulumi.ComponentResource, network: LocalNetwork, name
                            opts=network.options(network.machines[0], component, retain_on_delete=True))
     return f"{REPOSITORY}/{kind}", [docker.ContainerVolumeArgs(volume_name=volume.name,
                                                                container_path=f"{REPOSITORY}/{kind}")]
+
+
+def metrics_environment(network: LocalNetwork, machine: Machine, agent: str) -> list[str]:
+    """Where the agent writes its last successes and failures for the machine's node exporter, with monitoring
+    on: backup-<agent>.prom."""
+    return [f"METRICS_FILE={METRICS_DIRECTORY}/backup-{agent}.prom"] if machine.metrics is not None else []
 
 
 def _s3_environment(args: BackupsArgs) -> list[pulumi.Input[str]]:

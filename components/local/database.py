@@ -26,7 +26,8 @@ from . import images
 from .certificate_rollout import AUTHORITY, KINDS
 from .certificates import Holder, certificate_volume, mount, rollout_step
 from .network import (
-    DATABASE_HOSTS, DATABASE_VIRTUAL_HOST, FIRST_BACKUP_HOST, FIRST_DATABASE_MONITOR_HOST, LOG_OPTIONS, Machine,
+    DATABASE_EXPORTER_HOSTS, DATABASE_HOSTS, DATABASE_VIRTUAL_HOST, FIRST_BACKUP_HOST, FIRST_DATABASE_MONITOR_HOST,
+    LOG_OPTIONS, Machine,
 )
 from .vrrp import CAPABILITIES as VRRP_CAPABILITIES, FileCheck, VrrpPair
 
@@ -66,6 +67,8 @@ class LocalDatabase:
     image_on: Callable[[Machine], list[pulumi.Resource]]
     # The backup agents' account's password on both servers; None without backups.
     backup_password: Optional[pulumi.Output[str]]
+    # The metrics exporters' account's password on both servers; None without monitoring.
+    exporter_password: Optional[pulumi.Output[str]]
     # Where each monitor serves its view and its metrics (MONITOR_PORT, mutual TLS).
     monitor_addresses: list[str]
 
@@ -80,6 +83,8 @@ def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -
     )
     monitor_password = password(f"{name}-monitor-password", None, component)
     backup_password = password(f"{name}-backup-password", None, component) if args.cluster.backup.enabled else None
+    exporter_password = (password(f"{name}-exporter-password", None, component) if args.cluster.monitoring.enabled
+                         else None)
     image = images.build_image(f"{name}-image", "images/mariadb", "openmrs-cluster/mariadb", component)
     addresses = tuple(network.address(host) for host in DATABASE_HOSTS)
     virtual_address = network.address(DATABASE_VIRTUAL_HOST)
@@ -137,6 +142,9 @@ def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -
                 *fencing,
                 *([pulumi.Output.concat("MARIADB_BACKUP_PASSWORD=", backup_password),
                    f"MARIADB_BACKUP_HOST={network.address(FIRST_BACKUP_HOST + index)}"] if backup_password else []),
+                *([pulumi.Output.concat("MARIADB_EXPORTER_PASSWORD=", exporter_password),
+                   f"MARIADB_EXPORTER_HOST={network.address(DATABASE_EXPORTER_HOSTS[index])}"]
+                  if exporter_password else []),
             ],
             uploads=[docker.ContainerUploadArgs(file=CONFIG_FILE, content=config),
                      *pair.uploads(index, logical, priority=100)],
@@ -160,7 +168,7 @@ def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -
     component.platform_database = LocalDatabase(
         described, image.image_name,
         lambda machine: network.image_on(machine, f"{name}-image", image.image_name, image, component), backup_password,
-        monitor_addresses)
+        exporter_password, monitor_addresses)
 
     monitor_image = images.build_image(f"{name}-monitor-image", "images/db-monitor", "openmrs-cluster/db-monitor", component)
     failover = settings.failover

@@ -13,7 +13,7 @@ from ..render import render
 from .certificate_rollout import AUTHORITY, HAPROXY_CONFIG, KINDS
 from .certificates import TLS12_CIPHERS
 from .load_balancer import (BALANCER_NAME, HTTP_PORT, HTTPS_PORT, BalancerEngine, dashboard_routing, https_url,
-                            members, run, static_routing)
+                            members, metrics_listener, run, static_routing)
 from .rollout import ADMIN_SOCKET
 
 BALANCE = {"round_robin": "roundrobin", "by_busyness": "leastconn"}  # the configured scheduling, in HAProxy's words
@@ -40,6 +40,7 @@ def balancer_config(args: LoadBalancerTierArgs) -> str:
         members=members(args),
         static=static_routing(args),
         dashboard=dashboard_routing(args),
+        metrics=metrics_listener(args),
     )
 
 

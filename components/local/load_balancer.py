@@ -40,6 +40,11 @@ BALANCER_NAME = "openmrs-nodes"
 # The monitoring's dashboard: Prometheus' pages, on its own path and port.
 DASHBOARD_PATH, DASHBOARD_PORT = "/monitoring", 9090
 PRIORITIES = (150, 100)  # the first balancer takes the virtual address when both start
+# What each balancer served (responses by status and member), for the monitoring's Prometheus alone: on the
+# balancer's own private address (METRICS_ADDRESS in its environment), to a certificate of theirs.
+METRICS_PORT = 9117
+MTAIL_PORT = 3903  # Apache's: mtail counts its access log, on the container's loopback
+METRICS_CLIENTS = "^prometheus[0-9]+$"  # the common names of the Prometheus pair's certificates
 
 
 class BalancerManagerAccess(NamedTuple):
@@ -99,6 +104,14 @@ def dashboard_routing(args: LoadBalancerTierArgs) -> dict | None:
         for index in range(count)]}
 
 
+def metrics_listener(args: LoadBalancerTierArgs) -> dict | None:
+    """The balancers' own metrics, with monitoring on: HAProxy's Prometheus exporter, or Apache's access log as
+    mtail counts it (images/httpd/balancer.mtail)."""
+    if not args.cluster.monitoring.enabled:
+        return None
+    return {"port": METRICS_PORT, "mtail_port": MTAIL_PORT, "clients": METRICS_CLIENTS}
+
+
 def https_url(args: LoadBalancerTierArgs) -> str:
     """Where plain HTTP is sent: the site's name (or its first address), on the clients' HTTPS port."""
     cluster = args.cluster
@@ -128,6 +141,7 @@ def balancer_config(args: LoadBalancerTierArgs) -> str:
         members=members(args),
         static=static_routing(args),
         dashboard=dashboard_routing(args),
+        metrics=metrics_listener(args),
     )
 
 
@@ -261,6 +275,7 @@ def run(component: pulumi.ComponentResource, name: str, args: LoadBalancerTierAr
             mounts=[mount(engine.name, holder.volume)],
             networks_advanced=networks,
             hosts=member_hosts(args),
+            envs=[f"METRICS_ADDRESS={network.address(BALANCER_HOSTS[index])}"] if metrics_listener(args) else None,
             ports=ports or None,
             sysctls={"net.ipv4.ip_unprivileged_port_start": str(HTTP_PORT)},
             healthcheck=docker.ContainerHealthcheckArgs(

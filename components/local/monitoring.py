@@ -6,7 +6,14 @@ each on its own machine, and the exporters that watch every tier from outside.
   storage server's port: a member that stops answering is out, or its tier has lost its redundancy;
 - the database monitors serve their view of the pair as metrics (images/db-monitor: each server up, the writer,
   replication and its lag, semi-sync, the writer changes they made), to holders of the authority's certificate;
-- a node exporter on each machine reads its filesystems, from a read-only view of the machine's root.
+  beside each database server, Debian's mysqld exporter gives the server's own (connections, queries, InnoDB),
+  through an account of its own that sees no data;
+- each balancer serves what it served (responses by status and member: HAProxy's own exporter, or Apache's log
+  counted by mtail), to the Prometheus pair's certificates alone;
+- a node exporter on each machine reads its filesystems, from a read-only view of the machine's root, and serves
+  what the tiers on the machine write for it (network.METRICS_DIRECTORY): the backup agents' last successes and
+  failures (images/mariadb/backup-agent.py), each storage server's view of the bricks and their heal backlog
+  (images/glusterfs/storage-metrics.py);
 
 Alert rules (templates/alert-rules.yml) go to the Alertmanagers, which send each to monitoring.alert_webhooks and,
 through monitoring.smtp, monitoring.alert_emails, when it fires and when it resolves; the pair gossips, so an
@@ -22,22 +29,24 @@ import pulumi_random as random
 from ..monitoring import MonitoringArgs, MonitoringOutputs
 from ..render import render
 from ..tomcat_pool import route_of
-from . import images, static_content
+from . import images, static_content, storage
 from .app_nodes import NODE_TLS_PORT
 from .database import MONITOR_PORT, LocalDatabase
-from .load_balancer import DASHBOARD_PATH as PATH, DASHBOARD_PORT as PROMETHEUS_PORT, HTTPS_PORT
+from .load_balancer import (BALANCER_NAME, DASHBOARD_PATH as PATH, DASHBOARD_PORT as PROMETHEUS_PORT, HTTPS_PORT,
+                            METRICS_PORT as BALANCER_METRICS_PORT)
 from .network import (
-    ALERTMANAGER_HOSTS, BALANCER_HOSTS, BLACKBOX_HOSTS, FIRST_MACHINE_EXPORTER_HOST, LOG_OPTIONS, PROMETHEUS_HOSTS,
-    STORAGE_HOSTS, LocalNetwork,
+    ALERTMANAGER_HOSTS, BALANCER_HOSTS, BLACKBOX_HOSTS, DATABASE_EXPORTER_HOSTS, FIRST_MACHINE_EXPORTER_HOST,
+    LOG_OPTIONS, METRICS_DIRECTORY, PROMETHEUS_HOSTS, STORAGE_HOSTS, LocalNetwork,
 )
 
 CONTEXT, REPOSITORY = "images/monitoring", "openmrs-cluster/monitoring"
 USERNAME = "operator"
-ALERTMANAGER_PORT, GOSSIP_PORT, BLACKBOX_PORT, MACHINE_PORT = 9093, 9094, 9115, 9100
+ALERTMANAGER_PORT, GOSSIP_PORT, BLACKBOX_PORT, MACHINE_PORT, DATABASE_EXPORTER_PORT = 9093, 9094, 9115, 9100, 9104
 GLUSTERD_PORT = 24007
 DIRECTORY = "/etc/openmrs-monitoring"
 FILES = {name: f"{DIRECTORY}/{name}" for name in (
-    "prometheus.yml", "alert-rules.yml", "alertmanager.yml", "blackbox.yml", "web.yml", "password", "smtp-password")}
+    "prometheus.yml", "alert-rules.yml", "alertmanager.yml", "blackbox.yml", "web.yml", "password", "smtp-password",
+    "exporter.cnf")}
 CERTIFICATE, PRIVATE_KEY, AUTHORITY = (f"{DIRECTORY}/tls/{name}" for name in
                                        ("certificate.pem", "private-key.pem", "authority.pem"))
 TRUST = "/tmp/trust.pem"  # Debian's authorities and the stack's (images/monitoring/trust-bundle.sh)
@@ -51,6 +60,10 @@ MOUNT_POINTS_EXCLUDED = (r"^/(dev|proc|run|sys|etc/(hostname|hosts|resolv\.conf)
 # A balancer, a storage server or a database server lost this long is lost, not restarting.
 LOST_SECONDS = 10
 LAG_SECONDS = 30
+# A database server with this share of its connections in use refuses the next nodes' pools soon.
+CONNECTIONS_PERCENT = 80
+# A heal backlog older than this is stuck: files written while a brick was away reach it within seconds.
+HEAL_MINUTES = 15
 # How long a writer change is said: its alert fires, and resolves this long after.
 WRITER_CHANGE_MINUTES = 3
 
@@ -84,7 +97,7 @@ def probes(args: MonitoringArgs) -> list[dict]:
                                  for address in [network.address(host)]]})
     if cluster.storage.replicated:
         jobs.append({"name": "storage", "tier": "storage", "module": "port", "why": "Each storage server's glusterd.",
-                     "members": [{"name": f"files{index + 1}", "url": f"{network.address(host)}:{GLUSTERD_PORT}"}
+                     "members": [{"name": storage.server_name(index), "url": f"{network.address(host)}:{GLUSTERD_PORT}"}
                                  for index, host in enumerate(STORAGE_HOSTS)]})
     return jobs
 
@@ -104,15 +117,29 @@ def prometheus_config(args: MonitoringArgs, index: int) -> str:
         blackbox=f"{network.address(BLACKBOX_HOSTS[index])}:{BLACKBOX_PORT}",
         database_monitors=[{"name": f"monitor{index + 1}", "address": f"{address}:{MONITOR_PORT}"}
                            for index, address in enumerate(database.monitor_addresses)],
-        database_servers=[{"name": server.logical_name, "address": server.address} for server in database.servers],
+        database_servers=[{"name": server.logical_name, "address": server.address,
+                           "exporter": f"{network.address(DATABASE_EXPORTER_HOSTS[index])}:{DATABASE_EXPORTER_PORT}"}
+                          for index, server in enumerate(database.servers)],
         machines=[{"name": machine.host or "local",
                    "address": f"{machine_address(network, machine.index)}:{MACHINE_PORT}"}
                   for machine in network.machines],
+        balancer_traffic=balancer_traffic(args), trust_file=TRUST,
         monitoring=[{"name": f"{kind}{index + 1}", "address": f"{network.address(hosts[index])}:{port}"}
                     for kind, hosts, port in (("prometheus", PROMETHEUS_HOSTS, PROMETHEUS_PORT),
                                               ("alertmanager", ALERTMANAGER_HOSTS, ALERTMANAGER_PORT))
                     for index in range(count)],
     )
+
+
+def balancer_traffic(args: MonitoringArgs) -> dict | None:
+    """Where each balancer serves its metrics (load_balancer.METRICS_PORT); none for a balancer of the site's own.
+    Its certificate is the site's, checked by the site's name when there is one."""
+    balancer, network = args.cluster.balancer, args.network.platform_network
+    if balancer.engine == "external":
+        return None
+    return {"server_name": args.cluster.tls.host_name,
+            "members": [{"name": f"balancer{index + 1}", "address": f"{network.address(host)}:{BALANCER_METRICS_PORT}"}
+                        for index, host in enumerate(BALANCER_HOSTS[:2 if balancer.pair else 1])]}
 
 
 def alert_rules(args: MonitoringArgs) -> str:
@@ -123,7 +150,10 @@ def alert_rules(args: MonitoringArgs) -> str:
         node_out_seconds=max(heartbeat.fails * heartbeat.interval_seconds - SCRAPE_SECONDS, 0),
         lost_seconds=LOST_SECONDS, lag_seconds=LAG_SECONDS, ignored_filesystems=IGNORED_FILESYSTEMS,
         writer_change_minutes=WRITER_CHANGE_MINUTES,
-        disk_percent=monitoring.disk_percent, certificate_days=monitoring.certificate_days)
+        disk_percent=monitoring.disk_percent, certificate_days=monitoring.certificate_days,
+        # A tier's rules only while it runs: one turned off leaves its last figures behind.
+        connections_percent=CONNECTIONS_PERCENT, storage=args.cluster.storage.replicated, backups=args.cluster.backup.enabled, heal_minutes=HEAL_MINUTES,
+        nodes_pool=BALANCER_NAME)
 
 
 def alertmanager_config(args: MonitoringArgs) -> str:
@@ -225,6 +255,30 @@ def build(component: pulumi.ComponentResource, name: str, args: MonitoringArgs) 
                 log_opts=LOG_OPTIONS, wait=True, wait_timeout=120,
                 opts=network.container_options(machine, component, depends_on=ready))
 
+    database: LocalDatabase = args.database.platform_database
+    for index, server in enumerate(database.servers):
+        # Each database server's own figures (connections, queries, InnoDB), from Debian's mysqld exporter beside it.
+        logical = f"{name}-{server.logical_name}"
+        address = network.address(DATABASE_EXPORTER_HOSTS[index])
+        issued = network.authority.issue(logical, "database-exporter", [], [address], *cluster.tls.lifetime_hours,
+                                         component)
+        client = pulumi.Output.secret(database.exporter_password).apply(lambda secret, host=server.address: render(
+            "mysqld-exporter.cnf", password=secret, host=host, authority_file=AUTHORITY))
+        docker.Container(
+            logical, **network.identity(logical), image=image.image_name,
+            entrypoints=["/usr/local/bin/trust-bundle"],
+            command=["prometheus-mysqld-exporter", f"--config.my-cnf={FILES['exporter.cnf']}",
+                     f"--web.listen-address=:{DATABASE_EXPORTER_PORT}", f"--web.config.file={FILES['web.yml']}"],
+            uploads=[*common, docker.ContainerUploadArgs(file=FILES["exporter.cnf"], content=client),
+                     docker.ContainerUploadArgs(file=CERTIFICATE, content=issued.certificate_pem),
+                     docker.ContainerUploadArgs(file=PRIVATE_KEY, content=issued.private_key_pem)],
+            networks_advanced=[network.attach(server.machine, address)],
+            healthcheck=_ready(DATABASE_EXPORTER_PORT, "/metrics"), memory=64,
+            capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]), restart="unless-stopped",
+            log_opts=LOG_OPTIONS, wait=True, wait_timeout=120,
+            opts=network.container_options(server.machine, component, depends_on=[server.container, *network.image_on(
+                server.machine, f"{name}-image", image.image_name, image, component)]))
+
     for machine in network.machines:
         logical = f"{name}-machine" + (f"-{machine.host}" if machine.host else "")
         address = machine_address(network, machine.index)
@@ -233,12 +287,14 @@ def build(component: pulumi.ComponentResource, name: str, args: MonitoringArgs) 
             logical, **network.identity(logical), image=image.image_name,
             entrypoints=["/usr/local/bin/trust-bundle"],
             command=["prometheus-node-exporter", "--path.rootfs=/host", f"--web.config.file={FILES['web.yml']}",
-                     f"--collector.filesystem.mount-points-exclude={MOUNT_POINTS_EXCLUDED}"],
+                     f"--collector.filesystem.mount-points-exclude={MOUNT_POINTS_EXCLUDED}",
+                     f"--collector.textfile.directory={METRICS_DIRECTORY}"],
             uploads=[*common, docker.ContainerUploadArgs(file=CERTIFICATE, content=issued.certificate_pem),
                      docker.ContainerUploadArgs(file=PRIVATE_KEY, content=issued.private_key_pem)],
             # The machine's filesystems as they are, new mounts included, read-only.
             mounts=[docker.ContainerMountArgs(target="/host", source="/", type="bind", read_only=True,
-                                              bind_options=docker.ContainerMountBindOptionsArgs(propagation="rslave"))],
+                                              bind_options=docker.ContainerMountBindOptionsArgs(propagation="rslave")),
+                    *network.metrics_mounts(machine, read_only=True)],
             networks_advanced=[network.attach(machine, address)],
             healthcheck=_ready(MACHINE_PORT, "/metrics"), memory=64,
             capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]), restart="unless-stopped",

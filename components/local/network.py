@@ -30,6 +30,7 @@ from .engines import STEP_INTERPRETER, EngineAddress
 # members and the database endpoints stay valid when a container is stopped and started again.
 DATABASE_HOSTS = (10, 11)
 DATABASE_VIRTUAL_HOST = 12  # held by the writer of the pair
+DATABASE_EXPORTER_HOSTS = (13, 14)  # with monitoring, one beside each database server
 BALANCER_HOSTS = (20, 21)
 FIRST_MACHINE_EXPORTER_HOST = 22  # one per machine (at most 8): its disks, memory and load
 BALANCER_VIRTUAL_HOST = 30  # held by one balancer of the pair at a time
@@ -43,6 +44,12 @@ FIRST_STORAGE_CLIENT_HOST = 70
 FIRST_BACKUP_HOST = 80  # the backup agents: one beside each database server, then the shared files' one
 FIRST_STATIC_HOST = 90  # the O3 application's static servers (frontend.servers, at most 8)
 FIRST_APP_HOST = 101
+# Where the tiers write what the machine's node exporter serves (its textfile collector) with the machine's own
+# figures: the backup agents' last successes, the storage servers' bricks. A volume per machine, with
+# monitoring on; each writer has its file, and every image that mounts it has the directory open to all
+# (sticky, as /tmp), so that whichever mounts it first gives it that mode.
+METRICS_DIRECTORY = "/var/lib/openmrs-metrics"
+
 # Every container's log on its machine (Docker's json-file driver): rotated, at most 3 files of 10 MB.
 LOG_OPTIONS = {"max-size": "10m", "max-file": "3"}
 
@@ -57,6 +64,7 @@ class Machine:
     engine: EngineAddress  # how the deploying machine's own steps reach it
     private: docker.Network
     front: Optional[docker.Network] = None  # the hospital's network, on hosts with a balancer
+    metrics: Optional[docker.Volume] = None  # METRICS_DIRECTORY, with monitoring on
     shipped: dict[str, command.local.Command] = field(default_factory=dict)
 
 
@@ -99,6 +107,14 @@ class LocalNetwork:
         if not hosts:
             return self.machines[0]
         return next(machine for machine in self.machines if machine.host == hosts[index])
+
+    def metrics_mounts(self, machine: Machine, read_only: bool = False) -> list[docker.ContainerMountArgs]:
+        """METRICS_DIRECTORY of `machine`, for a container that writes its figures there (or, read-only, serves
+        them); none with monitoring off."""
+        if machine.metrics is None:
+            return []
+        return [docker.ContainerMountArgs(target=METRICS_DIRECTORY, source=machine.metrics.name, type="volume",
+                                          read_only=read_only)]
 
     def attach(self, machine: Machine, address: Optional[str] = None) -> docker.ContainerNetworksAdvancedArgs:
         return docker.ContainerNetworksAdvancedArgs(name=machine.private.name, ipv4_address=address)
@@ -179,8 +195,10 @@ def build(component: pulumi.ComponentResource, name: str, cluster: ClusterConfig
                 options={"parent": front.interface},
                 ipam_configs=[docker.NetworkIpamConfigArgs(subnet=front.subnet, gateway=front.gateway)],
                 opts=options)
+        metrics = docker.Volume(f"{name}-metrics{suffix}", name=f"{resource_prefix}-{name}-metrics",
+                                opts=options) if cluster.monitoring.enabled else None
         machines.append(Machine(index=index, host=host, provider=provider, engine=engine, private=private,
-                                front=front_network))
+                                front=front_network, metrics=metrics))
     edge = None
     if not cluster.hosts:
         edge = docker.Network(f"{name}-edge", name=f"{resource_prefix}-{name}-edge", driver="bridge",

@@ -17,7 +17,7 @@ import pulumi_docker as docker
 from ..shared_storage import DATA_DIRECTORY, OPENMRS_UID, SharedMount, SharedStorageArgs
 from . import images
 from .certificates import TLS12_CIPHERS, Holder, certificate_volume, mount, rollout_step
-from .network import FIRST_STORAGE_CLIENT_HOST, LOG_OPTIONS, STORAGE_HOSTS, LocalNetwork, Machine
+from .network import FIRST_STORAGE_CLIENT_HOST, LOG_OPTIONS, METRICS_DIRECTORY, STORAGE_HOSTS, LocalNetwork, Machine
 
 VOLUME = "openmrs"
 # The names on the storage tier's certificates, and the only ones the bricks let in (auth.ssl-allow): the
@@ -26,6 +26,11 @@ VOLUME = "openmrs"
 SERVER_NAME, CLIENT_NAME = "openmrs-files-server", "openmrs-files-client"
 BRICK = "/bricks/openmrs"
 CLIENT_MOUNT_PARENT = "/mnt/cluster"  # the client mounts the volume at <parent>/files
+
+
+def server_name(index: int) -> str:
+    """How the monitoring names storage server `index`: its alerts, its dashboard row."""
+    return f"files{index + 1}"
 
 
 def build(component: pulumi.ComponentResource, name: str, args: SharedStorageArgs) -> tuple[list[SharedMount], None]:
@@ -59,6 +64,10 @@ def replicated(component: pulumi.ComponentResource, name: str, args: SharedStora
         installed.append(installed_here)
         first = index == 0
         envs = [f"VOLUME={VOLUME}"]
+        if machine.metrics is not None:  # images/glusterfs/storage-metrics.py
+            envs += [f"METRICS_FILE={METRICS_DIRECTORY}/storage-{server_name(index)}.prom",
+                     f"SERVER={server_name(index)}",
+                     "STORAGE_SERVERS=" + " ".join(f"{server_name(i)}={a}" for i, a in enumerate(addresses))]
         if first:  # the first server joins the others and creates the volume
             envs += [f"PEERS={' '.join(addresses[1:])}",
                      f"VOLUME_BRICKS={' '.join(f'{peer}:{BRICK}' for peer in addresses)}",
@@ -74,7 +83,7 @@ def replicated(component: pulumi.ComponentResource, name: str, args: SharedStora
             envs=envs,
             volumes=[docker.ContainerVolumeArgs(volume_name=state.name, container_path="/var/lib/glusterd"),
                      docker.ContainerVolumeArgs(volume_name=brick.name, container_path="/bricks")],
-            mounts=[mount("glusterfs", holder.volume)],
+            mounts=[mount("glusterfs", holder.volume), *network.metrics_mounts(machine)],
             networks_advanced=[network.attach(machine, address)],
             hosts=known_servers,
             healthcheck=docker.ContainerHealthcheckArgs(

@@ -36,4 +36,6 @@ if [ -n "${VOLUME_BRICKS:-}" ] && ! gluster --mode=script volume info "$VOLUME" 
   gluster --mode=script volume set "$VOLUME" ssl.cipher-list "$SSL_CIPHERS"
   gluster --mode=script volume start "$VOLUME"
 fi
+# With monitoring on, the volume's state for the machine's node exporter (storage-metrics).
+[ -z "${METRICS_FILE:-}" ] || /usr/local/bin/storage-metrics &
 wait "$glusterd_pid"

@@ -147,6 +147,36 @@ def write_status(status: dict) -> None:
     temporary = STATUS.with_suffix(".tmp")
     temporary.write_text(json.dumps({**status, "updated": stamp(now())}, indent=2, sort_keys=True))
     temporary.replace(STATUS)
+    write_metrics(status)
+
+
+def write_metrics(status: dict) -> None:
+    """The same view as `check`, for the machine's node exporter (its textfile collector, METRICS_FILE): the
+    monitoring's BackupOverdue and BackupFailed alerts read it. A stopped agent leaves its last figures, which
+    then grow old as its backups do."""
+    path = os.environ.get("METRICS_FILE")
+    if not path:
+        return
+    agent = os.environ.get("SERVER_NAME", "files")
+    lines = ["# HELP openmrs_backup_last_success_timestamp_seconds The kind's last success (the agent's start "
+             "before the first).",
+             "# TYPE openmrs_backup_last_success_timestamp_seconds gauge",
+             "# HELP openmrs_backup_allowed_age_seconds How old the last success may grow before it is overdue.",
+             "# TYPE openmrs_backup_allowed_age_seconds gauge",
+             "# HELP openmrs_backup_last_attempt_failed Whether the kind's last attempt failed.",
+             "# TYPE openmrs_backup_last_attempt_failed gauge"]
+    for name, moment, allowed in deadlines(status):
+        kind = name.removesuffix("_any")
+        labels = f'tier="backups",member="{agent}",kind="{kind}"'
+        lines += [f"openmrs_backup_last_success_timestamp_seconds{{{labels}}} {moment.timestamp():.0f}",
+                  f"openmrs_backup_allowed_age_seconds{{{labels}}} {allowed}",
+                  f"openmrs_backup_last_attempt_failed{{{labels}}} {int(kind + '_error' in status)}"]
+    try:
+        temporary = Path(f"{path}.tmp")  # the collector reads *.prom only: never a half-written file
+        temporary.write_text("\n".join(lines) + "\n")
+        temporary.replace(path)
+    except OSError as error:
+        log(f"metrics not written to {path}: {error}")
 
 
 def record(kind: str, started: float, size: int | None = None, error: str | None = None) -> None:
@@ -306,18 +336,27 @@ def run_files() -> None:
 
 # -- health and status ------------------------------------------------------------------------------------------
 
-def check() -> int:
-    """Unhealthy when the last attempt of a kind failed, or a kind is overdue (twice its interval, and a grace)."""
-    status, kind = load_status(), env("BACKUP_KIND")
-    problems = [f"{name}: {status[name + '_error']['error'][-200:]}" for name in ("ship", "full", "files")
-                if name + "_error" in status]
+def deadlines(status: dict) -> list[tuple[str, dt.datetime, int]]:
+    """Each kind this agent keeps, its last success (the agent's start before the first), and how old that may
+    grow: twice its interval (three shipments), and a grace."""
     due = {"database": [("ship", int(env("SHIP_EVERY_SECONDS", "60")) * 3 + 60),
                         ("full_any", int(env("FULL_EVERY_HOURS", "24")) * 3600 * 2 + 3600)],
-           "files": [("files", int(env("FILES_EVERY_MINUTES", "15")) * 120 + 300)]}[kind]
+           "files": [("files", int(env("FILES_EVERY_MINUTES", "15")) * 120 + 300)]}[env("BACKUP_KIND")]
     started = parse_time(status.get("started", stamp(now())))
+    moments = []
     for name, seconds in due:
         last = status.get(name)
-        moment = parse_time(last["at"] if isinstance(last, dict) else last) if last else started
+        moments.append((name, parse_time(last["at"] if isinstance(last, dict) else last) if last else started,
+                        seconds))
+    return moments
+
+
+def check() -> int:
+    """Unhealthy when the last attempt of a kind failed, or a kind is overdue."""
+    status = load_status()
+    problems = [f"{name}: {status[name + '_error']['error'][-200:]}" for name in ("ship", "full", "files")
+                if name + "_error" in status]
+    for name, moment, seconds in deadlines(status):
         if (now() - moment).total_seconds() > seconds:
             problems.append(f"{name}: none since {stamp(moment)} UTC")
     for problem in problems:

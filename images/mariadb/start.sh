@@ -46,20 +46,31 @@ fi
 # policy starts again: read-only, with keepalived, the role watcher and the fence agent anew.
 mariadbd &
 server=$!
-# With backups: the agent's account, made again at every start (its password may have changed) on this server
-# alone (not replicated), for the agent's address only, over TLS only, with what mariabackup and reading the
-# binary log need and nothing else.
-if [ -n "${MARIADB_BACKUP_PASSWORD:-}" ]; then
+# An account made again at every start (its password may have changed), once the server answers, on this
+# server alone (not replicated), for one address only, over TLS only, with the privileges it names and nothing
+# else: own_account <user> <address> <password> <privileges> [<resource options>].
+own_account() {
   (
     for _ in $(seq 300); do mariadb-admin ping >/dev/null 2>&1 && break; sleep 1; done
-    account="'backup'@$(sql_string "${MARIADB_BACKUP_HOST:?}")"
+    account="$(sql_string "$1")@$(sql_string "$2")"
     mariadb <<SQL
 SET SESSION sql_log_bin = 0;
-CREATE USER IF NOT EXISTS $account IDENTIFIED BY $(sql_string "$MARIADB_BACKUP_PASSWORD") REQUIRE SSL;
-ALTER USER $account IDENTIFIED BY $(sql_string "$MARIADB_BACKUP_PASSWORD") REQUIRE SSL;
-GRANT RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR, SLAVE MONITOR, REPLICATION SLAVE ON *.* TO $account;
+CREATE USER IF NOT EXISTS $account IDENTIFIED BY $(sql_string "$3") REQUIRE SSL;
+ALTER USER $account IDENTIFIED BY $(sql_string "$3") REQUIRE SSL ${5:-};
+GRANT $4 ON *.* TO $account;
 SQL
   ) &
+}
+# With backups, the agent's: what mariabackup and reading the binary log need.
+if [ -n "${MARIADB_BACKUP_PASSWORD:-}" ]; then
+  own_account backup "${MARIADB_BACKUP_HOST:?}" "$MARIADB_BACKUP_PASSWORD" \
+    "RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR, SLAVE MONITOR, REPLICATION SLAVE"
+fi
+# With monitoring, the metrics exporter's: the server's status, its replication's and InnoDB's (no data), with
+# at most 3 connections.
+if [ -n "${MARIADB_EXPORTER_PASSWORD:-}" ]; then
+  own_account exporter "${MARIADB_EXPORTER_HOST:?}" "$MARIADB_EXPORTER_PASSWORD" \
+    "PROCESS, SLAVE MONITOR, BINLOG MONITOR" "WITH MAX_USER_CONNECTIONS 3"
 fi
 trap 'kill -TERM "$server"' TERM INT
 # keepalived's track files, when the entrypoint made them: kept up to date beside the server.

@@ -13,6 +13,7 @@ from test_local_cluster import (  # noqa: F401  isort: skip
 )
 from test_balancer_pair import test_the_standby_balancer_takes_over_the_virtual_address  # noqa: F401  isort: skip
 from test_o3 import test_a_static_server_killed_under_load_fails_no_request  # noqa: F401  isort: skip
+from test_monitoring import test_each_balancer_reports_what_it_served_per_node  # noqa: F401  isort: skip
 # Last: it moves every node to the second release.
 from test_rolling_update import test_a_new_release_rolls_one_node_at_a_time_without_a_failed_request  # noqa: F401,E501  isort: skip
 
@@ -37,7 +38,9 @@ def figures(figures) -> EngineFigures:
 
 @pytest.fixture(scope="module")
 def local_cluster(docker_client, releases, figures):
-    with deployed(docker_client, stack="haproxy", subnet="10.213.94.0/24", app=releases[0], engine="haproxy") as cluster:
+    # Monitored (alerts to no receiver): HAProxy's own exporter is what the dashboard reads of it.
+    with deployed(docker_client, stack="haproxy", subnet="10.213.94.0/24", app=releases[0], engine="haproxy",
+                  monitoring={"enabled": True}) as cluster:
         figures["bring-up"] = f"all members in both balancers after {cluster.timings['serving']:.1f} s"
         yield cluster
 

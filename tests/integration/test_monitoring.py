@@ -9,6 +9,7 @@ import json
 import subprocess
 import tarfile
 import time
+import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import pytest
@@ -201,6 +202,105 @@ def test_a_filling_volume_fires_disk_filling(local_cluster, receiver, figures, t
         mountpoint.rmdir()
 
 
+def test_a_stopped_backup_agent_fires_backup_overdue(local_cluster, receiver, figures):
+    """The replica's agent stopped: no shipment since, and once the last is older than its schedule allows (three
+    intervals and a minute), the alert goes out; started again, it ships, and the alert resolves."""
+    agent = local_cluster.container(local_cluster.container_name("backups-db-2"))
+    agent.stop()
+    try:
+        # Its last shipment, as it wrote it for the machine's node exporter.
+        written = local_cluster.exec(local_cluster.container_name("monitoring-machine"), "cat",
+                                     "/var/lib/openmrs-metrics/backup-db-2.prom")
+        (shipped,) = [float(line.rsplit(" ", 1)[1]) for line in written.splitlines()
+                      if line.startswith("openmrs_backup_last_success_timestamp_seconds") and 'kind="ship"' in line]
+        allowed = 3 * local_cluster.config["openmrs-cluster:backup"]["ship_every_seconds"] + 60
+        overdue_at = shipped + allowed
+        fired = receiver.wait("BackupOverdue", "firing", shipped, timeout=allowed + 60, member="db-2", kind="ship")
+    finally:
+        recovering = time.time()
+        agent.start()
+    resolved = receiver.wait("BackupOverdue", "resolved", recovering, member="db-2", kind="ship")
+    late = shipped + fired - overdue_at
+    figures["alert backup agent stopped"] = (f"BackupOverdue delivered {late:.1f} s after the last shipment became "
+                                             f"overdue ({allowed} s old), resolved {resolved:.1f} s after the restart")
+    assert 0 <= late <= DELIVERY_GOAL_SECONDS, late
+
+
+def test_a_stopped_brick_fires_redundancy_lost_while_its_server_still_answers(local_cluster, receiver, figures):
+    """files2's brick process killed, its glusterd left running (its port still answers the probes): the other
+    servers see the brick gone. Started again (`volume start … force`), it is connected and the alert resolves."""
+    server = local_cluster.container_name("files-2")
+
+    def stop_brick():
+        status = local_cluster.exec(server, "gluster", "--mode=script", "--xml", "volume", "status", "openmrs")
+        (pid,) = {brick.findtext("pid") for brick in ElementTree.fromstring(status).iter("node")
+                  if brick.findtext("path") == "/bricks/openmrs"
+                  and brick.findtext("hostname") == local_cluster.address_of_container(server)}
+        local_cluster.exec(server, "sh", "-c", f"kill -KILL {pid}")
+
+    def start_brick():
+        local_cluster.exec(server, "gluster", "--mode=script", "volume", "start", "openmrs", "force")
+
+    fault_and_recovery(receiver, figures, "brick stopped", "RedundancyLost", stop_brick, start_brick,
+                       tier="storage", member="files2")
+    assert wait_for(local_cluster.storage_healed, timeout=120), "the brick never healed"
+
+
+def prometheus_query(local_cluster, query: str) -> list[dict]:
+    """Prometheus' answer to `query`, asked through the balancers at the dashboard's path with the password."""
+    (outputs,) = [unwrap(o) for urn, o in local_cluster.graph.component_outputs.items()
+                  if urn.endswith("openmrs:cluster:Monitoring::monitoring")]
+    api = outputs["dashboard_url"].replace("consoles/openmrs.html", "api/v1/query")
+    answer = requests.get(api, params={"query": query}, auth=("operator", outputs["dashboard_password"]),
+                          timeout=10)
+    answer.raise_for_status()
+    return answer.json()["data"]["result"]
+
+
+# What each engine counts of the nodes' responses through balancer1 (Apache's log through mtail, HAProxy's own).
+SERVED_BY_NODES = {
+    "apache": 'sum(openmrs_balancer_responses_total{member="balancer1",pool="openmrs-nodes"})',
+    "haproxy": 'sum(haproxy_backend_http_responses_total{member="balancer1",proxy="openmrs-nodes"})',
+}
+
+
+def test_each_balancer_reports_what_it_served_per_node(local_cluster, figures):
+    """Every request sent through the balancer is counted by its engine, and the dashboard's rules read the
+    traffic per balancer and per node."""
+    sent = 60
+
+    def served() -> float:
+        (answer,) = prometheus_query(local_cluster, SERVED_BY_NODES[local_cluster.balancer_kind])
+        return float(answer["value"][1])
+
+    before = served()
+    for _ in range(sent):
+        assert requests.get(f"{local_cluster.url}/whoami", timeout=10).status_code == 200
+    counted = wait_for(lambda: (served() - before >= sent) and served() - before, timeout=30, poll=1)
+    assert counted, f"{served() - before} of {sent} requests counted"
+    rates = {r["metric"]["member"]: float(r["value"][1])
+             for r in prometheus_query(local_cluster, "openmrs:balancer_responses:rate1m")}
+    routes = {r["metric"]["route"] for r in prometheus_query(local_cluster, "openmrs:node_responses:rate1m")}
+    assert rates.get("balancer1", 0) > 0 and {"node1", "node2", "node3"} <= routes, (rates, routes)
+    figures["balancer traffic"] = (f"{counted:.0f} of {sent} requests counted; balancer1 "
+                                   f"{rates['balancer1']:.1f} responses/s, to {', '.join(sorted(routes))}")
+
+
+def test_every_tier_reports_its_own_figures(local_cluster, figures):
+    """What the dashboard reads beyond the probes and the balancers: each database server's connections; each
+    brick as the storage servers see it; each backup agent's last success."""
+    connections = {r["metric"]["member"]: float(r["value"][1])
+                   for r in prometheus_query(local_cluster, "mysql_global_status_threads_connected")}
+    assert set(connections) == {"db-1", "db-2"} and all(connections.values()), connections
+    bricks = {r["metric"]["member"]: r["value"][1]
+              for r in prometheus_query(local_cluster, "min by (member) (openmrs_storage_brick_connected)")}
+    assert bricks == {"files1": "1", "files2": "1", "files3": "1"}, bricks
+    backups = {(r["metric"]["member"], r["metric"]["kind"]) for r in prometheus_query(
+        local_cluster, "time() - openmrs_backup_last_success_timestamp_seconds < openmrs_backup_allowed_age_seconds")}
+    assert {("db-1", "ship"), ("db-2", "ship"), ("files", "files")} <= backups, backups
+    figures["database connections"] = ", ".join(f"{k} {v:.0f}" for k, v in sorted(connections.items()))
+
+
 def test_the_dashboard_opens_through_the_balancer_with_the_password_only(local_cluster, tmp_path, figures):
     (outputs,) = [unwrap(o) for urn, o in local_cluster.graph.component_outputs.items()
                   if urn.endswith("openmrs:cluster:Monitoring::monitoring")]
@@ -216,4 +316,8 @@ def test_the_dashboard_opens_through_the_balancer_with_the_password_only(local_c
     for member in ("node1", "node2", "node3", "balancer1", "balancer2", "prometheus1"):
         assert f"<td>{member}</td>" in page, (member, page[-3000:])
     assert "writer</th><td>db-" in page.replace("\n", ""), page[-3000:]
+    for table in ("traffic", "storage", "backups"):
+        assert f'id="{table}"' in page, (table, page[-3000:])
+    for shown in ("<td>files2</td>", "<td>connected</td>", "connections to db-1", "<td>to node1</td>"):
+        assert shown in page, (shown, page[-4000:])
     figures["dashboard"] = f"opened by Chromium with the password (screenshot {home / 'page.png'}); 401 without"

@@ -71,16 +71,17 @@ def test_the_cluster_is_the_nine_components_and_their_children(graph, stack):
     # database pair and monitor, nodes and their scheduler keeper, balancer pair, three storage servers,
     # their client and its host directory, one search server, two static servers of the O3 application, a
     # backup agent beside each database server and one for the shared files, and the monitoring's Prometheus,
-    # Alertmanager, blackbox exporter and the machine's node exporter
-    assert counts[CONTAINER] == 3 + nodes + 1 + 2 + 5 + 1 + 2 + 3 + 4
+    # Alertmanager, blackbox exporter, the machine's node exporter and a mysqld exporter beside each database server
+    assert counts[CONTAINER] == 3 + nodes + 1 + 2 + 5 + 1 + 2 + 3 + 4 + 2
     # data and certificate per database server; the monitor's certificate; state, brick and certificate per
     # storage server; the storage client's certificate; the search server's index; each balancer's certificate;
-    # each database backup agent's spool, the two backup repositories, and Prometheus' and Alertmanager's data
-    assert counts["docker:index/volume:Volume"] == 2 * 2 + 1 + 3 * 3 + 1 + 1 + 2 + 2 + 2 + 2
+    # each database backup agent's spool, the two backup repositories, Prometheus' and Alertmanager's data, and
+    # the machine's metrics files
+    assert counts["docker:index/volume:Volume"] == 2 * 2 + 1 + 3 * 3 + 1 + 1 + 2 + 2 + 2 + 2 + 1
     assert counts["docker:index/network:Network"] == 2
     # root, app, replication, monitor, admin, search, the backup agents' account, the backup repositories' key,
-    # the monitoring's operator
-    assert counts["random:index/randomPassword:RandomPassword"] == 9
+    # the monitoring's operator, the mysqld exporters' account
+    assert counts["random:index/randomPassword:RandomPassword"] == 10
 
 
 def test_every_resource_is_a_child_of_a_component(graph):
@@ -277,7 +278,7 @@ def test_the_database_is_on_the_internal_network_only(graph):
 def test_database_pair_is_two_equal_servers_a_monitor_and_a_virtual_address(graph, stack):
     servers = [graph.named("db-1"), graph.named("db-2")]
     # neither is the writer by configuration; each lets in its own backup agent
-    own = [{key: value for key, value in env_of(server).items() if key != "MARIADB_BACKUP_HOST"} for server in servers]
+    own = [{key: value for key, value in env_of(server).items() if key not in ("MARIADB_BACKUP_HOST", "MARIADB_EXPORTER_HOST")} for server in servers]
     assert own[0] == own[1]
     volumes = {server.plain("volumes")[0]["volumeName"] for server in servers}
     assert len(volumes) == 2  # each server on its own volume

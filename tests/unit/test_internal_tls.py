@@ -178,7 +178,7 @@ def test_every_storage_connection_is_tls_between_the_tiers_own_certificates(grap
         keys.add(environment["TLS_PRIVATE_KEY"])
         (target,) = json.loads(environment["TLS_TARGETS"])
         assert target["kind"] == ("glusterfs-client" if role == "client" else "glusterfs")
-        (mount,) = [m for m in graph.named(member).plain("mounts") if m["type"] == "volume"]
+        (mount,) = [m for m in graph.named(member).plain("mounts") if m["target"] == "/etc/glusterfs/tls"]
         assert (mount["target"], mount["source"], mount["readOnly"]) == ("/etc/glusterfs/tls", target["volume"], True)
         assert graph.named(f"{member}-certificate").urn in graph.named(member).dependencies
     assert len(keys) == len(members)  # no two members share a key

@@ -54,7 +54,19 @@ def test_prometheus_accepts_its_configuration_and_rules(graph, tmp_path):
     assert "SUCCESS: 1 rule files found" in check.stdout
     check = subprocess.run([tool("promtool"), "check", "rules", str(files["alert-rules.yml"])],
                            capture_output=True, text=True)
-    assert check.returncode == 0 and "SUCCESS: 8 rules found" in check.stdout, check.stdout + check.stderr
+    # 12 alerts, and the 3 figures the dashboard reads.
+    assert check.returncode == 0 and "SUCCESS: 15 rules found" in check.stdout, check.stdout + check.stderr
+
+
+def test_a_tier_turned_off_has_no_rules_to_fire_on_its_last_figures():
+    """A tier's writers leave their files in the machine's metrics volume: with backups off and one storage
+    server, no rule reads them."""
+    graph = run_program("local", with_overrides(stack_config("local"), backup={"enabled": False},
+                                                storage={"replicated": False}))
+    rules = uploaded(graph, "monitoring-prometheus-1")[f"{DIRECTORY}/alert-rules.yml"]
+    alerts = {rule.get("alert") for group in yaml.safe_load(rules)["groups"] for rule in group["rules"]}
+    assert not alerts & {"BackupOverdue", "BackupFailed", "StorageNotHealing"}
+    assert "RedundancyLost" in alerts and "openmrs_storage" not in rules
 
 
 def test_promtool_refuses_a_broken_rule(graph, tmp_path):
@@ -94,9 +106,19 @@ REPLICATING = 'openmrs_database_replicating{job="database",tier="database",membe
 NEW_WRITER = 'openmrs_database_writer{job="database",tier="database",member="db-1",server="10.213.89.10",instance="m"}'
 CHANGES = 'openmrs_database_writer_changes_total{job="database",tier="database",member="monitor1",instance="m"}'
 WAITS = 'openmrs_database_waits_for_replica{job="database",tier="database",member="db-1",server="10.213.89.10",instance="m"}'
+THREADS = 'mysql_global_status_threads_connected{job="database_servers",tier="database",member="db-1",instance="x"}'
+MAX_CONNECTIONS = 'mysql_global_variables_max_connections{job="database_servers",tier="database",member="db-1",instance="x"}'
 AVAILABLE = 'node_filesystem_avail_bytes{job="machines",tier="machines",member="local",mountpoint="/srv",fstype="ext4",device="d",instance="local"}'
 SIZE = 'node_filesystem_size_bytes{job="machines",tier="machines",member="local",mountpoint="/srv",fstype="ext4",device="d",instance="local"}'
 EXPIRY = 'probe_ssl_earliest_cert_expiry{job="app",tier="app",member="node1",instance="node1"}'
+# What the storage servers and the backup agents write for the node exporter (images/glusterfs/storage-metrics.py,
+# images/mariadb/backup-agent.py), served with their own tier and member.
+BRICK_SEEN_BY_1 = 'openmrs_storage_brick_connected{job="machines",tier="storage",member="files2",seen_by="files1",instance="local"}'
+BRICK_SEEN_BY_2 = 'openmrs_storage_brick_connected{job="machines",tier="storage",member="files2",seen_by="files2",instance="local"}'
+HEAL = 'openmrs_storage_heal_pending_entries{job="machines",tier="storage",member="files2",seen_by="files1",instance="local"}'
+SHIPPED = 'openmrs_backup_last_success_timestamp_seconds{job="machines",tier="backups",member="db-2",kind="ship",instance="local"}'
+ALLOWED = 'openmrs_backup_allowed_age_seconds{job="machines",tier="backups",member="db-2",kind="ship",instance="local"}'
+FAILED = 'openmrs_backup_last_attempt_failed{job="machines",tier="backups",member="files",kind="files",instance="local"}'
 
 
 @pytest.mark.parametrize("alert, series, fires_at, labels", [
@@ -111,8 +133,20 @@ EXPIRY = 'probe_ssl_earliest_cert_expiry{job="app",tier="app",member="node1",ins
     ("ReplicationStopped", {DB_UP_2: "1x22", WRITER: "0x22", REPLICATING: "1 1 0x20"}, "25s",
      {"tier": "database", "member": "db-2", "severity": "critical"}),
     ("SemiSyncOff", {WAITS: "1 1 0x20"}, "25s", {"tier": "database", "member": "db-1", "severity": "critical"}),
+    # 850 connections allowed: 120 in use, then 700 (82 %) as nodes' pools grow.
+    ("DatabaseConnectionsNearLimit", {THREADS: "120 120 700x20", MAX_CONNECTIONS: "850x22"}, "75s",
+     {"tier": "database", "member": "db-1", "severity": "warning"}),
     ("DiskFilling", {AVAILABLE: "100 100 10x20", SIZE: "100x22"}, "25s",
      {"tier": "machines", "member": "local", "mountpoint": "/srv", "severity": "warning"}),
+    # A brick that its own (stopped) server last saw connected, and another server sees lost.
+    ("RedundancyLost", {BRICK_SEEN_BY_1: "1 1 0x20", BRICK_SEEN_BY_2: "1x22"}, "25s",
+     {"tier": "storage", "member": "files2", "severity": "critical"}),
+    ("StorageNotHealing", {HEAL: "0 0 5x200"}, "920s", {"tier": "storage", "member": "files2", "severity": "warning"}),
+    # Shipped at 5 s, then no more: overdue once older than the 75 s its schedule allows.
+    ("BackupOverdue", {SHIPPED: "0 5x40", ALLOWED: "75x41"}, "85s",
+     {"tier": "backups", "member": "db-2", "kind": "ship", "severity": "critical"}),
+    ("BackupFailed", {FAILED: "0 0 1x20"}, "10s", {"tier": "backups", "member": "files", "kind": "files",
+                                                    "severity": "critical"}),
     # A certificate 100 days from its end, then (renewal forgotten, time passing) 20 days from it.
     ("CertificateExpiring", {EXPIRY: f"{100 * 86400}x1 {20 * 86400}x20"}, "10s",
      {"tier": "app", "member": "node1", "severity": "warning"}),
@@ -122,7 +156,7 @@ def test_each_alert_fires_on_the_fault_and_not_before(graph, tmp_path, alert, se
     the rule says (its `for` after the fault, the fault at 10 s), and not while every member serves."""
     rules = written(graph, "monitoring-prometheus-1", tmp_path)["alert-rules.yml"]
     groups = yaml.safe_load(rules.read_text())["groups"]
-    annotations = {rule["alert"]: rule["annotations"] for group in groups for rule in group["rules"]}
+    annotations = {rule["alert"]: rule["annotations"] for group in groups for rule in group["rules"] if "alert" in rule}
     assert alert in annotations
     firing = subprocess.run([tool("promtool"), "test", "rules", str(_rule_test(tmp_path, rules, series, fires_at, alert))],
                             capture_output=True, text=True)
@@ -134,6 +168,34 @@ def test_each_alert_fires_on_the_fault_and_not_before(graph, tmp_path, alert, se
     quiet = subprocess.run([tool("promtool"), "test", "rules", str(_rule_test(tmp_path, rules, series, "5s", alert))],
                            capture_output=True, text=True)
     assert quiet.returncode == 0, quiet.stdout + quiet.stderr
+
+
+TRAFFIC = 'job="balancer_traffic",tier="balancers",member="balancer1"'
+APACHE_RESPONSES = ('openmrs_balancer_responses_total{{' + TRAFFIC
+                    + ',code="{code}",pool="openmrs-nodes",route="node1",prog="balancer.mtail"}}')
+HAPROXY_RESPONSES = 'haproxy_frontend_http_responses_total{{' + TRAFFIC + ',proxy="https",code="{code}"}}'
+
+
+@pytest.mark.parametrize("engine_series", [APACHE_RESPONSES, HAPROXY_RESPONSES])
+def test_the_dashboard_reads_responses_and_errors_alike_from_either_engine(graph, tmp_path, engine_series):
+    """10 responses a second, 1 of them a server error: the dashboard's figures for a balancer of either engine."""
+    rules = written(graph, "monitoring-prometheus-1", tmp_path)["alert-rules.yml"]
+    ok, error = ("200", "502") if engine_series == APACHE_RESPONSES else ("2xx", "5xx")
+    test = tmp_path / "traffic.yml"
+
+    def expected(record: str, value: float) -> dict:
+        return {"expr": record, "eval_time": "2m",
+                "exp_samples": [{"labels": f'{record}{{member="balancer1",tier="balancers"}}', "value": value}]}
+
+    test.write_text(yaml.safe_dump({
+        "rule_files": [str(rules)], "evaluation_interval": "5s",
+        "tests": [{"interval": "5s",
+                   "input_series": [{"series": engine_series.format(code=ok), "values": "0+45x30"},
+                                    {"series": engine_series.format(code=error), "values": "0+5x30"}],
+                   "promql_expr_test": [expected("openmrs:balancer_responses:rate1m", 10),
+                                        expected("openmrs:balancer_errors:rate1m", 1)]}]}))
+    check = subprocess.run([tool("promtool"), "test", "rules", str(test)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
 
 
 def _rule_test(directory: Path, rules: Path, series: dict[str, str], at: str, alert: str) -> Path:
@@ -196,3 +258,42 @@ def test_the_dashboard_is_behind_the_balancers_path_or_on_the_back_network_behin
     (outputs,) = [unwrap(o) for urn, o in f5.component_outputs.items() if urn.endswith("Monitoring::monitoring")]
     first = f5.named("monitoring-prometheus-1").plain("networksAdvanced")[0]["ipv4Address"]
     assert outputs["dashboard_url"] == f"https://{first}:9090/monitoring/consoles/openmrs.html"
+
+
+@pytest.mark.parametrize("engine", ["apache", "haproxy"])
+def test_each_balancer_serves_its_counts_on_its_private_address_to_the_prometheus_pair_alone(engine):
+    graph = run_program("local", with_overrides(stack_config("local"), balancer={"engine": engine}))
+    prometheus = yaml.safe_load(uploaded(graph, "monitoring-prometheus-1")[f"{DIRECTORY}/prometheus.yml"])
+    (job,) = [job for job in prometheus["scrape_configs"] if job["job_name"] == "balancer_traffic"]
+    assert {"cert_file", "key_file"} <= set(job["tls_config"])  # Prometheus' own certificate
+    targets = [config["targets"][0] for config in job["static_configs"]]
+    for index, name in enumerate([f"lb-{engine}", f"lb-{engine}-2"]):
+        balancer = graph.named(name)
+        private = balancer.plain("networksAdvanced")[0]["ipv4Address"]
+        assert dict(e.split("=", 1) for e in balancer.plain("envs"))["METRICS_ADDRESS"] == private
+        assert targets[index] == f"{private}:9117"
+        assert not any(port["internal"] == 9117 for port in balancer.plain("ports") or [])
+    config = next(u["content"] for u in graph.named(f"lb-{engine}").plain("uploads") if "openmrs-balancer" in u["file"])
+    if engine == "apache":
+        assert "Listen ${METRICS_ADDRESS}:9117 https" in config and "SSLVerifyClient require" in config
+        assert 'Require expr "%{SSL_CLIENT_S_DN_CN} =~ /^prometheus[0-9]+$/"' in config
+    else:
+        assert 'bind "${METRICS_ADDRESS}:9117" ssl crt' in config and "verify required" in config
+        assert "http-request deny unless { ssl_c_s_dn(cn) -m reg ^prometheus[0-9]+$ }" in config
+    # The names the balancers accept are those of the Prometheus pair's certificates.
+    assert graph.named("monitoring-prometheus-1-csr").plain("subject")["commonName"] == "prometheus1"
+
+
+def test_a_mysqld_exporter_beside_each_database_server_with_an_account_for_its_address_alone(hosts_graph):
+    for index in (1, 2):
+        server, exporter = hosts_graph.named(f"db-{index}"), hosts_graph.named(f"monitoring-db-{index}")
+        assert exporter.provider == server.provider  # on the server's machine
+        environment = dict(e.split("=", 1) for e in unwrap(server.inputs["envs"]))
+        address = exporter.plain("networksAdvanced")[0]["ipv4Address"]
+        assert environment["MARIADB_EXPORTER_HOST"] == address
+        client = uploaded(hosts_graph, f"monitoring-db-{index}")[f"{DIRECTORY}/exporter.cnf"]
+        assert f"password = {environment['MARIADB_EXPORTER_PASSWORD']}" in client
+        assert f"host = {server.plain('networksAdvanced')[0]['ipv4Address']}" in client and "ssl-ca = " in client
+        uploads = exporter.inputs["uploads"]
+        assert is_secret(uploads) or all(is_secret(u) or is_secret(u.get("content")) for u in uploads
+                                         if unwrap(u)["file"].endswith("exporter.cnf"))

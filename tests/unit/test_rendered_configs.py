@@ -22,6 +22,11 @@ def uploaded(graph, container: str) -> dict[str, str]:
     return {upload["file"]: upload["content"] for upload in unwrap(graph.named(container).inputs["uploads"])}
 
 
+def environment_of(graph, container: str) -> dict[str, str]:
+    """The server's own environment, as the container gives it (its metrics address), over this machine's."""
+    return {**os.environ, **dict(entry.split("=", 1) for entry in unwrap(graph.named(container).inputs.get("envs") or []))}
+
+
 def with_site_certificate(graph, content: str, directory) -> str:
     """The balancer's configuration reading the certificate and key the program made (as the step installs
     them in the balancer's volume) from `directory`: `apache2 -t` loads them."""
@@ -52,7 +57,7 @@ def test_apache_accepts_the_balancer_config(tmp_path, apache_runtime_dir, schedu
     path = tmp_path / "balancer.conf"
     path.write_text(content)
     check = subprocess.run([shutil.which("apache2") or "/usr/sbin/apache2", "-t", "-f", str(path)],
-                           capture_output=True, text=True)
+                           capture_output=True, text=True, env=environment_of(graph, "lb-apache"))
     assert check.returncode == 0, check.stderr
     assert "Syntax OK" in check.stderr
 
@@ -62,7 +67,8 @@ def test_apache_rejects_a_broken_balancer_config(tmp_path, graph, apache_runtime
     content = uploaded(graph, "lb-apache")[APACHE_CONFIG]
     path = tmp_path / "balancer.conf"
     path.write_text(content.replace("ProxySet", "ProxySett"))
-    assert subprocess.run(["/usr/sbin/apache2", "-t", "-f", str(path)], capture_output=True).returncode != 0
+    assert subprocess.run(["/usr/sbin/apache2", "-t", "-f", str(path)], capture_output=True,
+                          env=environment_of(graph, "lb-apache")).returncode != 0
 
 
 def haproxy_check(graph, directory, change=lambda content: content) -> subprocess.CompletedProcess:
@@ -75,7 +81,7 @@ def haproxy_check(graph, directory, change=lambda content: content) -> subproces
     path = directory / "haproxy.cfg"
     path.write_text(change(content))
     return subprocess.run([shutil.which("haproxy") or "/usr/sbin/haproxy", "-c", "-f", str(path)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=environment_of(graph, "lb-haproxy"))
 
 
 @pytest.mark.parametrize("scheduling", ["round_robin", "by_busyness"])

@@ -146,7 +146,10 @@ def test_plain_http_only_redirects_and_https_follows_mozillas_intermediate_profi
     assert redirect.strip() == "Redirect 308 / https://openmrs.clinic.example:8443/"
     # Proxying, and the balancer's manager, only in the HTTPS host (which the main server would lend the other)
     https = re.search(r"<VirtualHost \*:443>(.*?)</VirtualHost>", apache, re.S)[1]
-    outside = apache.replace(https, "")
+    # The monitoring's host proxies to the balancer's own counter on its loopback, and nothing else.
+    metrics = re.search(r"<VirtualHost \$\{METRICS_ADDRESS\}:9117>(.*?)</VirtualHost>", apache, re.S)[1]
+    assert re.findall(r"ProxyPass .*", metrics) == ['ProxyPass "http://127.0.0.1:3903/metrics"']
+    outside = apache.replace(https, "").replace(metrics, "")
     assert "ProxyPass " in https and "balancer-manager" in https and "SSLEngine on" in https
     assert not re.search(r"ProxyPass |BalancerMember|SetHandler balancer-manager", outside)
     assert "SSLProtocol -all +TLSv1.2 +TLSv1.3" in apache
