@@ -1,4 +1,5 @@
 """The local cluster deployed from the program's own registered inputs onto the real Docker engine."""
+import sys
 from pathlib import Path
 
 import docker
@@ -6,11 +7,7 @@ import docker.errors
 import pytest
 
 from components.checksums import checksum
-from local_cluster import MONITORING, deployed
-
-# Backups of the shared cluster on a short schedule, so that tests/integration/test_backups.py's restore
-# waits seconds for a shipment and a minute for a snapshot of the files.
-BACKUP = {"ship_every_seconds": 5, "files_every_minutes": 1, "full_every_hours": 1}
+from local_cluster import BACKUP, MONITORING, deployed
 
 # Measured figures, printed at the end of the run (the closing notes and README quote them).
 FIGURES: dict[str, str] = {}
@@ -26,6 +23,16 @@ def pytest_collection_modifyitems(items):
     """Tests with a deployment of their own first, then those of the shared one: so that two clusters
     never run at once on the machine's 2 cores (each module tears its own down when it ends)."""
     items.sort(key=shares_the_cluster)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_logreport(report):
+    """Each failure printed when it happens, with the figures so far: a run cut short by CI's time limit
+    still says what failed and why (pytest itself prints failures only at the end)."""
+    if report.failed:
+        sys.stdout.write(f"\n{'=' * 30} {report.nodeid} ({report.when}) FAILED {'=' * 30}\n"
+                         f"{report.longreprtext}\n{FIGURES}\n")
+        sys.stdout.flush()
 
 
 def pytest_terminal_summary(terminalreporter):
