@@ -535,9 +535,31 @@ def sessions_stay_on_their_node(cluster: LocalCluster, sessions: int, requests_e
     return login_routes
 
 
+# Backups of the shared cluster on a short schedule, so that tests/integration/test_backups.py's restore
+# waits seconds for a shipment and a minute for a snapshot of the files.
+BACKUP = {"ship_every_seconds": 5, "files_every_minutes": 1, "full_every_hours": 1}
 # Where the shared cluster's alerts go: tests/integration/test_monitoring.py starts a receiver there.
 MONITORING_RECEIVER = "10.213.90.240"
 MONITORING = {"alert_webhooks": [f"https://{MONITORING_RECEIVER}:8443/alerts"]}
+
+
+def test_stack_config(subnet: str = "10.213.90.0/24", app: dict[str, Any] | None = None,
+                      backup: dict[str, Any] | None = None, monitoring: dict[str, Any] | None = None,
+                      **balancer: Any) -> dict[str, Any]:
+    """The local stack as the tests deploy it: NODES stand-in nodes and a fast heartbeat."""
+    return with_overrides(
+        stack_config("local"),
+        app={"nodes": NODES, "build": "tests/standin", "start_period_seconds": 120,
+             "scheduler": {"poll_seconds": KEEPER_POLL_SECONDS, "grace_seconds": KEEPER_GRACE_SECONDS}, **(app or {})},
+        balancer={"heartbeat": HEARTBEAT, **balancer},
+        network={"subnet": subnet},
+        # The search image cannot be pulled here and the stand-in does no search: the nodes are given an
+        # existing cluster's address that nothing answers (the search tier is proven by the graph tests).
+        search={"uris": [UNANSWERED_SEARCH_URI]},
+        frontend={"registry_authorities_file": registry_authorities()},
+        backup=backup or {"enabled": False},
+        monitoring=monitoring or {"enabled": False},
+    )
 
 
 @contextlib.contextmanager
@@ -550,19 +572,7 @@ def deployed(client: docker.DockerClient, stack: str = "itest", subnet: str = "1
     port, https_port = free_loopback_port(), free_loopback_port()
     while abs(port - https_port) < 2:
         https_port = free_loopback_port()
-    config = with_overrides(
-        stack_config("local"),
-        app={"nodes": NODES, "build": "tests/standin", "start_period_seconds": 120,
-             "scheduler": {"poll_seconds": KEEPER_POLL_SECONDS, "grace_seconds": KEEPER_GRACE_SECONDS}, **(app or {})},
-        balancer={"port": port, "https_port": https_port, "heartbeat": HEARTBEAT, **balancer},
-        network={"subnet": subnet},
-        # The search image cannot be pulled here and the stand-in does no search: the nodes are given an
-        # existing cluster's address that nothing answers (the search tier is proven by the graph tests).
-        search={"uris": [UNANSWERED_SEARCH_URI]},
-        frontend={"registry_authorities_file": registry_authorities()},
-        backup=backup or {"enabled": False},
-        monitoring=monitoring or {"enabled": False},
-    )
+    config = test_stack_config(subnet, app, backup, monitoring, port=port, https_port=https_port, **balancer)
     graph = run_program(stack, config)
     trust_authority(graph)
     deployer = Deployer(graph, PROJECT_ROOT, client)
