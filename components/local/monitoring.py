@@ -26,6 +26,7 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
+from ..config.balancer import BalancerConfig
 from ..monitoring import MonitoringArgs, MonitoringOutputs
 from ..render import render
 from ..tomcat_pool import route_of
@@ -91,10 +92,8 @@ def probes(args: MonitoringArgs) -> list[dict]:
     if cluster.balancer.engine != "external":
         jobs.append({"name": "balancers", "tier": "balancers", "module": "balancer",
                      "why": "Each balancer, as clients ask it for a node's health.",
-                     "members": [{"name": f"balancer{index + 1}",
-                                  "url": f"https://{address}:{HTTPS_PORT}{heartbeat_path}"}
-                                 for index, host in enumerate(BALANCER_HOSTS[:2 if cluster.balancer.pair else 1])
-                                 for address in [network.address(host)]]})
+                     "members": [{"name": name, "url": f"https://{address}:{HTTPS_PORT}{heartbeat_path}"}
+                                 for name, address in balancers(cluster.balancer, network)]})
     if cluster.storage.replicated:
         jobs.append({"name": "storage", "tier": "storage", "module": "port", "why": "Each storage server's glusterd.",
                      "members": [{"name": storage.server_name(index), "url": f"{network.address(host)}:{GLUSTERD_PORT}"}
@@ -138,8 +137,14 @@ def balancer_traffic(args: MonitoringArgs) -> dict | None:
     if balancer.engine == "external":
         return None
     return {"server_name": args.cluster.tls.host_name,
-            "members": [{"name": f"balancer{index + 1}", "address": f"{network.address(host)}:{BALANCER_METRICS_PORT}"}
-                        for index, host in enumerate(BALANCER_HOSTS[:2 if balancer.pair else 1])]}
+            "members": [{"name": name, "address": f"{address}:{BALANCER_METRICS_PORT}"}
+                        for name, address in balancers(balancer, network)]}
+
+
+def balancers(balancer: BalancerConfig, network: LocalNetwork) -> list[tuple[str, str]]:
+    """Each of the stack's balancers: its name in the metrics, and its address."""
+    return [(f"balancer{index + 1}", network.address(host))
+            for index, host in enumerate(BALANCER_HOSTS[:2 if balancer.pair else 1])]
 
 
 def alert_rules(args: MonitoringArgs) -> str:
