@@ -543,7 +543,7 @@ MONITORING_RECEIVER = "10.213.90.240"
 MONITORING = {"alert_webhooks": [f"https://{MONITORING_RECEIVER}:8443/alerts"]}
 
 
-def test_stack_config(subnet: str = "10.213.90.0/24", app: dict[str, Any] | None = None,
+def deployed_config(subnet: str = "10.213.90.0/24", app: dict[str, Any] | None = None,
                       backup: dict[str, Any] | None = None, monitoring: dict[str, Any] | None = None,
                       **balancer: Any) -> dict[str, Any]:
     """The local stack as the tests deploy it: NODES stand-in nodes and a fast heartbeat."""
@@ -572,7 +572,7 @@ def deployed(client: docker.DockerClient, stack: str = "itest", subnet: str = "1
     port, https_port = free_loopback_port(), free_loopback_port()
     while abs(port - https_port) < 2:
         https_port = free_loopback_port()
-    config = test_stack_config(subnet, app, backup, monitoring, port=port, https_port=https_port, **balancer)
+    config = deployed_config(subnet, app, backup, monitoring, port=port, https_port=https_port, **balancer)
     graph = run_program(stack, config)
     trust_authority(graph)
     deployer = Deployer(graph, PROJECT_ROOT, client)

@@ -4,7 +4,7 @@ tests leave to it. The deployments then find every image built (the deployer bui
 import docker
 
 from deployer import Deployer
-from local_cluster import BACKUP, MONITORING, PROJECT_ROOT, test_stack_config
+from local_cluster import BACKUP, MONITORING, PROJECT_ROOT, deployed_config
 from program import run_program
 
 # The shared cluster's stack (conftest.py) and test_haproxy.py's; the hosts' images are a subset.
@@ -15,7 +15,7 @@ STACKS = {"itest": {"backup": BACKUP, "monitoring": MONITORING},
 def main() -> None:
     client = docker.from_env()
     for stack, settings in STACKS.items():
-        Deployer(run_program(stack, test_stack_config(**settings)), PROJECT_ROOT, client).build_images()
+        Deployer(run_program(stack, deployed_config(**settings)), PROJECT_ROOT, client).build_images()
 
 
 if __name__ == "__main__":
