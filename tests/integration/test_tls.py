@@ -279,8 +279,8 @@ def test_a_new_authority_replaces_the_old_one_in_three_updates_under_load_withou
     presented = {"balancer": served_certificate(https_port)}
     presented |= {server: served_chain_leaf(cluster, server, "-starttls mysql -connect 127.0.0.1:3306")
                   for server in cluster.databases}
-    presented[storage[0]] = served_chain_leaf(cluster, storage[0], "-cert /etc/glusterfs/tls/certificate.pem -key "
-                                           "/etc/glusterfs/tls/private-key.pem -connect 127.0.0.1:24007")
+    presented[storage[0]] = served_chain_leaf(cluster, storage[0], "-cert /etc/glusterfs/tls/certificate.pem "
+                                              "-key /etc/glusterfs/tls/private-key.pem -connect 127.0.0.1:24007")
     monitor = cluster.graph.named("db-monitor").plain("name")
     presented[monitor] = served_chain_leaf(cluster, monitor, "-cert /etc/db-monitor/tls/certificate.pem -key "
                                            "/etc/db-monitor/tls/private-key.pem -connect 127.0.0.1:8700")
