@@ -25,7 +25,7 @@ from ..tomcat_pool import (
 )
 from . import images
 from .engines import STEP_INTERPRETER
-from .network import LOG_OPTIONS, LocalNetwork, Machine
+from .network import LOG_OPTIONS, LocalNetwork, Machine, readiness_check_interval
 
 SERVER_XML = "/usr/local/tomcat/conf/server.xml"
 # The stack's authority, with which a node checks the database servers' and the search servers' certificates.
@@ -223,7 +223,7 @@ def build(
             hosts=discovery_hosts(network, settings.nodes),
             healthcheck=docker.ContainerHealthcheckArgs(
                 tests=["CMD", "curl", "-fsS", "-o", "/dev/null", f"http://localhost:{settings.port}{heartbeat.path}"],
-                interval=f"{heartbeat.interval_seconds}s",
+                interval=readiness_check_interval(heartbeat.interval_seconds),
                 timeout="5s",
                 retries=heartbeat.fails,
                 start_period=f"{settings.start_period_seconds}s",

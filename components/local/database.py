@@ -27,7 +27,7 @@ from .certificate_rollout import AUTHORITY, KINDS
 from .certificates import Holder, certificate_volume, mount, rollout_step
 from .network import (
     DATABASE_EXPORTER_HOSTS, DATABASE_HOSTS, DATABASE_VIRTUAL_HOST, FIRST_BACKUP_HOST, FIRST_DATABASE_MONITOR_HOST,
-    LOG_OPTIONS, Machine,
+    HEALTH_CHECK_SECONDS, LOG_OPTIONS, Machine,
 )
 from .vrrp import CAPABILITIES as VRRP_CAPABILITIES, FileCheck, VrrpPair
 
@@ -210,7 +210,7 @@ def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -
             networks_advanced=[network.attach(machine, monitor_address)],
             healthcheck=docker.ContainerHealthcheckArgs(
                 tests=["CMD", "python3", "/usr/local/bin/db-monitor", "--check"],
-                interval="1s", timeout="5s", retries=3, start_period="60s",
+                interval=f"{HEALTH_CHECK_SECONDS}s", timeout="5s", retries=3, start_period="60s",
             ),
             capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
             restart="unless-stopped",

@@ -26,7 +26,7 @@ from . import images, static_content
 from .app_nodes import NODE_TLS_PORT
 from .certificate_rollout import APACHE_CONFIG as CONFIG_FILE, AUTHORITY, CERTIFICATE, KINDS, PRIVATE_KEY
 from .certificates import TLS12_CIPHERS, Holder, certificate_volume, mount, rollout_step
-from .network import BALANCER_HOSTS, BALANCER_VIRTUAL_HOST, LOG_OPTIONS, PROMETHEUS_HOSTS
+from .network import BALANCER_HOSTS, BALANCER_VIRTUAL_HOST, HEALTH_CHECK_SECONDS, LOG_OPTIONS, PROMETHEUS_HOSTS
 from .rollout import MANAGER as MANAGER_URL
 from .vrrp import CAPABILITIES as VRRP_CAPABILITIES, FrontAddress, ScriptCheck, VrrpPair
 
@@ -278,8 +278,11 @@ def run(component: pulumi.ComponentResource, name: str, args: LoadBalancerTierAr
             envs=[f"METRICS_ADDRESS={network.address(BALANCER_HOSTS[index])}"] if metrics_listener(args) else None,
             ports=ports or None,
             sysctls={"net.ipv4.ip_unprivileged_port_start": str(HTTP_PORT)},
+            # Timeouts as long as the other tiers' checks: a replacement starts while the machine may be busy
+            # (images copied to a new host beside it), and three slow answers in a row would end the update.
             healthcheck=docker.ContainerHealthcheckArgs(
-                tests=["CMD-SHELL", health], interval="5s", timeout="3s", retries=3, start_period="10s"),
+                tests=["CMD-SHELL", health], interval=f"{HEALTH_CHECK_SECONDS}s", timeout="5s", retries=3,
+                start_period="30s"),
             capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=capabilities),
             restart="unless-stopped",
             # Stopped, not killed, when replaced: it hands the address over and finishes its requests first.

@@ -53,6 +53,19 @@ METRICS_DIRECTORY = "/var/lib/openmrs-metrics"
 # Every container's log on its machine (Docker's json-file driver): rotated, at most 3 files of 10 MB.
 LOG_OPTIONS = {"max-size": "10m", "max-file": "3"}
 
+# The engines' own health checks. Each is a process the engine starts in the container: about 0.1 s of CPU for
+# a curl, 0.25-0.3 s for a Python or Gluster client, the engine's part included; every 1-2 s on two dozen
+# containers kept a 2-core machine busy at rest. A balancer's heartbeats, not these, take a member out of
+# service: these tell the engine, and a deployment waiting on a container, that it is ready. Nodes and static
+# servers, which a rolling update waits on one after another, are checked at the heartbeat's interval but no
+# more often than every READINESS_CHECK_SECONDS; the others every HEALTH_CHECK_SECONDS.
+READINESS_CHECK_SECONDS = 2
+HEALTH_CHECK_SECONDS = 5
+
+
+def readiness_check_interval(heartbeat_interval_seconds: int) -> str:
+    return f"{max(heartbeat_interval_seconds, READINESS_CHECK_SECONDS)}s"
+
 
 @dataclass
 class Machine:

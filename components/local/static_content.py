@@ -15,7 +15,7 @@ from ..static_content_tier import StaticContentTierArgs, StaticContentTierOutput
 from . import images
 from .app_nodes import replaced_in_turn, rollout_settings
 from .certificates import TLS12_CIPHERS
-from .network import LOG_OPTIONS
+from .network import LOG_OPTIONS, readiness_check_interval
 
 CONTEXT, REPOSITORY = "images/o3-frontend", "openmrs-cluster/o3-frontend"
 BALANCER_NAME = "openmrs-static"  # the balancers' second balancer, beside the nodes'
@@ -77,7 +77,8 @@ def build(component: pulumi.ComponentResource, name: str, args: StaticContentTie
                 # -k: over its own loopback, where the certificate (for its route) has nothing to prove.
                 tests=["CMD", "curl", "-fsSk", "-o", "/dev/null",
                        f"https://localhost:{TLS_PORT}{health_path(cluster.app.context_path)}"],
-                interval=f"{heartbeat.interval_seconds}s", timeout="3s", retries=heartbeat.fails, start_period="10s"),
+                interval=readiness_check_interval(heartbeat.interval_seconds), timeout="3s", retries=heartbeat.fails,
+                start_period="10s"),
             memory=256,
             capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
             restart="unless-stopped",

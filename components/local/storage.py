@@ -17,7 +17,8 @@ import pulumi_docker as docker
 from ..shared_storage import DATA_DIRECTORY, OPENMRS_UID, SharedMount, SharedStorageArgs
 from . import images
 from .certificates import TLS12_CIPHERS, Holder, certificate_volume, mount, rollout_step
-from .network import FIRST_STORAGE_CLIENT_HOST, LOG_OPTIONS, METRICS_DIRECTORY, STORAGE_HOSTS, LocalNetwork, Machine
+from .network import (FIRST_STORAGE_CLIENT_HOST, HEALTH_CHECK_SECONDS, LOG_OPTIONS, METRICS_DIRECTORY, STORAGE_HOSTS,
+                      LocalNetwork, Machine)
 
 VOLUME = "openmrs"
 # The names on the storage tier's certificates, and the only ones the bricks let in (auth.ssl-allow): the
@@ -87,7 +88,8 @@ def replicated(component: pulumi.ComponentResource, name: str, args: SharedStora
             networks_advanced=[network.attach(machine, address)],
             hosts=known_servers,
             healthcheck=docker.ContainerHealthcheckArgs(
-                tests=["CMD-SHELL", ready], interval="2s", timeout="5s", retries=5, start_period="60s"),
+                tests=["CMD-SHELL", ready], interval=f"{HEALTH_CHECK_SECONDS}s", timeout="5s", retries=5,
+                start_period="60s"),
             capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=server_capabilities),
             restart="unless-stopped",
             # Healthy: glusterd answers; on the first server, the volume has started too.
@@ -165,7 +167,8 @@ def client(component: pulumi.ComponentResource, name: str, network: LocalNetwork
         networks_advanced=[network.attach(machine, address)],
         hosts=known_servers,
         healthcheck=docker.ContainerHealthcheckArgs(
-            tests=["CMD-SHELL", client_ready], interval="2s", timeout="5s", retries=5, start_period="60s"),
+            tests=["CMD-SHELL", client_ready], interval=f"{HEALTH_CHECK_SECONDS}s", timeout="5s", retries=5,
+            start_period="60s"),
         # Mounting needs SYS_ADMIN and, where AppArmor runs, a profile that allows mount; chown the folders.
         capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=["SYS_ADMIN", "CHOWN"]),
         security_opts=["apparmor=unconfined"],
