@@ -358,6 +358,15 @@ class LocalCluster:
                        if env.startswith("OMRS_ADMIN_USER_PASSWORD=")]
         return password
 
+    def took_out_at(self, route: str, since: float) -> float | None:
+        """When the first balancer wrote that it took `route` out of service, epoch seconds (the time Docker
+        received the line): its heartbeat-watch's "marked failed" (Apache) or its "is DOWN" (HAProxy)."""
+        log = self.client.api.logs(self.balancer, timestamps=True, since=int(since)).decode(errors="replace")
+        said = re.compile(rf"//{route}:\d+ .*: marked failed|/{route} is DOWN")
+        moments = [docker_time(stamp) for stamp, _, text in (line.partition(" ") for line in log.splitlines())
+                   if said.search(text)]
+        return next((moment for moment in moments if moment >= since), None)
+
     def balancer_complaints(self) -> list[str]:
         """The balancer's log lines about anything but a 200, to explain a failed request."""
         log = self.client.containers.get(self.balancer).logs().decode(errors="replace").splitlines()
