@@ -100,8 +100,9 @@ def test_a_dropped_table_and_deleted_files_come_back_as_they_were_at_a_moment(lo
         # Writing again works, and the agents back up the new history: a full backup of it at once.
         new_rows, _ = write(cluster, http, 1)
         assert wait_for(lambda: rows_present(cluster, replica, new_rows), timeout=30)
+        # As long as the first full backup is given above: it is the same work, once the replica replicates.
         full_again = wait_for(lambda: any(cluster.backup_status(agent)["full_backups"] for agent in databases),
-                              timeout=180, poll=5)
+                              timeout=300, poll=5)
         if not full_again:  # shown whole in the failure's captured output, where an assertion's message is cut
             for agent in databases:
                 print(f"{agent}: {json.dumps(cluster.backup_status(agent))}\n"
