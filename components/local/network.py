@@ -58,7 +58,8 @@ LOG_OPTIONS = {"max-size": "10m", "max-file": "3"}
 # containers kept a 2-core machine busy at rest. A balancer's heartbeats, not these, take a member out of
 # service: these tell the engine, and a deployment waiting on a container, that it is ready. Nodes and static
 # servers, which a rolling update waits on one after another, are checked at the heartbeat's interval but no
-# more often than every READINESS_CHECK_SECONDS; the others every HEALTH_CHECK_SECONDS.
+# more often than every READINESS_CHECK_SECONDS; the balancers, database monitors and storage every
+# HEALTH_CHECK_SECONDS.
 READINESS_CHECK_SECONDS = 2
 HEALTH_CHECK_SECONDS = 5
 
