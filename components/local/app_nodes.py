@@ -25,7 +25,7 @@ from ..tomcat_pool import (
 )
 from . import images
 from .engines import STEP_INTERPRETER
-from .network import LOG_OPTIONS, LocalNetwork, Machine, readiness_check_interval
+from .network import HEALTH_CHECK_SECONDS, LOG_OPTIONS, LocalNetwork, Machine, readiness_check_interval
 
 SERVER_XML = "/usr/local/tomcat/conf/server.xml"
 # The stack's authority, with which a node checks the database servers' and the search servers' certificates.
@@ -270,7 +270,8 @@ def scheduler_keeper(component: pulumi.ComponentResource, name: str, args: Tomca
         hosts=discovery_hosts(network, settings.nodes),
         healthcheck=docker.ContainerHealthcheckArgs(
             tests=["CMD", "python3", "/usr/local/bin/scheduler-keeper", "--check"],
-            interval="5s", timeout="5s", retries=3, start_period=f"{settings.scheduler.poll_seconds * 3}s",
+            interval=f"{HEALTH_CHECK_SECONDS}s", timeout="5s", retries=3,
+            start_period=f"{settings.scheduler.poll_seconds * 3}s",
         ),
         capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
         restart="unless-stopped",

@@ -153,7 +153,7 @@ def build(component: pulumi.ComponentResource, name: str, args: MySQLPairArgs) -
             networks_advanced=[network.attach(machine, address)],
             healthcheck=docker.ContainerHealthcheckArgs(
                 tests=["CMD-SHELL", f"/usr/local/bin/mariadb-healthcheck && {pair.running_check()}"],
-                interval="5s", timeout="5s", retries=6, start_period="120s",
+                interval=f"{HEALTH_CHECK_SECONDS}s", timeout="5s", retries=6, start_period="120s",
             ),
             # MariaDB starts as mysql through setpriv (SETUID, SETGID); keepalived needs its own two.
             capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=["SETUID", "SETGID", *VRRP_CAPABILITIES]),

@@ -37,7 +37,7 @@ from .load_balancer import (BALANCER_NAME, DASHBOARD_PATH as PATH, DASHBOARD_POR
                             METRICS_PORT as BALANCER_METRICS_PORT)
 from .network import (
     ALERTMANAGER_HOSTS, BALANCER_HOSTS, BLACKBOX_HOSTS, DATABASE_EXPORTER_HOSTS, FIRST_MACHINE_EXPORTER_HOST,
-    LOG_OPTIONS, METRICS_DIRECTORY, PROMETHEUS_HOSTS, STORAGE_HOSTS, LocalNetwork,
+    HEALTH_CHECK_SECONDS, LOG_OPTIONS, METRICS_DIRECTORY, PROMETHEUS_HOSTS, STORAGE_HOSTS, LocalNetwork,
 )
 
 CONTEXT, REPOSITORY = "images/monitoring", "openmrs-cluster/monitoring"
@@ -321,4 +321,4 @@ def _ready(port: int, path: str) -> docker.ContainerHealthcheckArgs:
     return docker.ContainerHealthcheckArgs(
         tests=["CMD-SHELL", f'curl -fsSk -o /dev/null -u "{USERNAME}:$(cat {FILES["password"]})" '
                             f"https://localhost:{port}{path}"],
-        interval="5s", timeout="4s", retries=3, start_period="30s")
+        interval=f"{HEALTH_CHECK_SECONDS}s", timeout="4s", retries=3, start_period="30s")

@@ -54,12 +54,12 @@ METRICS_DIRECTORY = "/var/lib/openmrs-metrics"
 LOG_OPTIONS = {"max-size": "10m", "max-file": "3"}
 
 # The engines' own health checks. Each is a process the engine starts in the container: about 0.1 s of CPU for
-# a curl, 0.25-0.3 s for a Python or Gluster client, the engine's part included; every 1-2 s on two dozen
-# containers kept a 2-core machine busy at rest. A balancer's heartbeats, not these, take a member out of
+# a curl through `docker exec`, 0.25-0.3 s for a Python or Gluster client; ten of two dozen containers checked
+# every 1-2 s kept a 2-core machine busy at rest. A balancer's heartbeats, not these, take a member out of
 # service: these tell the engine, and a deployment waiting on a container, that it is ready. Nodes and static
 # servers, which a rolling update waits on one after another, are checked at the heartbeat's interval but no
-# more often than every READINESS_CHECK_SECONDS; the balancers, database monitors and storage every
-# HEALTH_CHECK_SECONDS.
+# more often than every READINESS_CHECK_SECONDS; the other tiers every HEALTH_CHECK_SECONDS (the backup
+# agents every 30 s: their schedules are minutes long).
 READINESS_CHECK_SECONDS = 2
 HEALTH_CHECK_SECONDS = 5
 

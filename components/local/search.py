@@ -15,7 +15,7 @@ import pulumi_docker as docker
 
 from ..passwords import password
 from ..search_tier import SearchTierArgs, SearchTierOutputs
-from .network import LOG_OPTIONS, SEARCH_HOSTS
+from .network import HEALTH_CHECK_SECONDS, LOG_OPTIONS, SEARCH_HOSTS
 
 HTTP_PORT = 9200
 CERTS = "/usr/share/elasticsearch/config/certs"
@@ -66,7 +66,7 @@ def build(component: pulumi.ComponentResource, name: str, args: SearchTierArgs) 
             healthcheck=docker.ContainerHealthcheckArgs(
                 tests=["CMD-SHELL", f'curl -fsS --cacert {CERTS}/ca.crt -u "{USER}:$ELASTIC_PASSWORD" -o /dev/null '
                                     f'"https://{address}:{HTTP_PORT}/_cluster/health?wait_for_status=yellow&timeout=1s"'],
-                interval="5s", timeout="5s", retries=6, start_period="180s",
+                interval=f"{HEALTH_CHECK_SECONDS}s", timeout="5s", retries=6, start_period="180s",
             ),
             memory=2 * search.heap_mb,  # the heap and as much again for Lucene's files in the page cache
             capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
