@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -38,6 +39,7 @@ TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 LOCK_WAIT_SECONDS = 300
 # A transaction's row events are replayed as one statement: a bulk change is larger than the default packet.
 REPLAY_PACKET = "1G"
+STOPPING = threading.Event()  # set by docker stop (SIGTERM): `run` ends once its commands have ended
 
 
 def env(name: str, default: str | None = None) -> str:
@@ -79,7 +81,8 @@ def restic(*arguments: str, check: bool = True) -> subprocess.CompletedProcess:
     deadline = time.monotonic() + LOCK_WAIT_SECONDS
     while True:
         done = subprocess.run(["restic", "--no-cache", *arguments], capture_output=True, text=True)
-        if done.returncode == 0 or "already locked" not in done.stderr or time.monotonic() > deadline:
+        if done.returncode == 0 or "already locked" not in done.stderr or time.monotonic() > deadline \
+                or STOPPING.is_set():
             break
         time.sleep(2)
     if check:
@@ -99,6 +102,32 @@ def ensure_repository() -> None:
             return
         time.sleep(2)
     raise RuntimeError(f"the backup repository cannot be opened: {opened.stderr.strip()[-300:]}")
+
+
+def release_stale_locks() -> None:
+    """Removes the locks of this agent's host name whose process is gone, left when it was killed rather than
+    stopped (a crash, an engine's restart, docker stop's timeout), and any older than restic's 30 minutes. An
+    exclusive one would hold every other agent of the repository off, and restic never removes one by itself."""
+    def held() -> set[str]:
+        return set(restic("list", "locks", "--no-lock", check=False).stdout.split())
+
+    before = held()
+    restic("unlock", check=False)
+    if released := len(before - held()):
+        log(f"released {released} lock(s) left by this agent's killed commands")
+
+
+def stop_gracefully(signum: int, frame) -> None:
+    """docker stop: each command this agent runs is interrupted (SIGINT), as restic expects to be, so that it
+    removes its lock from the repository before it ends; killed at the stop's timeout, it would leave it there."""
+    STOPPING.set()
+    me = str(os.getpid())
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if stat.read_text().rsplit(")", 1)[1].split()[1] == me:  # the parent, after the command's (name)
+                os.kill(int(stat.parent.name), signal.SIGINT)
+        except (OSError, IndexError):
+            continue  # ended meanwhile
 
 
 def snapshots(tag: str, timeline: str | None = None) -> list[dict]:
@@ -181,6 +210,8 @@ def write_metrics(status: dict) -> None:
 
 def record(kind: str, started: float, size: int | None = None, error: str | None = None) -> None:
     """The last attempt of `kind`, and its last success."""
+    if error is not None and STOPPING.is_set():
+        return  # interrupted by docker stop: no failure of the backup
     status = load_status()
     attempt = {"at": stamp(now()), "seconds": round(time.monotonic() - started, 1)}
     if error is None:
@@ -299,21 +330,23 @@ def run_database() -> None:
     full_every_hours, retention_days = int(env("FULL_EVERY_HOURS")), int(env("RETENTION_DAYS"))
     ship_every = int(env("SHIP_EVERY_SECONDS"))
     ensure_repository()
+    release_stale_locks()
     timeline = timeline_at(now())
     if load_status().get("timeline") != timeline:
         # Restored since this agent last ran: the server's binary log starts again, and so does the spool.
         shutil.rmtree(SPOOL, ignore_errors=True)
         STATUS.unlink(missing_ok=True)
         save_status(started=stamp(now()), timeline=timeline)
-    stop = threading.Event()
-    threading.Thread(target=stream_binlogs, args=(stop,), daemon=True).start()
-    while True:
+    threading.Thread(target=stream_binlogs, args=(STOPPING,), daemon=True).start()
+    while not STOPPING.is_set():
         ship(server, timeline, retention_days, full_every_hours)
+        if STOPPING.is_set():
+            break
         try:
             full_backup(server, timeline, full_every_hours, retention_days)
         except (subprocess.SubprocessError, OSError, IndexError) as error:
             record("full", time.monotonic(), error=str(error))
-        time.sleep(ship_every)
+        STOPPING.wait(ship_every)
 
 
 # -- the shared files --------------------------------------------------------------------------------------------
@@ -323,7 +356,8 @@ def run_files() -> None:
     retention_days = int(env("RETENTION_DAYS"))
     folders = [str(Path(env("FILES_ROOT")) / folder) for folder in env("FOLDERS").split(",")]
     ensure_repository()
-    while True:
+    release_stale_locks()
+    while not STOPPING.is_set():
         started = time.monotonic()
         try:
             restic("backup", "--quiet", "--host", "files", "--tag", "files", *folders)
@@ -331,7 +365,7 @@ def run_files() -> None:
             forget("files", retention_days)
         except subprocess.CalledProcessError as error:
             record("files", started, error=error.stderr or str(error))
-        time.sleep(every)
+        STOPPING.wait(every)
 
 
 # -- health and status ------------------------------------------------------------------------------------------
@@ -493,7 +527,9 @@ def main(arguments: list[str]) -> int:
     if command == "run":
         STATE.mkdir(parents=True, exist_ok=True)
         save_status(started=stamp(now()))
+        signal.signal(signal.SIGTERM, stop_gracefully)
         run_database() if env("BACKUP_KIND") == "database" else run_files()
+        return 0
     if command == "check":
         return check()
     if command == "status":
