@@ -105,6 +105,21 @@ def docker_time(stamp: str) -> float:
             + float(f"0.{fraction or 0}"))
 
 
+def hang(container) -> float:
+    """Pauses `container` as a hung process would stop, and returns when (epoch seconds). The cgroup v1 freezer
+    gives up on a container whose processes are forking at that instant (a health check's exec starting in it,
+    say): Docker then answers "unable to freeze" and leaves it running, so a few more tries, a moment apart."""
+    for attempt in range(5):
+        hung_at = time.time()
+        try:
+            container.pause()
+            return hung_at
+        except docker.errors.APIError as refused:
+            if "unable to freeze" not in str(refused) or attempt == 4:
+                raise
+            time.sleep(0.5)
+
+
 def wait_for(condition, timeout: float, poll: float = 0.05):
     """The condition's first truthy value, or None once `timeout` seconds have passed."""
     deadline = time.monotonic() + timeout

@@ -11,7 +11,8 @@ import pytest
 import requests
 
 from local_cluster import (
-    KEEPER_GRACE_SECONDS, KEEPER_POLL_SECONDS, RequestStream, session_less_routes, sessions_stay_on_their_node, wait_for,
+    KEEPER_GRACE_SECONDS, KEEPER_POLL_SECONDS, RequestStream, hang, session_less_routes, sessions_stay_on_their_node,
+    wait_for,
 )
 
 pytestmark = pytest.mark.docker
@@ -144,10 +145,9 @@ def test_a_hung_node_is_taken_out_within_its_heartbeats_timeout(local_cluster, f
     stream.start()
     try:
         time.sleep(1)
-        hung, hung_at = time.monotonic(), time.time()
-        container.pause()
+        hung_at = hang(container)
         out = wait_for(lambda: not local_cluster.member_in(route), timeout=30, poll=0.2)
-        seen_out = time.monotonic() - hung
+        seen_out = time.time() - hung_at
         assert out, "the balancer never took the hung node out"
         took_out = local_cluster.took_out_at(route, hung_at)
         assert took_out, f"the balancer's log does not say when it took {route} out"
