@@ -248,7 +248,10 @@ class Outage:
     whole_after: float  # seconds from the machine's return to a whole cluster
 
     def describe(self) -> str:
-        return (", ".join(f"{name}: {self.failed[name]} failed, answered again within {self.longest_gap[name]:.1f} s"
+        def answered(gap: float) -> str:
+            return f"answered again within {gap:.1f} s" if gap != float("inf") else \
+                "none answered between the loss and the stream's end (each waits for its answer)"
+        return (", ".join(f"{name}: {self.failed[name]} failed, {answered(self.longest_gap[name])}"
                           for name in self.failed) + f"; whole {self.whole_after:.0f} s after its return")
 
 
