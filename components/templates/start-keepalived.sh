@@ -14,5 +14,7 @@ echo "{{ front_virtual_address }} dev $(interface_of {{ front_own_address }})" >
 {% endif %}
 # A restarted container keeps its files: pid files of the last run would make keepalived believe it runs.
 rm -f {{ pid_directory }}/*.pid
-exec keepalived --use-file {{ config_file }} --vrrp --log-console --log-detail \
-  --pid {{ pid_directory }}/keepalived.pid --vrrp_pid {{ pid_directory }}/vrrp.pid
+# In the background but not daemonised: a daemon's console is /dev/null, and its state changes (which member
+# took the address, when, and why) belong in the container's log.
+keepalived --dont-fork --use-file {{ config_file }} --vrrp --log-console --log-detail \
+  --pid {{ pid_directory }}/keepalived.pid --vrrp_pid {{ pid_directory }}/vrrp.pid &
